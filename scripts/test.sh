@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up .venv with everything the tests need, then run the whole suite:
+# ruff (lint and format), mypy, and pytest (unit tests, doctests, examples, benchmark smoke runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON_BIN="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON_BIN" -m venv .venv
+fi
+# torch is the oracle for the gradient tests (2.13.0: a CPU build)
+.venv/bin/python -m pip install -q -e ".[dev]" "torch==2.13.0"
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check src tests benchmarks examples
+.venv/bin/mypy
+.venv/bin/python -m pytest

@@ -1,0 +1,817 @@
+"""Primitives: their forward computations and the one table of backward rules.
+
+Every differentiable operation in chainrule is one of the primitives below. Each primitive
+computes its value with NumPy and, when gradients are being recorded, returns a Tensor that
+remembers the primitive's name, its inputs and attributes.
+
+Its backward rule lives in ``RULES`` with the signature ``rule(g, out, *inputs, **attrs)``:
+``g`` is ∂C/∂out, ``out`` is the forward value, ``inputs`` are the input *arrays*; it returns
+one gradient ∂C/∂input (or ``None``: not differentiable) per input. The engine undoes
+broadcasting (``tensor.unbroadcast``), casts to the input's dtype and accumulates. A rule may
+return a zero-argument callable for an expensive gradient (a matrix product): the engine calls
+it only if that input needs a gradient — e.g. never the gradient of the input data.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .tensor import Tensor, _grad_mode, tensor
+
+Rule = Callable[..., tuple[Any, ...]]
+RULES: dict[str, Rule] = {}
+
+_SCALARS = (bool, int, float)
+
+
+# ---------------------------------------------------------------------------------------------
+# plumbing
+# ---------------------------------------------------------------------------------------------
+def _apply(op: str, fwd: Callable[..., Any], inputs: tuple[Any, ...], **attrs: Any) -> Tensor:
+    """Run ``fwd`` on the inputs' arrays and record the node if any input requires grad."""
+    data = [x.data if type(x) is Tensor else x for x in inputs]
+    out = fwd(*data, **attrs) if attrs else fwd(*data)
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if _grad_mode.enabled:
+        for x in inputs:
+            if type(x) is Tensor and x.requires_grad:
+                return Tensor._make(out, op, inputs, attrs or None)
+    return Tensor._const(out)
+
+
+def _t(x: Any) -> Tensor:
+    """A Tensor for ``x`` (an unrecorded constant if ``x`` is not one already)."""
+    return x if isinstance(x, Tensor) else Tensor._const(np.asarray(tensor(x).data))
+
+
+def _coerce(value: Any, ref: Any) -> Any:
+    """Prepare a non-Tensor operand for a binary op with ``ref``.
+
+    Python scalars stay scalars (NumPy treats them as weak: ``float32 * 2.0`` stays float32);
+    arrays and lists take a floating ``ref``'s dtype so that mixing never upcasts silently.
+    """
+    if isinstance(value, Tensor):
+        return value
+    if type(value) in _SCALARS:  # exactly Python's: np.float64 subclasses float
+        return value
+    ref_dtype = ref.data.dtype if isinstance(ref, Tensor) else None
+    arr = tensor(value).data if not isinstance(value, np.ndarray) else value
+    if ref_dtype is not None and ref_dtype.kind == "f" and arr.dtype != ref_dtype:
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"expected a numeric operand, got dtype {arr.dtype}")
+        arr = arr.astype(ref_dtype)
+    elif arr.dtype.kind not in "biuf":
+        raise TypeError(f"expected a numeric operand, got dtype {arr.dtype}")
+    return arr
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(np.shape(x.data if isinstance(x, Tensor) else x))
+
+
+def _binary(op: str, fwd: Callable[..., Any], a: Any, b: Any) -> Tensor:
+    if not isinstance(a, Tensor):
+        a = _coerce(a, b)
+    elif not isinstance(b, Tensor):
+        b = _coerce(b, a)
+    try:
+        return _apply(op, fwd, (a, b))
+    except ValueError as exc:
+        if "broadcast" in str(exc):
+            raise ValueError(
+                f"{op}: operands with shapes {_shape(a)} and {_shape(b)} cannot be broadcast "
+                "together"
+            ) from None
+        raise
+
+
+def _norm_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    out = []
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"axis {axis!r} is out of range for a tensor with {ndim} dimensions")
+        out.append(int(a) % builtins.max(ndim, 1))
+    return tuple(out)
+
+
+def _expand(g: np.ndarray, shape: tuple[int, ...], axis: Any, keepdims: bool) -> np.ndarray:
+    """Broadcast a reduced gradient back to the shape of the reduction's input."""
+    if not keepdims and axis is not None and len(shape) > 0:
+        g = np.expand_dims(g, _norm_axis(axis, len(shape)))
+    return np.broadcast_to(g, shape)
+
+
+def _reduced_count(shape: tuple[int, ...], axis: Any) -> int:
+    if axis is None:
+        return math.prod(shape)
+    return math.prod(shape[a] for a in _norm_axis(axis, len(shape)))
+
+
+_LOG_TINY: dict[np.dtype[Any], float] = {
+    np.dtype(t): float(np.log(np.finfo(t).tiny)) + 1e-3 for t in (np.float32, np.float64)
+}
+_LOG_TINY[np.dtype(np.float16)] = float(np.log(np.finfo(np.float16).tiny)) + 1e-2
+
+
+def _exp_nonneg_underflow(a: np.ndarray) -> np.ndarray:
+    """``exp(a)`` for ``a <= 0`` that returns exact 0 instead of a subnormal (no underflow).
+
+    # NOTE: stable softmax / sigmoid / softplus exponentiate non-positive numbers; the tiny ones
+    # would raise under ``np.errstate(under="raise")`` and produce slow subnormals otherwise.
+    """
+    a = np.asarray(a)
+    lo = _LOG_TINY.get(a.dtype, -700.0)
+    out = np.zeros_like(a)
+    np.exp(a, out=out, where=a > lo)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# elementwise arithmetic
+# ---------------------------------------------------------------------------------------------
+def add(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a + b`` with broadcasting."""
+    return _binary("add", np.add, a, b)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a - b`` with broadcasting."""
+    return _binary("sub", np.subtract, a, b)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a * b`` with broadcasting."""
+    return _binary("mul", np.multiply, a, b)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a / b`` with broadcasting."""
+    return _binary("div", np.true_divide, a, b)
+
+
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - the operator's name
+    """Elementwise ``a ** b``; ``∂/∂a = b·a^(b-1)``, ``∂/∂b = a^b·ln a`` (0 where a ≤ 0)."""
+    return _binary("pow", np.power, a, b)
+
+
+def neg(x: Any) -> Tensor:
+    """Elementwise ``-x``."""
+    return _apply("neg", np.negative, (_t(x),))
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum; the gradient goes to the larger operand (split evenly on ties)."""
+    return _binary("maximum", np.maximum, a, b)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum; the gradient goes to the smaller operand (split evenly on ties)."""
+    return _binary("minimum", np.minimum, a, b)
+
+
+RULES["add"] = lambda g, out, x, y: (g, g)
+RULES["sub"] = lambda g, out, x, y: (g, -g)
+RULES["mul"] = lambda g, out, x, y: (g * y, g * x)
+RULES["div"] = lambda g, out, x, y: (g / y, lambda: -g * out / y)
+RULES["neg"] = lambda g, out, x: (-g,)
+
+
+def _grad_pow(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, ...]:
+    def d_exponent() -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g * np.where(x > 0, out * np.log(np.where(x > 0, x, 1)), 0)
+
+    # NOTE: y·x^(y-1) rather than y·out/x, which is wrong at x = 0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (g * y * np.power(x, y - 1), d_exponent)
+
+
+RULES["pow"] = _grad_pow
+
+
+def _grad_maxmin(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, ...]:
+    # NOTE: ties split the gradient evenly between the operands, as PyTorch does.
+    gx = (x == out) * 1.0
+    gy = (y == out) * 1.0
+    both = gx * gy
+    return (g * (gx - 0.5 * both), g * (gy - 0.5 * both))
+
+
+RULES["maximum"] = _grad_maxmin
+RULES["minimum"] = _grad_maxmin
+
+
+# ---------------------------------------------------------------------------------------------
+# unary functions and activations
+# ---------------------------------------------------------------------------------------------
+def exp(x: Any) -> Tensor:
+    """Elementwise ``e^x``; ``∂/∂x = e^x``."""
+    return _apply("exp", np.exp, (_t(x),))
+
+
+def log(x: Any) -> Tensor:
+    """Elementwise natural logarithm; ``∂/∂x = 1/x``."""
+    return _apply("log", np.log, (_t(x),))
+
+
+def sqrt(x: Any) -> Tensor:
+    """Elementwise square root; ``∂/∂x = 1/(2√x)``."""
+    return _apply("sqrt", np.sqrt, (_t(x),))
+
+
+def abs(x: Any) -> Tensor:  # noqa: A001 - NumPy's name
+    """Elementwise ``|x|``; ``∂/∂x = sign(x)`` (0 at 0)."""
+    return _apply("abs", np.abs, (_t(x),))
+
+
+def tanh(x: Any) -> Tensor:
+    """Elementwise hyperbolic tangent; ``∂/∂x = 1 - tanh²(x)``."""
+    return _apply("tanh", np.tanh, (_t(x),))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    e = _exp_nonneg_underflow(-np.abs(x))  # e^{-|x|} never overflows
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid(x: Any) -> Tensor:
+    """Logistic function ``σ(x) = 1 / (1 + e^{-x})``; ``∂/∂x = σ(x)(1 - σ(x))``.
+
+    Computed as ``1/(1+e^{-x})`` for x ≥ 0 and ``e^x/(1+e^x)`` for x < 0: finite for any x.
+    """
+    return _apply("sigmoid", _sigmoid, (_t(x),))
+
+
+def relu(x: Any) -> Tensor:
+    """Rectified linear unit ``max(x, 0)``; ``∂/∂x = 1`` for x > 0, else 0 (also at 0)."""
+    return _apply("relu", lambda a: np.maximum(a, 0), (_t(x),))
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
+    """``x`` for x > 0, ``negative_slope·x`` otherwise (PyTorch's definition)."""
+    s = float(negative_slope)
+    return _apply("leaky_relu", lambda a, slope: np.where(a > 0, a, a * slope), (_t(x),), slope=s)
+
+
+def elu(x: Any, alpha: float = 1.0) -> Tensor:
+    """Exponential linear unit: ``x`` for x > 0, ``α(e^x - 1)`` otherwise (Clevert et al. 2015)."""
+
+    def fwd(a: np.ndarray, alpha: float) -> np.ndarray:
+        return np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0)))
+
+    return _apply("elu", fwd, (_t(x),), alpha=float(alpha))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(a: np.ndarray) -> np.ndarray:
+    # NOTE: NumPy has no erf; the core depends on NumPy only, so the C library's math.erf
+    # (correctly rounded to ~1 ulp) is applied per element.
+    return np.asarray(_erf_scalar(a), dtype=a.dtype)
+
+
+def _gelu(a: np.ndarray, approximate: str) -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * a * (1 + np.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)))
+    return 0.5 * a * (1 + _erf(a * _INV_SQRT_2))
+
+
+def gelu(x: Any, approximate: str = "none") -> Tensor:
+    """Gaussian error linear unit ``x·Φ(x)`` (Hendrycks & Gimpel 2016).
+
+    ``approximate="none"`` uses ``Φ(x) = (1 + erf(x/√2))/2``; ``"tanh"`` uses
+    ``(1 + tanh(√(2/π)(x + 0.044715x³)))/2``, as PyTorch.
+    """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _apply("gelu", _gelu, (_t(x),), approximate=approximate)
+
+
+def _softplus(a: np.ndarray, beta: float) -> np.ndarray:
+    z = a * beta
+    return (np.maximum(z, 0) + np.log1p(_exp_nonneg_underflow(-np.abs(z)))) / beta
+
+
+def softplus(x: Any, beta: float = 1.0) -> Tensor:
+    """``(1/β)·log(1 + e^{βx})``, computed as ``(max(βx,0) + log1p(e^{-|βx|}))/β``.
+
+    Exact for every x (PyTorch switches to the identity above ``βx > 20``; the two agree to
+    within ``e^{-20}``). ``∂/∂x = σ(βx)``.
+    """
+    if not float(beta) > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    return _apply("softplus", _softplus, (_t(x),), beta=float(beta))
+
+
+RULES["exp"] = lambda g, out, x: (g * out,)
+RULES["log"] = lambda g, out, x: (g / x,)
+RULES["sqrt"] = lambda g, out, x: (g / (2 * out),)
+RULES["abs"] = lambda g, out, x: (g * np.sign(x),)
+RULES["tanh"] = lambda g, out, x: (g * (1 - out * out),)
+RULES["sigmoid"] = lambda g, out, x: (g * out * (1 - out),)
+# NOTE: relu passes no gradient at 0 (subgradient 0), as PyTorch and JAX do.
+RULES["relu"] = lambda g, out, x: (g * (out > 0),)
+RULES["leaky_relu"] = lambda g, out, x, slope: (g * np.where(x > 0, 1, slope).astype(x.dtype),)
+# for x <= 0, d/dx α(e^x - 1) = α e^x = out + α
+RULES["elu"] = lambda g, out, x, alpha: (g * np.where(x > 0, 1, out + alpha),)
+RULES["softplus"] = lambda g, out, x, beta: (g * _sigmoid(x * beta),)
+
+
+def _grad_gelu(g: Any, out: Any, x: Any, approximate: str) -> tuple[Any, ...]:
+    if approximate == "tanh":
+        k = 0.044715
+        t = np.tanh(_SQRT_2_OVER_PI * (x + k * x * x * x))
+        dt = (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * k * x * x)
+        return (g * (0.5 * (1 + t) + 0.5 * x * dt),)
+    cdf = 0.5 * (1 + _erf(x * _INV_SQRT_2))
+    pdf = _INV_SQRT_2PI * _exp_nonneg_underflow(-0.5 * x * x)
+    return (g * (cdf + x * pdf),)
+
+
+RULES["gelu"] = _grad_gelu
+
+
+def astype(x: Any, dtype: Any) -> Tensor:
+    """Convert to ``dtype``; the gradient is converted back to the input's dtype."""
+    return _apply("astype", lambda a, dtype: a.astype(dtype), (_t(x),), dtype=np.dtype(dtype))
+
+
+RULES["astype"] = lambda g, out, x, dtype: (g.astype(x.dtype),)
+
+
+def clip(x: Any, lo: Any = None, hi: Any = None) -> Tensor:
+    """Limit values to ``[lo, hi]``; the gradient passes only strictly inside the bounds."""
+    if lo is None and hi is None:
+        raise ValueError("clip needs at least one of lo and hi, got neither")
+    lo = -np.inf if lo is None else _raw_const(lo)
+    hi = np.inf if hi is None else _raw_const(hi)
+    return _apply("clip", lambda a, lo, hi: np.clip(a, lo, hi), (_t(x),), lo=lo, hi=hi)
+
+
+def _raw_const(v: Any) -> Any:
+    return v.data if isinstance(v, Tensor) else v
+
+
+RULES["clip"] = lambda g, out, x, lo, hi: (g * ((x > lo) & (x < hi)),)
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """Elementwise ``a`` where ``condition`` else ``b``; the gradient goes to the chosen one."""
+    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
+    if cond.dtype != np.bool_:
+        cond = cond.astype(bool)
+    ref = a if isinstance(a, Tensor) else b
+    a = _coerce(a, ref)
+    b = _coerce(b, ref)
+    # NOTE: np.where is not a ufunc and would turn a Python float into float64: cast scalars.
+    dt = ref.dtype if isinstance(ref, Tensor) else None
+    if dt is not None and dt.kind == "f":
+        a = np.asarray(a, dtype=dt) if type(a) in _SCALARS else a
+        b = np.asarray(b, dtype=dt) if type(b) in _SCALARS else b
+    try:
+        return _apply("where", np.where, (cond, a, b))
+    except ValueError:
+        raise ValueError(
+            f"where: condition, a and b with shapes {cond.shape}, {_shape(a)} and {_shape(b)} "
+            "cannot be broadcast together"
+        ) from None
+
+
+RULES["where"] = lambda g, out, c, x, y: (None, g * c, g * np.logical_not(c))
+
+
+# ---------------------------------------------------------------------------------------------
+# reductions
+# ---------------------------------------------------------------------------------------------
+def _check_axis(x: Tensor, axis: Any) -> Any:
+    if axis is not None:
+        if isinstance(axis, list):
+            axis = tuple(axis)
+        _norm_axis(axis, x.ndim)
+    return axis
+
+
+def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Sum over ``axis`` (all axes by default); the gradient is broadcast back."""
+    x = _t(x)
+    axis = _check_axis(x, axis)
+    return _apply("sum", np.sum, (x,), axis=axis, keepdims=keepdims)
+
+
+def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis``; ``∂/∂x_i = 1/n``."""
+    x = _t(x)
+    axis = _check_axis(x, axis)
+    return _apply("mean", np.mean, (x,), axis=axis, keepdims=keepdims)
+
+
+def max(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Maximum over ``axis``; the gradient is shared equally among tied maxima."""
+    x = _t(x)
+    axis = _check_axis(x, axis)
+    _check_nonempty("max", x, axis)
+    return _apply("max", np.max, (x,), axis=axis, keepdims=keepdims)
+
+
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Minimum over ``axis``; the gradient is shared equally among tied minima."""
+    x = _t(x)
+    axis = _check_axis(x, axis)
+    _check_nonempty("min", x, axis)
+    return _apply("min", np.min, (x,), axis=axis, keepdims=keepdims)
+
+
+def _check_nonempty(op: str, x: Tensor, axis: Any) -> None:
+    if _reduced_count(x.shape, axis) == 0:
+        raise ValueError(f"{op}: cannot reduce an empty axis (tensor shape {x.shape}, axis={axis})")
+
+
+def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """Variance ``Σ(x - x̄)² / (n - ddof)``; ``∂/∂x_i = 2(x_i - x̄)/(n - ddof)``."""
+    x = _t(x)
+    axis = _check_axis(x, axis)
+    return _apply("var", np.var, (x,), axis=axis, keepdims=keepdims, ddof=int(ddof))
+
+
+def _grad_mean(g: Any, out: Any, x: Any, axis: Any, keepdims: bool) -> tuple[Any, ...]:
+    n = _reduced_count(x.shape, axis)
+    return (_expand(g, x.shape, axis, keepdims) / np.asarray(n, dtype=x.dtype),)
+
+
+def _grad_maxmin_reduce(g: Any, out: Any, x: Any, axis: Any, keepdims: bool) -> tuple[Any, ...]:
+    hit = x == _expand(out, x.shape, axis, keepdims)
+    count = hit.sum(axis=axis, keepdims=True)
+    return (_expand(g, x.shape, axis, keepdims) * hit / count,)
+
+
+def _grad_var(g: Any, out: Any, x: Any, axis: Any, keepdims: bool, ddof: int) -> tuple[Any, ...]:
+    n = _reduced_count(x.shape, axis)
+    centred = x - x.mean(axis=axis, keepdims=True)
+    return (_expand(g, x.shape, axis, keepdims) * centred * (2.0 / (n - ddof)),)
+
+
+RULES["sum"] = lambda g, out, x, axis, keepdims: (_expand(g, x.shape, axis, keepdims),)
+RULES["mean"] = _grad_mean
+RULES["max"] = _grad_maxmin_reduce
+RULES["min"] = _grad_maxmin_reduce
+RULES["var"] = _grad_var
+
+
+def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """``log Σ e^{x_i}`` computed as ``m + log Σ e^{x_i - m}`` with ``m = max x``.
+
+    The gradient is ``softmax(x)``. Finite for inputs of any magnitude.
+    """
+    x = _t(x)
+    axis = _check_axis(x, axis)
+    return _apply("logsumexp", _logsumexp, (x,), axis=axis, keepdims=keepdims)
+
+
+def _finite_max(a: np.ndarray, axis: Any) -> np.ndarray:
+    """The max along ``axis`` (kept), 0 where it is not finite or the axis is empty."""
+    if a.size == 0:
+        return np.zeros((1,) * a.ndim, a.dtype)
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0).astype(a.dtype, copy=False)
+
+
+def _logsumexp(a: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
+    m = _finite_max(a, axis)
+    s = np.sum(_exp_nonneg_underflow(a - m), axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf slice, as expected
+        out = np.log(s) + m
+    if not keepdims:
+        out = out.reshape(np.sum(s, axis=axis).shape) if axis is not None else out.reshape(())
+    return out.astype(a.dtype, copy=False)
+
+
+RULES["logsumexp"] = lambda g, out, x, axis, keepdims: (
+    _expand(g, x.shape, axis, keepdims)
+    * _exp_nonneg_underflow(x - _expand(out, x.shape, axis, keepdims)),
+)
+
+
+def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
+    # (x - m) - log Σ e^{x - m}: shifting first keeps float32 exact where x - logsumexp(x)
+    # would cancel two large numbers (x = -1e4 everywhere).
+    shifted = a - _finite_max(a, axis)
+    s = np.sum(_exp_nonneg_underflow(shifted), axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        return (shifted - np.log(s)).astype(a.dtype, copy=False)
+
+
+def softmax(x: Any, axis: int = -1) -> Tensor:
+    """``e^{x_i} / Σ_j e^{x_j}`` along ``axis``, computed as ``exp(x - logsumexp(x))``.
+
+    ``∂C/∂x = s ⊙ (g - Σ g ⊙ s)``.
+    """
+    x = _t(x)
+    _norm_axis(axis, x.ndim)
+    return _apply(
+        "softmax", lambda a, axis: _exp_nonneg_underflow(_log_softmax(a, axis)), (x,), axis=axis
+    )
+
+
+def log_softmax(x: Any, axis: int = -1) -> Tensor:
+    """``x_i - logsumexp(x)`` along ``axis``; ``∂C/∂x = g - softmax(x)·Σ g``.
+
+    # NOTE: a primitive (not log ∘ softmax) for stability: log(softmax) is -inf where softmax
+    # underflows, this is exact.
+    """
+    x = _t(x)
+    _norm_axis(axis, x.ndim)
+    return _apply("log_softmax", _log_softmax, (x,), axis=axis)
+
+
+RULES["softmax"] = lambda g, out, x, axis: (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+RULES["log_softmax"] = lambda g, out, x, axis: (
+    g - _exp_nonneg_underflow(out) * g.sum(axis=axis, keepdims=True),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# linear algebra
+# ---------------------------------------------------------------------------------------------
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with ``numpy.matmul`` semantics (1-D, 2-D and batched operands).
+
+    For ``Z = X @ W``: ``∂C/∂X = G @ Wᵀ`` and ``∂C/∂W = Xᵀ @ G``.
+    """
+    if not isinstance(a, Tensor):
+        a = _coerce(a, b)
+    elif not isinstance(b, Tensor):
+        b = _coerce(b, a)
+    sa, sb = _shape(a), _shape(b)
+    if len(sa) == 0 or len(sb) == 0:
+        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {sa} and {sb}")
+    k_a = sa[-1]
+    k_b = sb[0] if len(sb) == 1 else sb[-2]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul: shapes {sa} and {sb} are not aligned: {k_a} (last dimension of the first) "
+            f"!= {k_b} ({'only' if len(sb) == 1 else 'second-to-last'} dimension of the second)"
+        )
+    try:
+        return _apply("matmul", np.matmul, (a, b))
+    except ValueError:
+        raise ValueError(
+            f"matmul: batch dimensions of shapes {sa} and {sb} cannot be broadcast"
+        ) from None
+
+
+def _swap(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def _grad_matmul(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, ...]:
+    if x.ndim == 1 and y.ndim == 1:  # dot product
+        return (lambda: g * y, lambda: g * x)
+    if x.ndim == 1:  # (n,) @ (..., n, m) -> (..., m)
+        return (
+            lambda: (g[..., None, :] @ _swap(y))[..., 0, :],
+            lambda: x[:, None] * g[..., None, :],
+        )
+    if y.ndim == 1:  # (..., n, k) @ (k,) -> (..., n)
+        return (lambda: g[..., None] * y, lambda: (_swap(x) @ g[..., None])[..., 0])
+    return (lambda: g @ _swap(y), lambda: _swap(x) @ g)
+
+
+RULES["matmul"] = _grad_matmul
+
+
+def _linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    out = x @ w
+    if b is not None:
+        out += b
+    return out
+
+
+def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
+    """Affine map ``z = x @ W + b`` with ``W`` of shape ``(in_features, out_features)``.
+
+    # NOTE: one primitive instead of matmul + add: one node, an in-place bias add, and the
+    # bias gradient as one column sum. ``∂C/∂x = G Wᵀ``, ``∂C/∂W = xᵀ G``, ``∂C/∂b = Σ_rows G``.
+    """
+    if not isinstance(x, Tensor):
+        x = _coerce(x, weight)
+    sx, sw = _shape(x), _shape(weight)
+    if len(sw) != 2:
+        raise ValueError(f"linear: weight must be 2-D (in_features, out_features), got {sw}")
+    if len(sx) < 1 or sx[-1] != sw[0]:
+        raise ValueError(
+            f"linear: input with last dimension {sw[0]} expected (weight shape {sw}), "
+            f"got shape {sx}"
+        )
+    if bias is None:
+        return _apply("linear", _linear, (x, weight))
+    if _shape(bias) != (sw[1],):
+        raise ValueError(f"linear: bias must have shape ({sw[1]},), got {_shape(bias)}")
+    return _apply("linear", _linear, (x, weight, bias))
+
+
+def _grad_linear(g: Any, out: Any, x: Any, w: Any, b: Any = None) -> tuple[Any, ...]:
+    g2 = g.reshape(-1, g.shape[-1])
+    x2 = x.reshape(-1, x.shape[-1])
+    gx = lambda: g @ w.T
+    gw = lambda: x2.T @ g2
+    if b is None:
+        return (gx, gw)
+    return (gx, gw, lambda: g2.sum(axis=0))
+
+
+RULES["linear"] = _grad_linear
+
+
+# ---------------------------------------------------------------------------------------------
+# shape and indexing
+# ---------------------------------------------------------------------------------------------
+def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def reshape(x: Any, *shape: Any) -> Tensor:
+    """Same data, new shape (one dimension may be -1)."""
+    x = _t(x)
+    new = _shape_arg(shape)
+    try:
+        return _apply("reshape", lambda a, shape: a.reshape(shape), (x,), shape=new)
+    except ValueError:
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {x.shape} into {new}"
+        ) from None
+
+
+RULES["reshape"] = lambda g, out, x, shape: (g.reshape(x.shape),)
+
+
+def transpose(x: Any, *axes: Any) -> Tensor:
+    """Permute the axes (reverse them if none are given), as ``numpy.transpose``."""
+    x = _t(x)
+    ax = _shape_arg(axes) if axes else None
+    if ax is not None and sorted(int(a) % builtins.max(x.ndim, 1) for a in ax) != list(
+        range(x.ndim)
+    ):
+        raise ValueError(f"transpose: axes {ax} are not a permutation of a {x.ndim}-D tensor")
+    return _apply("transpose", lambda a, axes: np.transpose(a, axes), (x,), axes=ax)
+
+
+RULES["transpose"] = lambda g, out, x, axes: (
+    np.transpose(g, None if axes is None else np.argsort([a % x.ndim for a in axes])),
+)
+
+
+def flatten(x: Any, start_dim: int = 0) -> Tensor:
+    """Collapse the dimensions from ``start_dim`` on into one."""
+    x = _t(x)
+    return reshape(x, *x.shape[:start_dim], -1)
+
+
+def _norm_index(index: Any) -> Any:
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    if isinstance(index, tuple):
+        return tuple(_norm_index(i) for i in index)
+    return index
+
+
+def _advanced(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, np.ndarray) and p.dtype != np.bool_ for p in parts)
+
+
+def getitem(x: Any, index: Any) -> Tensor:
+    """``x[index]`` with slices, integers, integer arrays and boolean masks (NumPy rules)."""
+    x = _t(x)
+    index = _norm_index(index)
+    try:
+        return _apply("getitem", lambda a, index: a[index], (x,), index=index)
+    except IndexError as exc:
+        raise IndexError(
+            f"index {index!r} is invalid for a tensor of shape {x.shape}: {exc}"
+        ) from None
+
+
+def _grad_getitem(g: Any, out: Any, x: Any, index: Any) -> tuple[Any, ...]:
+    gx = np.zeros(x.shape, dtype=g.dtype)
+    if _advanced(index):
+        np.add.at(gx, index, g)  # repeated indices accumulate
+    else:
+        gx[index] = g
+    return (gx,)
+
+
+RULES["getitem"] = _grad_getitem
+
+
+def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis; the gradient is split back into pieces."""
+    ts = _sequence_args("concatenate", tensors)
+    try:
+        return _apply("concatenate", lambda *a, axis: np.concatenate(a, axis=axis), ts, axis=axis)
+    except ValueError as exc:
+        shapes = [t.shape for t in ts]
+        raise ValueError(
+            f"concatenate: shapes {shapes} do not fit along axis {axis}: {exc}"
+        ) from None
+
+
+def _grad_concatenate(g: Any, out: Any, *xs: Any, axis: int) -> tuple[Any, ...]:
+    ends = np.cumsum([x.shape[axis] for x in xs])[:-1]
+    return tuple(np.split(g, ends, axis=axis))
+
+
+RULES["concatenate"] = _grad_concatenate
+
+
+def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors of equal shape along a new axis."""
+    ts = _sequence_args("stack", tensors)
+    try:
+        return _apply("stack", lambda *a, axis: np.stack(a, axis=axis), ts, axis=axis)
+    except ValueError as exc:
+        shapes = [t.shape for t in ts]
+        raise ValueError(f"stack: tensors must have equal shapes, got {shapes}: {exc}") from None
+
+
+RULES["stack"] = lambda g, out, *xs, axis: tuple(np.take(g, i, axis=axis) for i in range(len(xs)))
+
+
+def _sequence_args(op: str, tensors: Any) -> tuple[Tensor, ...]:
+    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"{op} expects a sequence of tensors, got {type(tensors).__name__}")
+    if len(tensors) == 0:
+        raise ValueError(f"{op} needs at least one tensor, got an empty sequence")
+    ref = next((t for t in tensors if isinstance(t, Tensor)), None)
+    return tuple(t if isinstance(t, Tensor) else _t(_coerce(t, ref)) for t in tensors)
+
+
+# ---------------------------------------------------------------------------------------------
+# methods and operators of Tensor
+# ---------------------------------------------------------------------------------------------
+def _argmax(x: Tensor, axis: Any = None) -> np.ndarray:
+    return np.argmax(x.data, axis=axis)  # type: ignore[no-any-return]
+
+
+def _argmin(x: Tensor, axis: Any = None) -> np.ndarray:
+    return np.argmin(x.data, axis=axis)  # type: ignore[no-any-return]
+
+
+def _rpow(x: Tensor, other: Any) -> Tensor:
+    return pow(_coerce(other, x), x)
+
+
+_METHODS: dict[str, Callable[..., Any]] = {
+    "__add__": add,
+    "__radd__": lambda x, o: add(o, x),
+    "__sub__": sub,
+    "__rsub__": lambda x, o: sub(o, x),
+    "__mul__": mul,
+    "__rmul__": lambda x, o: mul(o, x),
+    "__truediv__": div,
+    "__rtruediv__": lambda x, o: div(o, x),
+    "__pow__": pow,
+    "__rpow__": _rpow,
+    "__matmul__": matmul,
+    "__rmatmul__": lambda x, o: matmul(o, x),
+    "__neg__": neg,
+    "__pos__": lambda x: x,
+    "__getitem__": getitem,
+    "sum": sum,
+    "mean": mean,
+    "max": max,
+    "min": min,
+    "var": var,
+    "reshape": reshape,
+    "transpose": transpose,
+    "flatten": flatten,
+    "exp": exp,
+    "log": log,
+    "sqrt": sqrt,
+    "abs": abs,
+    "tanh": tanh,
+    "sigmoid": sigmoid,
+    "relu": relu,
+    "clip": clip,
+    "argmax": _argmax,
+    "argmin": _argmin,
+}
+for _name, _fn in _METHODS.items():
+    setattr(Tensor, _name, _fn)
+del _name, _fn

@@ -1,0 +1,552 @@
+"""The Tensor and the backward pass.
+
+A :class:`Tensor` wraps a NumPy array (``.data``). When it is produced by a primitive while
+gradients are recorded, it remembers the primitive's name, its inputs and attributes: that is
+the whole graph. :meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain
+of any length works), walks it in reverse and applies each primitive's rule from the table in
+:mod:`chainrule.ops` — the chain rule, one product per edge — accumulating (``+=``) into the
+``.grad`` of the leaves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Tensor",
+    "enable_grad",
+    "is_grad_enabled",
+    "no_grad",
+    "set_grad_enabled",
+    "tensor",
+    "unbroadcast",
+]
+
+_FLOAT_KINDS = "f"
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """Return whether primitives currently record the graph."""
+    return _grad_mode.enabled
+
+
+@contextmanager
+def set_grad_enabled(mode: bool) -> Iterator[None]:
+    """Context manager that switches graph recording on or off (per thread)."""
+    previous = _grad_mode.enabled
+    _grad_mode.enabled = bool(mode)
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
+
+
+def no_grad() -> Any:
+    """Context manager (or decorator) under which no graph is recorded.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> w = cr.tensor([1.0, 2.0], requires_grad=True)
+    >>> with cr.no_grad():
+    ...     y = w * 2
+    >>> y.requires_grad
+    False
+    """
+    return set_grad_enabled(False)
+
+
+def enable_grad() -> Any:
+    """Context manager that turns graph recording back on inside ``no_grad``."""
+    return set_grad_enabled(True)
+
+
+def _as_array(value: Any, dtype: Any = None) -> np.ndarray:
+    """Convert user data to an ndarray following the dtype policy (see :func:`tensor`)."""
+    if isinstance(value, Tensor):
+        arr = value.data
+    elif isinstance(value, np.ndarray):
+        arr = value
+    elif isinstance(value, (np.generic,)):
+        arr = np.asarray(value)
+    else:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"tensor() expected numbers, got a {type(value).__name__}: {value!r}")
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(
+                f"tensor() could not convert {type(value).__name__} to a numeric array: {exc}"
+            ) from None
+        if dtype is None and arr.dtype.kind in "iuf":
+            # Python floats, ints and lists of them become float32 (the library default).
+            arr = arr.astype(np.float32)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"tensor() expected a numeric (bool, integer or float) array, got dtype {arr.dtype}"
+        )
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Create a leaf tensor.
+
+    Parameters
+    ----------
+    data : ndarray, list, float or Tensor
+        The value. Float arrays keep their dtype (float32 or float64); Python floats, ints and
+        lists become float32; integer and bool arrays stay as they are (labels, indices).
+    requires_grad : bool, default False
+        Record operations on this tensor so that ``backward()`` fills its ``.grad``.
+        Only floating-point tensors can require gradients.
+    dtype : numpy dtype, optional
+        Convert to this dtype.
+
+    Returns
+    -------
+    Tensor
+        A new leaf tensor that owns a copy of ``data``.
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> cr.tensor([1.0, 2.0]).dtype
+    dtype('float32')
+    >>> cr.tensor(np.zeros(3)).dtype
+    dtype('float64')
+    """
+    arr = np.array(_as_array(data, dtype), copy=True)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+class Tensor:
+    """An n-dimensional array that records how it was computed.
+
+    Create tensors with :func:`chainrule.tensor`. Arithmetic operators follow NumPy's
+    broadcasting; comparison operators return plain boolean arrays (they are not
+    differentiable).
+
+    Attributes
+    ----------
+    data : ndarray
+        The value.
+    grad : ndarray or None
+        The accumulated gradient of the last ``backward()`` calls (same shape and dtype as
+        ``data``), or None.
+    requires_grad : bool
+        Whether operations on this tensor are recorded.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_attrs",
+        "_inputs",
+        "_op",
+        "_retain",
+        "data",
+        "grad",
+        "name",
+        "requires_grad",
+    )
+
+    # NumPy must hand binary operators with a Tensor to the Tensor (np_array @ x -> __rmatmul__).
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+
+    data: np.ndarray
+    grad: np.ndarray | None
+    requires_grad: bool
+    _op: str | None
+    _inputs: tuple[Any, ...] | None
+    _attrs: dict[str, Any] | None
+    _retain: bool
+    name: str | None
+
+    def __init__(self, data: Any, requires_grad: bool = False) -> None:
+        arr = data if isinstance(data, np.ndarray) else _as_array(data)
+        self.data = arr
+        self.grad = None
+        self._op = None
+        self._inputs = None
+        self._attrs = None
+        self._retain = False
+        self.name = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ----- construction helpers used by the primitives (hot path: keep it short) -----
+    @classmethod
+    def _make(
+        cls, data: np.ndarray, op: str, inputs: tuple[Any, ...], attrs: dict[str, Any] | None
+    ) -> Tensor:
+        t = object.__new__(cls)
+        t.data = data
+        t.grad = None
+        t._retain = False
+        t.name = None
+        t._op = op
+        t._inputs = inputs
+        t._attrs = attrs
+        t.requires_grad = True
+        return t
+
+    @classmethod
+    def _const(cls, data: np.ndarray) -> Tensor:
+        t = object.__new__(cls)
+        t.data = data
+        t.grad = None
+        t._retain = False
+        t.name = None
+        t._op = None
+        t._inputs = None
+        t._attrs = None
+        t.requires_grad = False
+        return t
+
+    # ----- attributes -----
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors created by the user (not by a recorded primitive)."""
+        return self._op is None
+
+    @property
+    def op(self) -> str | None:
+        """Name of the primitive that produced this tensor (None for a leaf)."""
+        return self._op
+
+    @property
+    def inputs(self) -> tuple[Any, ...]:
+        """The recorded inputs of the primitive that produced this tensor (empty for a leaf)."""
+        return self._inputs or ()
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (only floating-point tensors can require grad)."""
+        if flag and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(
+                f"requires_grad=True needs a floating-point tensor, got dtype {self.data.dtype}; "
+                "convert it first, e.g. cr.tensor(x, dtype=np.float32)"
+            )
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` on this non-leaf tensor during ``backward()`` (as in PyTorch)."""
+        self._retain = True
+        return self
+
+    def detach(self) -> Tensor:
+        """Return a tensor sharing this one's data, cut from the graph."""
+        return Tensor._const(self.data)
+
+    def numpy(self) -> np.ndarray:
+        """Return the value as an ndarray (shared, not copied)."""
+        return self.data
+
+    def item(self) -> float | int | bool:
+        """Return the value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()  # type: ignore[no-any-return]
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def astype(self, dtype: Any) -> Tensor:
+        """Return a copy converted to ``dtype`` (differentiable between float dtypes)."""
+        from . import ops
+
+        return ops.astype(self, dtype)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(")
+        extra = ""
+        if self.data.dtype != np.float32:
+            extra += f", dtype={self.data.dtype}"
+        if self._op is not None:
+            extra += f", op={self._op}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous"
+            )
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        # Lets np.asarray(t) read the value (the graph is not followed through NumPy calls).
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    __hash__ = object.__hash__
+
+    # ----- operators (defined in ops; installed at the bottom of ops.py) -----
+    __add__: Callable[..., Tensor]
+    __radd__: Callable[..., Tensor]
+    __sub__: Callable[..., Tensor]
+    __rsub__: Callable[..., Tensor]
+    __mul__: Callable[..., Tensor]
+    __rmul__: Callable[..., Tensor]
+    __truediv__: Callable[..., Tensor]
+    __rtruediv__: Callable[..., Tensor]
+    __pow__: Callable[..., Tensor]
+    __rpow__: Callable[..., Tensor]
+    __matmul__: Callable[..., Tensor]
+    __rmatmul__: Callable[..., Tensor]
+    __neg__: Callable[..., Tensor]
+    __pos__: Callable[..., Tensor]
+    __getitem__: Callable[..., Tensor]
+    sum: Callable[..., Tensor]
+    mean: Callable[..., Tensor]
+    max: Callable[..., Tensor]
+    min: Callable[..., Tensor]
+    var: Callable[..., Tensor]
+    reshape: Callable[..., Tensor]
+    transpose: Callable[..., Tensor]
+    exp: Callable[..., Tensor]
+    log: Callable[..., Tensor]
+    sqrt: Callable[..., Tensor]
+    abs: Callable[..., Tensor]
+    tanh: Callable[..., Tensor]
+    sigmoid: Callable[..., Tensor]
+    relu: Callable[..., Tensor]
+    clip: Callable[..., Tensor]
+    flatten: Callable[..., Tensor]
+    argmax: Callable[..., np.ndarray]
+    argmin: Callable[..., np.ndarray]
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - NumPy's name
+        """The tensor with its axes reversed (NumPy's ``.T``)."""
+        return self.transpose()
+
+    # comparisons give plain boolean arrays: they are not differentiable
+    def __lt__(self, other: Any) -> np.ndarray:  # type: ignore[override]
+        return self.data < _raw(other)
+
+    def __le__(self, other: Any) -> np.ndarray:
+        return self.data <= _raw(other)
+
+    def __gt__(self, other: Any) -> np.ndarray:
+        return self.data > _raw(other)
+
+    def __ge__(self, other: Any) -> np.ndarray:
+        return self.data >= _raw(other)
+
+    def __eq__(self, other: Any) -> np.ndarray:  # type: ignore[override]
+        return self.data == _raw(other)  # type: ignore[no-any-return]
+
+    def __ne__(self, other: Any) -> np.ndarray:  # type: ignore[override]
+        return self.data != _raw(other)  # type: ignore[no-any-return]
+
+    # ----- the backward pass -----
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Compute the gradient of this tensor with respect to every leaf that requires grad.
+
+        The gradients are *accumulated* into each leaf's ``.grad`` (``+=``), as in PyTorch:
+        zero them (``opt.zero_grad()``) between steps.
+
+        Parameters
+        ----------
+        grad : array_like, optional
+            The gradient of the final objective with respect to this tensor (the seed of the
+            chain rule). Required unless this tensor has one element, in which case it is 1.
+        retain_graph : bool, default False
+            Keep the graph so that ``backward`` can run through it again. By default the
+            graph's references to intermediate values are released.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() called on a tensor that does not require grad: no input of the "
+                "computation had requires_grad=True (or it was computed under no_grad())"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward() needs a seed gradient for a non-scalar tensor of shape "
+                    f"{self.shape}: call .sum() or .mean() first, or pass grad="
+                )
+            seed = np.ones(self.shape, dtype=self.dtype)
+        else:
+            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+            if seed.shape != self.shape:
+                raise ValueError(
+                    f"backward() seed gradient has shape {seed.shape}, expected {self.shape}"
+                )
+            seed = seed.astype(self.dtype, copy=False)
+        run_backward([self], [seed], retain_graph=retain_graph)
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Reduce a gradient to ``shape`` by summing over the axes that broadcasting added.
+
+    This is the one place where broadcasting is undone: if ``y = x + b`` broadcast ``b`` from
+    shape ``(n,)`` to ``(m, n)``, then ``∂C/∂b = Σ_rows ∂C/∂y``. A gradient that is smaller
+    than ``shape`` but broadcastable to it (a rule may return a scalar) is expanded.
+    """
+    g = np.asarray(g)
+    if g.shape == shape:
+        return g
+    nd = len(shape)
+    if g.ndim > nd:
+        g = g.sum(axis=tuple(range(g.ndim - nd)))
+    if g.ndim == nd:
+        axes = tuple(i for i, (gs, s) in enumerate(zip(g.shape, shape)) if s == 1 and gs != 1)
+        if axes:
+            g = g.sum(axis=axes, keepdims=True)
+    if g.shape != shape:
+        g = np.broadcast_to(g, shape)
+    return g
+
+
+def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Nodes reachable from ``roots`` (that require grad), inputs before outputs.
+
+    Iterative depth-first search with an explicit stack: no recursion limit.
+    """
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        key = id(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        stack.append((node, True))
+        inputs = node._inputs
+        if node._op is not None and inputs is None:
+            raise RuntimeError(
+                f"trying to backward through the graph a second time (op '{node._op}'): its "
+                "intermediate values were released after the first backward(). Pass "
+                "retain_graph=True to the first backward() if you need to go through it again."
+            )
+        if inputs:
+            for inp in inputs:
+                if type(inp) is Tensor and inp.requires_grad and id(inp) not in seen:
+                    stack.append((inp, False))
+    return order
+
+
+def run_backward(
+    roots: Sequence[Tensor], seeds: Sequence[np.ndarray], retain_graph: bool = False
+) -> None:
+    """Reverse-mode sweep from ``roots`` with seed gradients ``seeds``.
+
+    For every node in reverse topological order the rule of its primitive turns the gradient
+    of the output into gradients of the inputs (∂C/∂input = ∂C/∂out · ∂out/∂input); gradients
+    arriving along several paths are summed.
+    """
+    from .ops import RULES
+
+    order = _toposort(roots)
+    grads: dict[int, np.ndarray] = {}
+    for r, s in zip(roots, seeds):
+        k = id(r)
+        grads[k] = grads[k] + s if k in grads else s
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        op = node._op
+        if op is None or node._retain:
+            if g is not None:
+                _accumulate(node, g)
+            if op is None:
+                continue
+        inputs = node._inputs
+        assert inputs is not None  # checked in _toposort
+        if g is not None:
+            try:
+                rule = RULES[op]
+            except KeyError:
+                raise NotImplementedError(f"no gradient rule for '{op}'") from None
+            in_data = [x.data if type(x) is Tensor else x for x in inputs]
+            attrs = node._attrs
+            results = (
+                rule(g, node.data, *in_data, **attrs) if attrs else rule(g, node.data, *in_data)
+            )
+            for i, (x, gi) in enumerate(zip(inputs, results)):
+                if type(x) is not Tensor or not x.requires_grad:
+                    continue
+                if gi is None:
+                    raise NotImplementedError(
+                        f"no gradient rule for '{op}' (argument {i}): it is not differentiable"
+                    )
+                if callable(gi):  # expensive gradients are computed only when needed
+                    gi = gi()
+                xd = x.data
+                if getattr(gi, "shape", None) != xd.shape:
+                    gi = unbroadcast(gi, xd.shape)
+                if gi.dtype != xd.dtype:
+                    gi = gi.astype(xd.dtype)
+                k = id(x)
+                prev = grads.get(k)
+                grads[k] = gi if prev is None else prev + gi
+        if not retain_graph:
+            node._inputs = None
+            node._attrs = None
+
+
+def _accumulate(leaf: Tensor, g: np.ndarray) -> None:
+    if leaf.grad is None:
+        # own the memory: g may be a view of another gradient or a broadcast
+        leaf.grad = np.array(g, dtype=leaf.data.dtype, copy=True)
+    else:
+        leaf.grad += g
