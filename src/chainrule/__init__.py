@@ -10,6 +10,7 @@ array([  9., -18.], dtype=float32)
 
 from __future__ import annotations
 
+from . import nn, optim
 from .functional import grad, value_and_grad
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (

@@ -34,13 +34,13 @@ _SCALARS = (bool, int, float)
 # ---------------------------------------------------------------------------------------------
 def _apply(op: str, fwd: Callable[..., Any], inputs: tuple[Any, ...], **attrs: Any) -> Tensor:
     """Run ``fwd`` on the inputs' arrays and record the node if any input requires grad."""
-    data = [x.data if type(x) is Tensor else x for x in inputs]
+    data = [x.data if isinstance(x, Tensor) else x for x in inputs]
     out = fwd(*data, **attrs) if attrs else fwd(*data)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if _grad_mode.enabled:
         for x in inputs:
-            if type(x) is Tensor and x.requires_grad:
+            if isinstance(x, Tensor) and x.requires_grad:
                 return Tensor._make(out, op, inputs, attrs or None)
     return Tensor._const(out)
 
@@ -540,6 +540,72 @@ RULES["softmax"] = lambda g, out, x, axis: (out * (g - (g * out).sum(axis=axis, 
 RULES["log_softmax"] = lambda g, out, x, axis: (
     g - _exp_nonneg_underflow(out) * g.sum(axis=axis, keepdims=True),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# fused losses
+# ---------------------------------------------------------------------------------------------
+def _softmax_xent(z: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    return -(y * _log_softmax(z, axis)).sum(axis=axis)
+
+
+def softmax_cross_entropy(logits: Any, target: Any, axis: int = -1) -> Tensor:
+    """Per-sample cross-entropy ``-Σ_k y_k log softmax(z)_k`` of logits against a distribution.
+
+    # NOTE: one primitive for stability and speed: log-softmax is never materialised as a
+    # node, and ``∂/∂z = softmax(z)·Σ_k y_k - y`` (= ``softmax(z) - y`` for a distribution);
+    # with a mean over n samples this is the familiar ``(softmax(z) - y)/n``.
+    """
+    z = _t(logits)
+    y = _coerce(target, z)
+    if _shape(y) != z.shape:
+        raise ValueError(
+            f"softmax_cross_entropy: target shape {_shape(y)} does not match logits {z.shape}"
+        )
+    return _apply("softmax_cross_entropy", _softmax_xent, (z, y), axis=axis)
+
+
+def _grad_softmax_xent(g: Any, out: Any, z: Any, y: Any, axis: int) -> tuple[Any, ...]:
+    ge = np.expand_dims(g, axis)
+    logp = _log_softmax(z, axis)
+    return (
+        lambda: ge * (_exp_nonneg_underflow(logp) * y.sum(axis=axis, keepdims=True) - y),
+        lambda: -ge * logp,
+    )
+
+
+RULES["softmax_cross_entropy"] = _grad_softmax_xent
+
+
+def _log_clamped(p: np.ndarray) -> np.ndarray:
+    # NOTE: dtype-aware bound: log p is clamped at max(-100, log(smallest normal)), -100 as
+    # PyTorch in float64 and -87.3 in float32, so p = 0 or 1 gives a large finite loss.
+    lo = builtins.max(-100.0, _LOG_TINY.get(p.dtype, -100.0))
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(p), lo)
+
+
+def _bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return -(y * _log_clamped(p) + (1 - y) * _log_clamped(1 - p))
+
+
+def binary_cross_entropy_elementwise(prob: Any, target: Any) -> Tensor:
+    """Elementwise log loss ``-(y log p + (1-y) log(1-p))`` on probabilities.
+
+    # NOTE: a primitive so that p = 0 or 1 stays finite: the logs are clamped (see
+    # ``_log_clamped``) and the gradient ``(p - y) / max(p(1-p), 1e-12)`` is bounded, as PyTorch.
+    """
+    p = _t(prob)
+    y = _coerce(target, p)
+    return _apply("binary_cross_entropy", _bce, (p, y))
+
+
+def _grad_bce(g: Any, out: Any, p: Any, y: Any) -> tuple[Any, ...]:
+    denom = np.maximum(p * (1 - p), 1e-12)
+    return (g * (p - y) / denom, lambda: g * (_log_clamped(1 - p) - _log_clamped(p)))
+
+
+RULES["binary_cross_entropy"] = _grad_bce
 
 
 # ---------------------------------------------------------------------------------------------

@@ -481,7 +481,7 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
             )
         if inputs:
             for inp in inputs:
-                if type(inp) is Tensor and inp.requires_grad and id(inp) not in seen:
+                if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
                     stack.append((inp, False))
     return order
 
@@ -517,13 +517,13 @@ def run_backward(
                 rule = RULES[op]
             except KeyError:
                 raise NotImplementedError(f"no gradient rule for '{op}'") from None
-            in_data = [x.data if type(x) is Tensor else x for x in inputs]
+            in_data = [x.data if isinstance(x, Tensor) else x for x in inputs]
             attrs = node._attrs
             results = (
                 rule(g, node.data, *in_data, **attrs) if attrs else rule(g, node.data, *in_data)
             )
             for i, (x, gi) in enumerate(zip(inputs, results)):
-                if type(x) is not Tensor or not x.requires_grad:
+                if not isinstance(x, Tensor) or not x.requires_grad:
                     continue
                 if gi is None:
                     raise NotImplementedError(

@@ -1,0 +1,481 @@
+"""Layers: Linear, activations, Dropout, BatchNorm1d, Flatten, Identity, and an MLP builder."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from .._random import as_generator
+from .._validation import check_number
+from ..tensor import Tensor, _as_array
+from . import init
+from .module import Module, Parameter, Sequential
+
+__all__ = [
+    "Linear",
+    "Identity",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "Softplus",
+    "Softmax",
+    "LogSoftmax",
+    "Dropout",
+    "BatchNorm1d",
+    "Flatten",
+    "ACTIVATIONS",
+    "mlp",
+]
+
+
+def as_input(x: Any, dtype: np.dtype[Any], where: str) -> Tensor:
+    """Turn layer input into a Tensor; arrays are converted to the layer's float dtype."""
+    if isinstance(x, Tensor):
+        return x
+    try:
+        arr = _as_array(x)
+    except TypeError as exc:
+        raise TypeError(f"{where} expected numeric input, got {type(x).__name__}: {exc}") from None
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return Tensor._const(arr)
+
+
+def _check_size(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+class Linear(Module):
+    """Fully connected layer ``z = x @ W + b``.
+
+    ``W`` has shape ``(in_features, out_features)``: row ``i`` holds the weights *from* input
+    ``i``, so ``W[i, j]`` is the seeds' ``w_ij`` (input i -> unit j) and the layout matches
+    scikit-learn's ``coefs_``. PyTorch stores the transpose, ``(out_features, in_features)``,
+    and computes ``x @ W.T + b``; ``load_state_dict`` from PyTorch needs ``W.T``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+    rng : int, Generator or None
+        Seed or generator for the initial weights.
+    dtype : default np.float32
+
+    Shape
+    -----
+    input: ``(..., in_features)``; output: ``(..., out_features)``.
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> layer = cr.nn.Linear(3, 2, rng=0)
+    >>> layer(np.ones((4, 3))).shape
+    (4, 2)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        rng: Any = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_size("in_features", in_features)
+        self.out_features = _check_size("out_features", out_features)
+        self.dtype = np.dtype(dtype)
+        self.weight = Parameter(np.zeros((self.in_features, self.out_features), self.dtype))
+        self.bias = Parameter(np.zeros(self.out_features, self.dtype)) if bias else None
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        """PyTorch's default: weight and bias from U(-b, b), b = 1/√fan_in.
+
+        (This is He uniform with gain √(2/(1+5)), i.e. ``kaiming_uniform_(a=√5)``.)
+        """
+        gen = as_generator(rng)
+        bound = 1.0 / math.sqrt(self.in_features)
+        init.uniform_(self.weight, -bound, bound, rng=gen)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound, rng=gen)
+
+    def forward(self, x: Any) -> Tensor:
+        x = as_input(x, self.weight.dtype, f"Linear({self.in_features}, {self.out_features})")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) expected input with last "
+                f"dimension {self.in_features}, got shape {x.shape}"
+            )
+        return ops.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class Identity(Module):
+    """Returns its input."""
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
+class _Activation(Module):
+    fn: Any = None
+
+    def forward(self, x: Any) -> Tensor:
+        return type(self).fn(ops._t(x))  # type: ignore[misc]
+
+
+class ReLU(_Activation):
+    """``max(x, 0)``; gradient 1 for x > 0, else 0."""
+
+    fn = ops.relu
+
+
+class Sigmoid(_Activation):
+    """``1 / (1 + e^{-x})``; gradient ``σ(1 - σ)``."""
+
+    fn = ops.sigmoid
+
+
+class Tanh(_Activation):
+    """``tanh x``; gradient ``1 - tanh²x``."""
+
+    fn = ops.tanh
+
+
+class LeakyReLU(Module):
+    """``x`` for x > 0, ``negative_slope·x`` otherwise."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        check_number("negative_slope", negative_slope)
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.leaky_relu(ops._t(x), self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(Module):
+    """``x`` for x > 0, ``α(e^x - 1)`` otherwise."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        check_number("alpha", alpha)
+        self.alpha = float(alpha)
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.elu(ops._t(x), self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class GELU(Module):
+    """``x·Φ(x)``; ``approximate="tanh"`` for the tanh approximation."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.gelu(ops._t(x), self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Softplus(Module):
+    """``(1/β)·log(1 + e^{βx})``."""
+
+    def __init__(self, beta: float = 1.0) -> None:
+        super().__init__()
+        check_number("beta", beta, low=0, low_inclusive=False)
+        self.beta = float(beta)
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.softplus(ops._t(x), self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+class Softmax(Module):
+    """``e^{x_i} / Σ_j e^{x_j}`` along ``axis`` (``dim`` is accepted as PyTorch's name)."""
+
+    def __init__(self, axis: int = -1, *, dim: int | None = None) -> None:
+        super().__init__()
+        self.axis = int(dim if dim is not None else axis)
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.softmax(ops._t(x), axis=self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+class LogSoftmax(Softmax):
+    """``x_i - log Σ_j e^{x_j}`` along ``axis``."""
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.log_softmax(ops._t(x), axis=self.axis)
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the
+    rest by ``1/(1-p)`` so that the expected output equals the input; identity in eval mode.
+
+    Parameters
+    ----------
+    p : float in [0, 1], default 0.5
+    rng : int, Generator or None
+        Draws the masks (the layer keeps its own generator; it never touches NumPy's global one).
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: Any = None) -> None:
+        super().__init__()
+        check_number("p", p, low=0, high=1)
+        self.p = float(p)
+        self.rng = as_generator(rng)
+
+    def forward(self, x: Any) -> Tensor:
+        x = ops._t(x)
+        if not self.training or self.p == 0.0:
+            return x
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+        if self.p == 1.0:
+            mask = np.zeros(x.shape, dtype)
+        else:
+            keep = self.rng.random(x.shape, dtype=np.float64) >= self.p
+            mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class BatchNorm1d(Module):
+    """Batch normalisation (Ioffe & Szegedy 2015, https://arxiv.org/abs/1502.03167).
+
+    ``y = (x - μ) / √(σ² + eps) · γ + β`` with the batch mean and (biased) variance in
+    training, and the running estimates in eval mode. The running variance is updated with the
+    unbiased batch variance: ``r ← (1 - momentum)·r + momentum·σ²_unbiased``, as PyTorch.
+
+    Shape
+    -----
+    input: ``(N, C)`` or ``(N, C, L)``; statistics per channel C.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        self.num_features = _check_size("num_features", num_features)
+        check_number("eps", eps, low=0, low_inclusive=False)
+        check_number("momentum", momentum, low=0, high=1)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.dtype = np.dtype(dtype)
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        self.weight = Parameter(np.ones(num_features, self.dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, self.dtype)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, self.dtype))
+            self.register_buffer("running_var", np.ones(num_features, self.dtype))
+            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+
+    def reset_parameters(self, rng: Any = None) -> None:
+        if self.weight is not None and self.bias is not None:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def forward(self, x: Any) -> Tensor:
+        x = as_input(x, self.dtype, f"BatchNorm1d({self.num_features})")
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"BatchNorm1d({self.num_features}) expected input of shape (N, "
+                f"{self.num_features}) or (N, {self.num_features}, L), got shape {x.shape}"
+            )
+        axes = (0,) if x.ndim == 2 else (0, 2)
+        shape = (1, self.num_features) if x.ndim == 2 else (1, self.num_features, 1)
+        if self.training or not self.track_running_stats:
+            n = x.size // self.num_features
+            if self.training and n <= 1:
+                raise ValueError(
+                    f"BatchNorm1d needs more than one value per channel in training, got input "
+                    f"shape {x.shape}"
+                )
+            mean = x.mean(axis=axes, keepdims=True)
+            var = x.var(axis=axes, keepdims=True)
+            if self.training and self.track_running_stats:
+                m = self.momentum
+                unbiased = var.data.reshape(-1) * (n / (n - 1))
+                self.running_mean *= 1 - m
+                self.running_mean += m * mean.data.reshape(-1)
+                self.running_var *= 1 - m
+                self.running_var += m * unbiased
+                self.num_batches_tracked += 1
+            xhat = (x - mean) / ops.sqrt(var + self.eps)
+        else:
+            mean_c = self.running_mean.reshape(shape)
+            std_c = np.sqrt(self.running_var.reshape(shape) + self.eps)
+            xhat = (x - mean_c) / std_c
+        if self.weight is not None and self.bias is not None:
+            return xhat * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return xhat
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class Flatten(Module):
+    """Collapse dimensions ``start_dim`` onwards: ``(N, 28, 28) -> (N, 784)``."""
+
+    def __init__(self, start_dim: int = 1) -> None:
+        super().__init__()
+        self.start_dim = int(start_dim)
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.flatten(ops._t(x), self.start_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}"
+
+
+ACTIVATIONS: dict[str, type[Module]] = {
+    "relu": ReLU,
+    "sigmoid": Sigmoid,
+    "logistic": Sigmoid,
+    "tanh": Tanh,
+    "leaky_relu": LeakyReLU,
+    "elu": ELU,
+    "gelu": GELU,
+    "softplus": Softplus,
+    "identity": Identity,
+    "linear": Identity,
+}
+_RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu"}
+
+
+def mlp(
+    widths: Sequence[int],
+    activation: str = "relu",
+    *,
+    output_activation: str | None = None,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    init_scheme: str = "auto",
+    rng: Any = None,
+    dtype: Any = np.float32,
+) -> Sequential:
+    """Build a multilayer perceptron ``Linear → activation → … → Linear`` as a Sequential.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Layer widths from input to output, e.g. ``[784, 256, 128, 10]``.
+    activation : str
+        Hidden activation: relu, leaky_relu, elu, gelu, sigmoid (logistic), tanh, softplus,
+        identity.
+    output_activation : str, optional
+        Applied after the last layer (default none: the output is logits / values).
+    dropout : float
+        Dropout probability after each hidden activation (0 = none).
+    batch_norm : bool
+        Insert BatchNorm1d before each hidden activation.
+    init_scheme : {"auto", "he", "glorot", "lecun", "default"}
+        "auto" picks He (Kaiming) uniform for the ReLU family and Glorot (Xavier) uniform for
+        sigmoid, tanh and the rest; "default" keeps Linear's own U(±1/√fan_in). Biases start
+        at zero except with "default".
+    rng : int, Generator or None
+        One seed for all weights (and dropout masks): the same seed gives bitwise-identical
+        models.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.nn.mlp([4, 8, 3], "tanh", rng=0)
+    Sequential(
+      (0): Linear(in_features=4, out_features=8, bias=True)
+      (1): Tanh()
+      (2): Linear(in_features=8, out_features=3, bias=True)
+    )  # 67 parameters
+    """
+    widths = [_check_size(f"widths[{i}]", w) for i, w in enumerate(widths)]
+    if len(widths) < 2:
+        raise ValueError(f"widths needs at least an input and an output width, got {widths}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if output_activation is not None and output_activation not in ACTIVATIONS:
+        valid = sorted([*ACTIVATIONS, "softmax"])
+        if output_activation != "softmax":
+            raise ValueError(f"output_activation must be one of {valid}, got {output_activation!r}")
+    if init_scheme not in ("auto", "he", "glorot", "lecun", "default"):
+        raise ValueError(
+            f"init_scheme must be auto, he, glorot, lecun or default, got {init_scheme!r}"
+        )
+    check_number("dropout", dropout, low=0, high=1, high_inclusive=False)
+    gen = as_generator(rng)
+    scheme = init_scheme
+    if scheme == "auto":
+        scheme = "he" if activation in _RELU_FAMILY else "glorot"
+    layers: list[Module] = []
+    n_layers = len(widths) - 1
+    for k in range(n_layers):
+        lin = Linear(widths[k], widths[k + 1], rng=gen, dtype=dtype)
+        last = k == n_layers - 1
+        if scheme != "default":
+            if scheme == "he" and not last:
+                nonlin = "leaky_relu" if activation == "leaky_relu" else "relu"
+                init.kaiming_uniform_(lin.weight, nonlinearity=nonlin, rng=gen)
+            elif scheme == "lecun":
+                init.lecun_normal_(lin.weight, rng=gen)
+            else:
+                init.xavier_uniform_(lin.weight, rng=gen)
+            if lin.bias is not None:
+                init.zeros_(lin.bias)
+        layers.append(lin)
+        if not last:
+            if batch_norm:
+                layers.append(BatchNorm1d(widths[k + 1], dtype=dtype))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(Dropout(dropout, rng=gen))
+    if output_activation == "softmax":
+        layers.append(Softmax(axis=-1))
+    elif output_activation is not None:
+        layers.append(ACTIVATIONS[output_activation]())
+    return Sequential(*layers)

@@ -1,0 +1,22 @@
+"""Optimizers, learning-rate schedules and gradient clipping."""
+
+from __future__ import annotations
+
+from . import lr_scheduler
+from .clip import clip_grad_norm, clip_grad_norm_, clip_grad_value, clip_grad_value_
+from .optimizers import GD, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "GD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "lr_scheduler",
+    "clip_grad_norm",
+    "clip_grad_norm_",
+    "clip_grad_value",
+    "clip_grad_value_",
+]

@@ -1,0 +1,460 @@
+"""Optimizers: gradient descent and its variants, updating parameters in place.
+
+The base class keeps the bookkeeping (parameter groups, per-parameter state, state dicts); each
+optimizer writes its mathematics in one method, ``_update(p, g, state, group)``, with the same
+update rule as the algorithm documented for ``torch.optim`` (so trajectories match PyTorch's).
+State arrays have the parameter's dtype: a float32 model keeps float32 moments.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_number
+from ..tensor import Tensor, enable_grad
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "GD"]
+
+
+class Optimizer:
+    """Base class: ``zero_grad()``, ``step()``, ``state_dict()``, ``load_state_dict()``.
+
+    Parameters
+    ----------
+    params : iterable of Tensor, or iterable of dict
+        The parameters to update, or parameter groups: dicts with a ``"params"`` list and any
+        hyperparameter that overrides the optimizer's default for that group (e.g. ``"lr"``).
+    defaults : dict
+        The optimizer's hyperparameters.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        if isinstance(params, Tensor):
+            raise TypeError("params must be an iterable of tensors or of dicts, got one Tensor")
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[int, dict[str, Any]] = {}
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # ----- groups -----
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("a parameter group must be a dict with a 'params' entry")
+        ps = group["params"]
+        ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(ps):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"params[{i}] must be a Tensor, got {type(p).__name__}")
+            if not p.requires_grad:
+                raise ValueError(f"params[{i}] does not require grad: it cannot be optimized")
+            if id(p) in seen:
+                raise ValueError(f"params[{i}] appears in more than one parameter group")
+            seen.add(id(p))
+        unknown = set(group) - set(self.defaults) - {"params", "initial_lr", "max_lr", "min_lr",
+                                                      "max_momentum", "base_momentum"}
+        if unknown:
+            raise ValueError(
+                f"unknown hyperparameter(s) {sorted(unknown)} for {type(self).__name__}; "
+                f"valid: {sorted(self.defaults)}"
+            )
+        full = {**self.defaults, **group, "params": ps}
+        self._validate(full)
+        self.param_groups.append(full)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_number("lr", group["lr"], low=0, low_inclusive=False)
+        if "weight_decay" in group:
+            check_number("weight_decay", group["weight_decay"], low=0)
+        if "eps" in group:
+            check_number("eps", group["eps"], low=0)
+
+    # ----- stepping -----
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients (set to None, or to zeros with ``set_to_none=False``)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient, once.
+
+        ``closure`` (optional) re-evaluates the model and returns the loss, as in PyTorch.
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                state = self.state.get(id(p))
+                if state is None:
+                    state = self.state[id(p)] = {"step": 0}
+                    self._init_state(p.data, state, group)
+                state["step"] += 1
+                self._update(p.data, g, state, group)
+        return loss
+
+    def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Create the per-parameter state (moments) before the first update."""
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        raise NotImplementedError
+
+    # ----- state -----
+    def _params(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters and per-parameter state (copied), keyed by parameter position."""
+        index = {id(p): i for i, p in enumerate(self._params())}
+        state = {
+            index[k]: {n: (v.copy() if isinstance(v, np.ndarray) else v) for n, v in s.items()}
+            for k, s in self.state.items()
+            if k in index
+        }
+        groups = []
+        for group in self.param_groups:
+            g = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            g["params"] = [index[id(p)] for p in group["params"]]
+            groups.append(g)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state saved by :meth:`state_dict` (checked first)."""
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if groups is None or "state" not in state_dict:
+            raise ValueError("optimizer state dict must have 'state' and 'param_groups'")
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"optimizer state dict has {len(groups)} parameter groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        params = self._params()
+        for saved, mine in zip(groups, self.param_groups):
+            if len(saved["params"]) != len(mine["params"]):
+                raise ValueError(
+                    f"a parameter group in the state dict has {len(saved['params'])} parameters, "
+                    f"this optimizer's has {len(mine['params'])}"
+                )
+        new_state: dict[int, dict[str, Any]] = {}
+        for key, s in state_dict["state"].items():
+            i = int(key)
+            if not 0 <= i < len(params):
+                raise ValueError(f"optimizer state refers to parameter {i}, there are {len(params)}")
+            p = params[i]
+            entry: dict[str, Any] = {}
+            for n, v in s.items():
+                if isinstance(v, np.ndarray):
+                    if v.shape != p.shape:
+                        raise ValueError(
+                            f"optimizer state '{n}' of parameter {i} has shape {v.shape}, the "
+                            f"parameter has shape {p.shape}"
+                        )
+                    v = v.astype(p.dtype, copy=True)
+                entry[n] = v
+            new_state[id(p)] = entry
+        for saved, mine in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    mine[k] = copy.deepcopy(v)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(group):
+                if k != "params":
+                    lines.append(f"    {k}: {group[k]}")
+        return "\n".join(lines) + "\n)"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with momentum (Polyak) or Nesterov momentum.
+
+    ``g ← ∇ + λw``; with momentum ``b ← μb + (1 - τ)g`` (``b = g`` on the first step) and
+    ``g ← g + μb`` (Nesterov) or ``g ← b``; then ``w ← w - η g`` — PyTorch's formulation
+    (the learning rate multiplies the velocity, not the gradient inside it). Full-batch
+    gradient descent is SGD on the whole training set.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> w = cr.nn.Parameter([1.0])
+    >>> opt = cr.optim.SGD([w], lr=0.1)
+    >>> (w * w).sum().backward(); opt.step()
+    >>> w.data
+    array([0.8], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "nesterov": nesterov,
+                "weight_decay": weight_decay,
+            },
+        )
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        check_number("momentum", group["momentum"], low=0)
+        check_number("dampening", group["dampening"], low=0, high=1)
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if wd:
+            g = g + wd * p  # L2 penalty's gradient
+        if mu:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+            else:
+                buf *= mu  # velocity: b ← μ b + (1 - τ) g
+                buf += (1 - group["dampening"]) * g
+            g = g + mu * buf if group["nesterov"] else buf
+        p -= lr * g  # w ← w - η g
+
+
+GD = SGD
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015, https://arxiv.org/abs/1412.6980), with optional AMSGrad.
+
+    Bias-corrected moments; ``eps`` is added after the square root of the corrected second
+    moment, as in the paper and PyTorch. ``weight_decay`` adds ``λw`` to the gradient (L2, as
+    ``torch.optim.Adam``); for decoupled decay use :class:`AdamW`.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "betas": tuple(betas),
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": amsgrad,
+            },
+        )
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        check_number("betas[0]", betas[0], low=0, high=1, high_inclusive=False)
+        check_number("betas[1]", betas[1], low=0, high=1, high_inclusive=False)
+
+    def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["exp_avg"] = np.zeros_like(p)
+        state["exp_avg_sq"] = np.zeros_like(p)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = np.zeros_like(p)
+
+    def _decay(self, p: np.ndarray, g: np.ndarray, group: dict[str, Any]) -> np.ndarray:
+        wd = group["weight_decay"]
+        return g + wd * p if wd else g  # L2: the penalty's gradient joins the moments
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        t = state["step"]
+        g = self._decay(p, g, group)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1  # first moment estimate
+        m += (1 - beta1) * g
+        v *= beta2  # second moment estimate
+        v += (1 - beta2) * (g * g)
+        if group["amsgrad"]:
+            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        step_size = group["lr"] / (1 - beta1**t)  # bias correction of m
+        denom = np.sqrt(v) / math.sqrt(1 - beta2**t)  # bias correction of v
+        denom += group["eps"]
+        p -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, https://arxiv.org/abs/1711.05101).
+
+    Each step first shrinks the weights, ``w ← w(1 - ηλ)``, then applies Adam without the
+    penalty in the gradient. Default ``weight_decay=0.01``, as PyTorch.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+    def _decay(self, p: np.ndarray, g: np.ndarray, group: dict[str, Any]) -> np.ndarray:
+        wd = group["weight_decay"]
+        if wd:
+            p *= 1 - group["lr"] * wd  # decoupled decay, before the Adam step
+        return g
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, lecture 6e): divide the gradient by a running RMS of its history.
+
+    ``v ← αv + (1-α)g²``; centered: ``ḡ ← αḡ + (1-α)g`` and ``v̂ = v - ḡ²``; then
+    ``w ← w - η g / (√v̂ + eps)``, or with momentum ``b ← μb + g/(√v̂ + eps)``, ``w ← w - ηb``
+    (PyTorch's formulation).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "alpha": alpha,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "momentum": momentum,
+                "centered": centered,
+            },
+        )
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        check_number("alpha", group["alpha"], low=0, high=1)
+        check_number("momentum", group["momentum"], low=0)
+
+    def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["square_avg"] = np.zeros_like(p)
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = np.zeros_like(p)
+        if group["centered"]:
+            state["grad_avg"] = np.zeros_like(p)
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        alpha, wd = group["alpha"], group["weight_decay"]
+        if wd:
+            g = g + wd * p
+        sq = state["square_avg"]
+        sq *= alpha  # running mean of g²
+        sq += (1 - alpha) * (g * g)
+        if group["centered"]:
+            ga = state["grad_avg"]
+            ga += (1 - alpha) * (g - ga)  # running mean of g
+            avg = np.sqrt(sq - ga * ga)
+        else:
+            avg = np.sqrt(sq)
+        avg += group["eps"]
+        if group["momentum"] > 0:
+            buf = state["momentum_buffer"]
+            buf *= group["momentum"]
+            buf += g / avg
+            p -= group["lr"] * buf
+        else:
+            p -= group["lr"] * (g / avg)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al., 2011): per-coordinate steps shrinking with the summed squares.
+
+    ``s ← s + g²``; ``w ← w - η_t g / (√s + eps)`` with ``η_t = η / (1 + (t-1)·lr_decay)``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ) -> None:
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "lr_decay": lr_decay,
+                "weight_decay": weight_decay,
+                "initial_accumulator_value": initial_accumulator_value,
+                "eps": eps,
+            },
+        )
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        check_number("lr_decay", group["lr_decay"], low=0)
+        check_number("initial_accumulator_value", group["initial_accumulator_value"], low=0)
+
+    def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["sum"] = np.full_like(p, group["initial_accumulator_value"])
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        wd = group["weight_decay"]
+        if wd:
+            g = g + wd * p
+        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        s = state["sum"]
+        s += g * g  # accumulated squares
+        std = np.sqrt(s)
+        std += group["eps"]
+        p -= clr * (g / std)
