@@ -22,3 +22,11 @@ def test_engine_demo_learns_two_moons(capsys):
     losses = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("epoch")]
     assert losses[-1] < losses[0] / 10  # the loss falls
     assert accuracy >= 0.97
+
+
+def test_digits_example_reaches_97_percent():
+    import pytest
+
+    pytest.importorskip("sklearn")
+    accuracies = [load("digits_mlp").main(seed=s, verbose=False) for s in (0, 1)]
+    assert min(accuracies) >= 0.97, accuracies

@@ -10,7 +10,8 @@ array([  9., -18.], dtype=float32)
 
 from __future__ import annotations
 
-from . import nn, optim
+from . import nn as nn
+from . import optim as optim
 from .functional import grad, value_and_grad
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (

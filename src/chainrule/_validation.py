@@ -24,8 +24,8 @@ def check_number(
     ValueError: lr must be > 0, got -1
     """
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(
-        value, "__float__"
+    if isinstance(value, bool) or (
+        not isinstance(value, (int, float)) and not hasattr(value, "__float__")
     ):
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
     if integer and int(value) != value:

@@ -31,26 +31,26 @@ from ..ops import (
 from ..tensor import Tensor, _as_array
 
 __all__ = [
-    "relu",
-    "sigmoid",
-    "tanh",
-    "leaky_relu",
-    "elu",
-    "gelu",
-    "softplus",
-    "softmax",
-    "log_softmax",
-    "logsumexp",
-    "linear",
-    "dropout",
-    "mse_loss",
-    "l1_loss",
-    "huber_loss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
-    "nll_loss",
+    "dropout",
+    "elu",
+    "gelu",
+    "huber_loss",
+    "l1_loss",
+    "leaky_relu",
+    "linear",
     "log_loss",
+    "log_softmax",
+    "logsumexp",
+    "mse_loss",
+    "nll_loss",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "tanh",
 ]
 
 linear = ops.linear
@@ -132,9 +132,7 @@ def _reduce(elem: Tensor, reduction: str, sample_weight: Any) -> Tensor:
 
 
 # ----- regression losses -----------------------------------------------------------------------
-def mse_loss(
-    input: Any, target: Any, reduction: str = "mean", sample_weight: Any = None
-) -> Tensor:
+def mse_loss(input: Any, target: Any, reduction: str = "mean", sample_weight: Any = None) -> Tensor:
     """Mean squared error ``(1/n) Σ (ŷ - y)²``.
 
     Examples
@@ -288,7 +286,7 @@ def cross_entropy(
     >>> import numpy as np, chainrule as cr
     >>> z = cr.tensor(np.array([[2.0, 0.0, 0.0]]))
     >>> round(cr.nn.functional.cross_entropy(z, np.array([0])).item(), 6)
-    0.237193
+    0.239545
     """
     _check_reduction(reduction)
     check_number("label_smoothing", label_smoothing, low=0, high=1)
@@ -323,8 +321,10 @@ def cross_entropy(
         denom = denom * w[safe]
     per = ops.softmax_cross_entropy(z, Y, axis=1)
     if reduction == "mean":
-        s = np.ones(n, z.dtype) if sample_weight is None else _sample_weight(
-            sample_weight, n, z.dtype
+        s = (
+            np.ones(n, z.dtype)
+            if sample_weight is None
+            else _sample_weight(sample_weight, n, z.dtype)
         )
         total = float((s * denom).sum())
         return (per * s).sum() / total if total > 0 else (per * s).sum() * np.nan
@@ -357,8 +357,10 @@ def nll_loss(
     coef = wc[safe] * valid
     per = -logp[np.arange(n), safe] * coef
     if reduction == "mean":
-        s = np.ones(n, logp.dtype) if sample_weight is None else _sample_weight(
-            sample_weight, n, logp.dtype
+        s = (
+            np.ones(n, logp.dtype)
+            if sample_weight is None
+            else _sample_weight(sample_weight, n, logp.dtype)
         )
         total = float((s * coef).sum())
         return (per * s).sum() / total if total > 0 else (per * s).sum() * np.nan

@@ -17,16 +17,16 @@ from ..tensor import Tensor
 
 __all__ = [
     "calculate_gain",
-    "uniform_",
-    "normal_",
     "constant_",
-    "zeros_",
-    "ones_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "kaiming_uniform_",
     "kaiming_normal_",
+    "kaiming_uniform_",
     "lecun_normal_",
+    "normal_",
+    "ones_",
+    "uniform_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
 ]
 
 
@@ -39,7 +39,9 @@ def _array(t: Any) -> np.ndarray:
 
 def _fans(arr: np.ndarray) -> tuple[int, int]:
     if arr.ndim < 2:
-        raise ValueError(f"fan in and fan out need a weight with at least 2 dimensions, got {arr.shape}")
+        raise ValueError(
+            f"fan in and fan out need a weight with at least 2 dimensions, got {arr.shape}"
+        )
     receptive = math.prod(arr.shape[2:]) if arr.ndim > 2 else 1
     return arr.shape[0] * receptive, arr.shape[1] * receptive
 
@@ -101,7 +103,7 @@ def ones_(t: Any) -> Any:
 
 
 def xavier_uniform_(t: Any, gain: float = 1.0, rng: Any = None) -> Any:
-    """Glorot/Xavier uniform: U(-b, b), b = gain·√(6 / (fan_in + fan_out)) — Glorot & Bengio 2010."""
+    """Glorot/Xavier uniform: U(-b, b), b = gain·√(6/(fan_in + fan_out)) (Glorot & Bengio 2010)."""
     fan_in, fan_out = _fans(_array(t))
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -bound, bound, rng)

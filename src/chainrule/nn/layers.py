@@ -16,21 +16,21 @@ from . import init
 from .module import Module, Parameter, Sequential
 
 __all__ = [
-    "Linear",
-    "Identity",
-    "ReLU",
-    "Sigmoid",
-    "Tanh",
-    "LeakyReLU",
+    "ACTIVATIONS",
     "ELU",
     "GELU",
-    "Softplus",
-    "Softmax",
-    "LogSoftmax",
-    "Dropout",
     "BatchNorm1d",
+    "Dropout",
     "Flatten",
-    "ACTIVATIONS",
+    "Identity",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
     "mlp",
 ]
 
@@ -308,6 +308,9 @@ class BatchNorm1d(Module):
         self.track_running_stats = track_running_stats
         self.weight = Parameter(np.ones(num_features, self.dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_features, self.dtype)) if affine else None
+        self.running_mean: np.ndarray
+        self.running_var: np.ndarray
+        self.num_batches_tracked: np.ndarray
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, self.dtype))
             self.register_buffer("running_var", np.ones(num_features, self.dtype))

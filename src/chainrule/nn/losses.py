@@ -10,12 +10,12 @@ from . import functional as F
 from .module import Module
 
 __all__ = [
-    "MSELoss",
-    "L1Loss",
-    "HuberLoss",
     "BCELoss",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "HuberLoss",
+    "L1Loss",
+    "MSELoss",
     "NLLLoss",
 ]
 
@@ -123,10 +123,14 @@ class CrossEntropyLoss(_Loss):
 class NLLLoss(_Loss):
     """Negative log-likelihood of log-probabilities (pair it with LogSoftmax)."""
 
-    def __init__(self, weight: Any = None, reduction: str = "mean", ignore_index: int = -100) -> None:
+    def __init__(
+        self, weight: Any = None, reduction: str = "mean", ignore_index: int = -100
+    ) -> None:
         super().__init__(reduction)
         self.weight = weight
         self.ignore_index = ignore_index
 
     def forward(self, input: Any, target: Any, sample_weight: Any = None) -> Tensor:
-        return F.nll_loss(input, target, self.weight, self.reduction, self.ignore_index, sample_weight)
+        return F.nll_loss(
+            input, target, self.weight, self.reduction, self.ignore_index, sample_weight
+        )

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..tensor import Tensor, _as_array
 
-__all__ = ["Parameter", "Module", "Sequential"]
+__all__ = ["Module", "Parameter", "Sequential"]
 
 
 class Parameter(Tensor):
@@ -155,7 +155,9 @@ class Module:
         model is left unchanged.
         """
         if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping of names to arrays, got {type(state).__name__}")
+            raise TypeError(
+                f"state must be a mapping of names to arrays, got {type(state).__name__}"
+            )
         params = dict(self.named_parameters())
         buffers = {n: (m, b) for n, m, b in self._buffer_owners()}
         expected = list(params) + list(buffers)
@@ -171,8 +173,10 @@ class Module:
             if name not in state:
                 continue
             value = np.asarray(state[name].data if isinstance(state[name], Tensor) else state[name])
-            current = params[name].data if name in params else np.asarray(
-                getattr(buffers[name][0], buffers[name][1])
+            current = (
+                params[name].data
+                if name in params
+                else np.asarray(getattr(buffers[name][0], buffers[name][1]))
             )
             if value.shape != current.shape:
                 raise ValueError(
@@ -256,7 +260,6 @@ class Module:
         return self._repr_tree() + (f"  # {n:,} parameters" if n else "")
 
 
-
 class Sequential(Module):
     """Layers applied one after another: ``Sequential(Linear(2, 8), ReLU(), Linear(8, 1))``.
 
@@ -308,4 +311,3 @@ class Sequential(Module):
         for layer in self._layers:
             x = layer(x)
         return x
-

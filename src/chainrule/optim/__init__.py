@@ -7,16 +7,16 @@ from .clip import clip_grad_norm, clip_grad_norm_, clip_grad_value, clip_grad_va
 from .optimizers import GD, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 __all__ = [
-    "Optimizer",
-    "SGD",
     "GD",
+    "SGD",
+    "Adagrad",
     "Adam",
     "AdamW",
+    "Optimizer",
     "RMSprop",
-    "Adagrad",
-    "lr_scheduler",
     "clip_grad_norm",
     "clip_grad_norm_",
     "clip_grad_value",
     "clip_grad_value_",
+    "lr_scheduler",
 ]

@@ -17,14 +17,14 @@ from .._validation import check_number
 from .optimizers import Optimizer
 
 __all__ = [
-    "LRScheduler",
-    "StepLR",
-    "MultiStepLR",
-    "ExponentialLR",
     "CosineAnnealingLR",
+    "ExponentialLR",
+    "LRScheduler",
     "LinearWarmup",
+    "MultiStepLR",
     "OneCycleLR",
     "ReduceLROnPlateau",
+    "StepLR",
 ]
 
 
@@ -36,7 +36,9 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a chainrule Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be a chainrule Optimizer, got {type(optimizer).__name__}"
+            )
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -111,7 +113,9 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch: int) -> list[float]:
-        return [b * self.gamma ** bisect.bisect_right(self.milestones, epoch) for b in self.base_lrs]
+        return [
+            b * self.gamma ** bisect.bisect_right(self.milestones, epoch) for b in self.base_lrs
+        ]
 
 
 class ExponentialLR(LRScheduler):
@@ -176,7 +180,11 @@ class LinearWarmup(LRScheduler):
         check_number("start_factor", start_factor, low=0, high=1, low_inclusive=False)
         if then is not None and then.optimizer is not optimizer:
             raise ValueError("then must schedule the same optimizer as the warm-up")
-        self.warmup_steps, self.start_factor, self.then = int(warmup_steps), float(start_factor), then
+        self.warmup_steps, self.start_factor, self.then = (
+            int(warmup_steps),
+            float(start_factor),
+            then,
+        )
         if then is not None:  # the warm-up ramps to the rates the next schedule starts from
             for group, b in zip(optimizer.param_groups, then.base_lrs):
                 group["initial_lr"] = b
@@ -231,11 +239,16 @@ class OneCycleLR(LRScheduler):
         self.total_steps = int(total_steps)
         self.anneal_strategy = anneal_strategy
         groups = optimizer.param_groups
-        max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * len(groups)
+        max_lrs: list[float] = (
+            [float(v) for v in max_lr]
+            if isinstance(max_lr, (list, tuple))
+            else [float(max_lr)] * len(groups)  # type: ignore[arg-type]
+        )
         if len(max_lrs) != len(groups):
             raise ValueError(f"max_lr has {len(max_lrs)} values for {len(groups)} groups")
         for group, m in zip(groups, max_lrs):
             check_number("max_lr", m, low=0, low_inclusive=False)
+            m = float(m)
             group["initial_lr"] = m / div_factor
             group["max_lr"] = m
             group["min_lr"] = group["initial_lr"] / final_div_factor
@@ -330,7 +343,9 @@ class ReduceLROnPlateau:
         check_number("cooldown", cooldown, low=0, integer=True)
         self.optimizer = optimizer
         n = len(optimizer.param_groups)
-        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [float(min_lr)] * n
+        self.min_lrs = (
+            [float(v) for v in min_lr] if isinstance(min_lr, (list, tuple)) else [float(min_lr)] * n  # type: ignore[arg-type]
+        )
         self.mode, self.factor, self.patience = mode, float(factor), int(patience)
         self.threshold, self.threshold_mode = float(threshold), threshold_mode
         self.cooldown, self.eps = int(cooldown), float(eps)
@@ -342,12 +357,16 @@ class ReduceLROnPlateau:
 
     def _is_better(self, a: float) -> bool:
         if self.mode == "min":
-            ref = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else (
-                self.best - self.threshold
+            ref = (
+                self.best * (1 - self.threshold)
+                if self.threshold_mode == "rel"
+                else (self.best - self.threshold)
             )
             return a < ref
-        ref = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else (
-            self.best + self.threshold
+        ref = (
+            self.best * (1 + self.threshold)
+            if self.threshold_mode == "rel"
+            else (self.best + self.threshold)
         )
         return a > ref
 

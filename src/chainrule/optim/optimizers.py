@@ -18,7 +18,7 @@ import numpy as np
 from .._validation import check_number
 from ..tensor import Tensor, enable_grad
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "GD"]
+__all__ = ["GD", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
 
 
 class Optimizer:
@@ -62,8 +62,11 @@ class Optimizer:
             if id(p) in seen:
                 raise ValueError(f"params[{i}] appears in more than one parameter group")
             seen.add(id(p))
-        unknown = set(group) - set(self.defaults) - {"params", "initial_lr", "max_lr", "min_lr",
-                                                      "max_momentum", "base_momentum"}
+        unknown = (
+            set(group)
+            - set(self.defaults)
+            - {"params", "initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"}
+        )
         if unknown:
             raise ValueError(
                 f"unknown hyperparameter(s) {sorted(unknown)} for {type(self).__name__}; "
@@ -160,7 +163,9 @@ class Optimizer:
         for key, s in state_dict["state"].items():
             i = int(key)
             if not 0 <= i < len(params):
-                raise ValueError(f"optimizer state refers to parameter {i}, there are {len(params)}")
+                raise ValueError(
+                    f"optimizer state refers to parameter {i}, there are {len(params)}"
+                )
             p = params[i]
             entry: dict[str, Any] = {}
             for n, v in s.items():
