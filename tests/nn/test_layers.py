@@ -158,3 +158,27 @@ def test_mlp_validation():
         nn.mlp([2])
     with pytest.raises(ValueError, match="widths\\[1\\]"):
         nn.mlp([2, 0, 1])
+
+
+def test_batchnorm_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    bn = nn.BatchNorm1d(4, momentum=0.2, dtype=np.float64)
+    tbn = torch.nn.BatchNorm1d(4, momentum=0.2, dtype=torch.float64)
+    for _ in range(3):
+        x = rng.normal(2.0, 3.0, size=(10, 4))
+        w = rng.normal(size=(10, 4))
+        xc = cr.tensor(x, requires_grad=True)
+        xt = torch.tensor(x, requires_grad=True)
+        (bn(xc) * w).sum().backward()
+        (tbn(xt) * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(bn.weight.grad, tbn.weight.grad.numpy(), rtol=1e-10)
+        bn.zero_grad()
+        tbn.zero_grad()
+    np.testing.assert_allclose(bn.running_mean, tbn.running_mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, tbn.running_var.numpy(), rtol=1e-12)
+    bn.eval()
+    tbn.eval()
+    x = rng.normal(size=(5, 4))
+    np.testing.assert_allclose(bn(x).data, tbn(torch.tensor(x)).detach().numpy(), rtol=1e-10)
