@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from . import nn as nn
 from . import optim as optim
+from . import training as training
 from .functional import grad, value_and_grad
 from .gradcheck import GradcheckError, gradcheck
+from .io import ModelFileError, load, save
 from .ops import (
     abs,
     add,
@@ -55,21 +57,48 @@ from .ops import (
     where,
 )
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled, tensor
+from .training import (
+    CSVLogger,
+    DivergenceError,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+    Trainer,
+    evaluate,
+    fit,
+    predict,
+)
+from .training import callbacks as callbacks
+from .training import metrics as metrics
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSVLogger",
+    "DivergenceError",
+    "EarlyStopping",
     "GradcheckError",
+    "History",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ModelFileError",
+    "ProgressBar",
     "Tensor",
+    "Trainer",
     "abs",
     "add",
     "astype",
+    "callbacks",
     "clip",
     "concatenate",
     "div",
     "elu",
     "enable_grad",
+    "evaluate",
     "exp",
+    "fit",
     "flatten",
     "gelu",
     "getitem",
@@ -78,6 +107,7 @@ __all__ = [
     "is_grad_enabled",
     "leaky_relu",
     "linear",
+    "load",
     "log",
     "log_softmax",
     "logsumexp",
@@ -85,14 +115,19 @@ __all__ = [
     "max",
     "maximum",
     "mean",
+    "metrics",
     "min",
     "minimum",
     "mul",
     "neg",
+    "nn",
     "no_grad",
+    "optim",
     "pow",
+    "predict",
     "relu",
     "reshape",
+    "save",
     "set_grad_enabled",
     "sigmoid",
     "softmax",
@@ -103,6 +138,7 @@ __all__ = [
     "sum",
     "tanh",
     "tensor",
+    "training",
     "transpose",
     "value_and_grad",
     "var",

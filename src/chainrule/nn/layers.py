@@ -127,9 +127,20 @@ class Linear(Module):
             f"bias={self.bias is not None}"
         )
 
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "dtype": self.weight.dtype.name,
+        }
+
 
 class Identity(Module):
     """Returns its input."""
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
 
     def forward(self, x: Any) -> Any:
         return x
@@ -137,6 +148,9 @@ class Identity(Module):
 
 class _Activation(Module):
     fn: Any = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
 
     def forward(self, x: Any) -> Tensor:
         return type(self).fn(ops._t(x))  # type: ignore[misc]
@@ -174,6 +188,9 @@ class LeakyReLU(Module):
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
 
+    def get_config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
 
 class ELU(Module):
     """``x`` for x > 0, ``α(e^x - 1)`` otherwise."""
@@ -188,6 +205,9 @@ class ELU(Module):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
 
 
 class GELU(Module):
@@ -205,6 +225,9 @@ class GELU(Module):
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
 
+    def get_config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
 
 class Softplus(Module):
     """``(1/β)·log(1 + e^{βx})``."""
@@ -220,6 +243,9 @@ class Softplus(Module):
     def extra_repr(self) -> str:
         return f"beta={self.beta}"
 
+    def get_config(self) -> dict[str, Any]:
+        return {"beta": self.beta}
+
 
 class Softmax(Module):
     """``e^{x_i} / Σ_j e^{x_j}`` along ``axis`` (``dim`` is accepted as PyTorch's name)."""
@@ -233,6 +259,9 @@ class Softmax(Module):
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"axis": self.axis}
 
 
 class LogSoftmax(Softmax):
@@ -273,6 +302,9 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"p": self.p}
 
 
 class BatchNorm1d(Module):
@@ -363,6 +395,16 @@ class BatchNorm1d(Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "affine": self.affine,
+            "track_running_stats": self.track_running_stats,
+            "dtype": self.dtype.name,
+        }
+
 
 class Flatten(Module):
     """Collapse dimensions ``start_dim`` onwards: ``(N, 28, 28) -> (N, 784)``."""
@@ -377,6 +419,30 @@ class Flatten(Module):
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}"
 
+    def get_config(self) -> dict[str, Any]:
+        return {"start_dim": self.start_dim}
+
+
+LAYERS: dict[str, type[Module]] = {
+    cls.__name__: cls
+    for cls in (
+        Sequential,
+        Linear,
+        Identity,
+        ReLU,
+        Sigmoid,
+        Tanh,
+        LeakyReLU,
+        ELU,
+        GELU,
+        Softplus,
+        Softmax,
+        LogSoftmax,
+        Dropout,
+        BatchNorm1d,
+        Flatten,
+    )
+}
 
 ACTIVATIONS: dict[str, type[Module]] = {
     "relu": ReLU,

@@ -240,6 +240,18 @@ class Module:
     def float(self) -> Module:
         return self.to(np.float32)
 
+    # ----- description (model files) -----
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this module (used by ``cr.save``).
+
+        Built-in layers define it; a custom Module cannot be described and is saved with
+        its ``state_dict()`` instead.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is not one of chainrule's layers: it cannot be described in "
+            "a model file; save its state_dict() (or build it from chainrule's layers)"
+        )
+
     # ----- display -----
     def extra_repr(self) -> str:
         return ""
@@ -306,6 +318,9 @@ class Sequential(Module):
         if isinstance(index, slice):
             return Sequential(*self._layers[index])
         return self._layers[index]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"layers": [{"type": type(m).__name__, "config": m.get_config()} for m in self]}
 
     def forward(self, x: Any) -> Any:
         for layer in self._layers:

@@ -1,0 +1,348 @@
+"""Model files: a JSON description of the architecture plus the weights, in safetensors format.
+
+A chainrule model file is a single safetensors file. Its tensors are the model's parameters and
+buffers (``model/<dotted name>``) and, in a checkpoint, the training state (``train/...``). Its
+metadata holds, as JSON strings, the architecture (``chainrule.architecture``), anything the
+caller attached (``chainrule.extra``: preprocessing, class names), the training state of a
+checkpoint (``chainrule.training``) and a SHA-256 over every tensor (``chainrule.sha256``).
+
+Loading never executes code: no pickle, no eval, no import by name. The architecture names
+layers from a fixed table (:data:`chainrule.nn.LAYERS`). Any malformed, truncated, corrupted or
+foreign file raises :class:`ModelFileError`, and nothing else. Files are written atomically
+(temporary file, fsync, rename): a crash mid-save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .nn.layers import LAYERS
+from .nn.module import Module
+
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "ModelFile",
+    "ModelFileError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "build",
+    "describe",
+    "load",
+    "load_file",
+    "save",
+]
+
+FORMAT = "chainrule"
+VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024 * 1024  # the JSON header (architecture, metadata, offsets)
+_MAX_DEPTH = 64
+_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64"}
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file is malformed, truncated, corrupted or not a chainrule file."""
+
+
+@dataclass
+class ModelFile:
+    """What a model file holds: the rebuilt model, the caller's extra metadata and, for a
+    checkpoint, the training state (JSON part and tensors)."""
+
+    model: Module
+    extra: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] | None = None
+    training_tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    path: str = ""
+
+
+# ----- atomic writes ------------------------------
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that the file is either the old one or the new one.
+
+    The bytes go to a temporary file in the same directory, which is flushed and fsynced and
+    then renamed over ``path`` (atomic on POSIX and Windows); the directory is fsynced so the
+    rename survives a power cut. On any failure the temporary file is removed and the error
+    propagates: nothing partial ever stands under the final name.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"cannot save to {str(target)!r}: directory {str(directory)!r} does not exist"
+        )
+    tmp = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----- architecture ------------------------------
+def describe(model: Module) -> dict[str, Any]:
+    """The JSON-able description ``{"type": ..., "config": ...}`` that rebuilds ``model``."""
+    name = type(model).__name__
+    if LAYERS.get(name) is not type(model):
+        raise TypeError(
+            f"{name} is not one of chainrule's layers ({', '.join(sorted(LAYERS))}): it cannot "
+            "be described in a model file; save model.state_dict() instead"
+        )
+    return {"type": name, "config": model.get_config()}
+
+
+def build(arch: Any, _depth: int = 0) -> Module:
+    """Rebuild a model from :func:`describe`'s output; raises ModelFileError if it is invalid."""
+    if _depth > _MAX_DEPTH:
+        raise ModelFileError("architecture is nested too deeply")
+    if not isinstance(arch, dict) or not isinstance(arch.get("type"), str):
+        raise ModelFileError(
+            f"architecture entry must be an object with a 'type', got {arch!r:.80}"
+        )
+    name = arch["type"]
+    cls = LAYERS.get(name)
+    if cls is None:
+        raise ModelFileError(
+            f"architecture names an unknown layer {name!r:.60}; known: {', '.join(sorted(LAYERS))}"
+        )
+    config = arch.get("config", {})
+    if not isinstance(config, dict):
+        raise ModelFileError(f"config of layer {name} must be an object")
+    try:
+        if name == "Sequential":
+            layers = config.get("layers")
+            if not isinstance(layers, list) or set(config) != {"layers"}:
+                raise ModelFileError("Sequential config must be {'layers': [...]}")
+            return cls(*[build(layer, _depth + 1) for layer in layers])
+        return cls(**config)
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"invalid configuration for layer {name}: {exc}") from None
+
+
+# ----- tensors ------------------------------
+def tensor_digest(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        h.update(name.encode("utf-8") + b"\0")
+        h.update(arr.dtype.str.encode() + b"\0" + repr(arr.shape).encode() + b"\0")
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _write(
+    path: str | os.PathLike[str],
+    model: Module,
+    extra: dict[str, Any] | None,
+    training: dict[str, Any] | None = None,
+    training_tensors: dict[str, np.ndarray] | None = None,
+    allow_nonfinite: bool = False,
+) -> None:
+    from safetensors.numpy import save as st_save
+
+    arch = describe(model)
+    tensors: dict[str, np.ndarray] = {}
+    for name, value in model.state_dict().items():
+        arr = np.ascontiguousarray(value)
+        if not allow_nonfinite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"refusing to save: parameter '{name}' contains NaN or infinite values "
+                "(pass allow_nonfinite=True to save it anyway)"
+            )
+        tensors[f"model/{name}"] = arr
+    for name, value in (training_tensors or {}).items():
+        tensors[f"train/{name}"] = np.ascontiguousarray(value)
+    meta = {
+        "chainrule.format": FORMAT,
+        "chainrule.version": str(VERSION),
+        "chainrule.architecture": json.dumps(arch, allow_nan=False),
+        "chainrule.extra": json.dumps(extra or {}, allow_nan=True),
+        "chainrule.sha256": tensor_digest(tensors),
+    }
+    if training is not None:
+        meta["chainrule.training"] = json.dumps(training, allow_nan=True)
+    try:
+        data = st_save(tensors, metadata=meta)
+    except Exception as exc:  # safetensors raises its own error type
+        raise ValueError(f"could not serialise the model: {exc}") from None
+    atomic_write_bytes(path, data)
+
+
+def save(
+    model: Module,
+    path: str | os.PathLike[str],
+    *,
+    extra: dict[str, Any] | None = None,
+    allow_nonfinite: bool = False,
+) -> None:
+    """Save ``model`` (built from chainrule's layers) to ``path``, atomically.
+
+    Parameters
+    ----------
+    model : Module
+        A model built from chainrule's layers (e.g. ``Sequential`` / ``nn.mlp``).
+    path : str or PathLike
+        The file to write (conventionally ``*.chainrule`` or ``*.safetensors``).
+    extra : dict, optional
+        JSON-serialisable metadata stored with the model (preprocessing, class names, ...).
+    allow_nonfinite : bool, default False
+        Save even if a weight is NaN or infinite (refused by default).
+
+    Examples
+    --------
+    >>> import os, tempfile, chainrule as cr
+    >>> model = cr.nn.mlp([3, 4, 2], rng=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.chainrule")
+    >>> cr.save(model, path)
+    >>> cr.load(path)
+    Sequential(
+      (0): Linear(in_features=3, out_features=4, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=4, out_features=2, bias=True)
+    )  # 26 parameters
+    """
+    _write(path, model, extra, allow_nonfinite=allow_nonfinite)
+
+
+def _read_header(data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise ModelFileError(f"file is too short to be a model file ({len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n == 0 or n > MAX_HEADER_BYTES:
+        raise ModelFileError(f"header length {n} is invalid (limit {MAX_HEADER_BYTES} bytes)")
+    if 8 + n > len(data):
+        raise ModelFileError(
+            f"file is truncated: the header claims {n} bytes, only {len(data) - 8} follow"
+        )
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"header is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ModelFileError("header must be a JSON object")
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or info.get("dtype") not in _DTYPES:
+            raise ModelFileError(f"tensor {name!r:.60} has an unknown or missing dtype")
+        shape = info.get("shape")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape
+        ):
+            raise ModelFileError(f"tensor {name!r:.60} has an invalid shape")
+        offsets = info.get("data_offsets")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= len(data) - 8 - n
+        ):
+            raise ModelFileError(f"tensor {name!r:.60} has invalid data offsets")
+        total += offsets[1] - offsets[0]
+    if total > len(data):
+        raise ModelFileError("tensor data exceeds the file size")
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ModelFileError("not a chainrule model file: no chainrule metadata")
+    return meta
+
+
+def _json_field(meta: dict[str, str], key: str, required: bool = True) -> Any:
+    raw = meta.get(key)
+    if raw is None:
+        if required:
+            raise ModelFileError(f"model file lacks its {key!r} entry")
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"entry {key!r} is not valid JSON: {exc}") from None
+
+
+def load_file(path: str | os.PathLike[str]) -> ModelFile:
+    """Read a model or checkpoint file: the model, its extra metadata and any training state.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ModelFileError
+        If the file is malformed, truncated, corrupted (checksum mismatch) or not a chainrule
+        model file.
+    """
+    from safetensors.numpy import load as st_load
+
+    p = Path(path)
+    if p.is_dir():
+        raise ModelFileError(f"{str(p)!r} is a directory, not a model file")
+    data = p.read_bytes()
+    meta = _read_header(data)
+    if meta.get("chainrule.format") != FORMAT:
+        raise ModelFileError(f"{str(p)!r} is not a chainrule model file")
+    if meta.get("chainrule.version") != str(VERSION):
+        raise ModelFileError(
+            f"model file version {meta.get('chainrule.version')!r:.20} is not supported "
+            f"(this chainrule reads version {VERSION})"
+        )
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # SafetensorError and friends: the file is malformed
+        raise ModelFileError(f"tensor data is malformed: {exc}") from None
+    if tensor_digest(tensors) != meta.get("chainrule.sha256"):
+        raise ModelFileError(f"{str(p)!r} is corrupted: the tensors' SHA-256 does not match")
+    arch = _json_field(meta, "chainrule.architecture")
+    model = build(arch)
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(weights)
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"weights do not fit the architecture: {exc}") from None
+    model.eval()
+    extra = _json_field(meta, "chainrule.extra", required=False) or {}
+    if not isinstance(extra, dict):
+        raise ModelFileError("entry 'chainrule.extra' must be a JSON object")
+    training = _json_field(meta, "chainrule.training", required=False)
+    train_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("train/")}
+    return ModelFile(model, extra, training, train_tensors, str(p))
+
+
+def load(path: str | os.PathLike[str]) -> Module:
+    """Load the model saved in ``path`` (a model file or a checkpoint), in eval mode.
+
+    Raises ModelFileError for any malformed or corrupted file; never executes code from it.
+    """
+    return load_file(path).model

@@ -1,0 +1,33 @@
+"""Training: the fit loop, callbacks, history, metrics and checkpoints."""
+
+from __future__ import annotations
+
+from . import metrics
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+)
+from .fit import DivergenceError, Trainer, evaluate, fit, predict
+from .history import History
+
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "DivergenceError",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "Trainer",
+    "evaluate",
+    "fit",
+    "metrics",
+    "predict",
+]

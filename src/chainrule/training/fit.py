@@ -1,0 +1,788 @@
+"""The training loop: forward pass, loss, backward pass, update — repeated until it stops.
+
+:func:`fit` is the one call most users need; :class:`Trainer` holds the run's state (model,
+optimizer, generator, history, callbacks) and is what callbacks see as ``self.trainer``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import io as model_io
+from .._random import as_generator
+from .._validation import check_number
+from ..nn.losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+)
+from ..nn.module import Module
+from ..optim import optimizers as optim_mod
+from ..optim.clip import clip_grad_norm as _clip_grad_norm
+from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from ..tensor import Tensor, no_grad
+from .callbacks import Callback, LearningRateScheduler, ProgressBar
+from .history import History
+from .metrics import get_metric
+
+__all__ = ["LOSSES", "OPTIMIZERS", "DivergenceError", "Trainer", "evaluate", "fit", "predict"]
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or infinite loss, gradient or weight (``on_nonfinite="raise"``).
+
+    The model keeps its last finite weights; ``history`` holds the epochs so far.
+    """
+
+    def __init__(self, message: str, history: History | None = None) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+LOSSES: dict[str, Callable[[], Module]] = {
+    "mse": MSELoss,
+    "mean_squared_error": MSELoss,
+    "l1": L1Loss,
+    "mae": L1Loss,
+    "huber": HuberLoss,
+    "bce": BCELoss,
+    "binary_crossentropy": BCELoss,
+    "bce_with_logits": BCEWithLogitsLoss,
+    "cross_entropy": CrossEntropyLoss,
+    "categorical_crossentropy": CrossEntropyLoss,
+    "sparse_categorical_crossentropy": CrossEntropyLoss,
+    "nll": NLLLoss,
+}
+
+OPTIMIZERS: dict[str, type[optim_mod.Optimizer]] = {
+    "sgd": optim_mod.SGD,
+    "gd": optim_mod.SGD,
+    "adam": optim_mod.Adam,
+    "adamw": optim_mod.AdamW,
+    "rmsprop": optim_mod.RMSprop,
+    "adagrad": optim_mod.Adagrad,
+}
+
+
+class _StopEpochError(Exception):
+    """Internal: leave the epoch at once (divergence under the "stop" policy)."""
+
+
+def _resolve_loss(loss: Any) -> Any:
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(
+                f"unknown loss {loss!r}; choose from {sorted(LOSSES)} or a loss module"
+            )
+        return LOSSES[loss]()
+    if not callable(loss):
+        raise TypeError(
+            f"loss must be a loss module, a callable or a name, got {type(loss).__name__}"
+        )
+    return loss
+
+
+def _task_of(loss_fn: Any) -> str:
+    if isinstance(loss_fn, (CrossEntropyLoss,)):
+        return "multiclass"
+    if isinstance(loss_fn, NLLLoss):
+        return "multiclass_logprob"
+    if isinstance(loss_fn, BCEWithLogitsLoss):
+        return "binary_logits"
+    if isinstance(loss_fn, BCELoss):
+        return "binary_proba"
+    return "regression"
+
+
+def _outputs_to(kind: str, task: str, out: np.ndarray) -> np.ndarray:
+    """Turn raw model outputs into what a metric of ``kind`` expects."""
+    if kind == "value" or task == "regression":
+        return out
+    if task == "multiclass":
+        if kind == "label":
+            return out.argmax(axis=1)
+        z = out - out.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+    if task == "multiclass_logprob":
+        return out.argmax(axis=1) if kind == "label" else np.exp(out)
+    if task == "binary_logits":
+        if kind == "label":
+            return (out > 0).astype(np.int64)
+        with np.errstate(over="ignore", under="ignore"):
+            return 1 / (1 + np.exp(-out.astype(np.float64)))
+    return (out > 0.5).astype(np.int64) if kind == "label" else out
+
+
+def _as_data(name: str, value: Any, allow_1d: bool = True) -> np.ndarray:
+    if isinstance(value, Tensor):
+        value = value.data
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(
+                f"{name} must be array-like, got {type(value).__name__}: {exc}"
+            ) from None
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {value.dtype}")
+    if value.ndim == 0 or (not allow_1d and value.ndim < 2):
+        raise ValueError(f"{name} must have a sample dimension, got shape {value.shape}")
+    if len(value) == 0:
+        raise ValueError(
+            f"{name} has 0 samples (shape {value.shape}); there is nothing to train on"
+        )
+    return value
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    if arr.dtype.kind != "f" or isinstance(arr, np.memmap):
+        return  # a memory-mapped set is checked batch by batch instead of read in full here
+    step = max(1, 2**24 // max(1, arr[0].size))
+    for start in range(0, len(arr), step):
+        chunk = arr[start : start + step]
+        if not np.all(np.isfinite(chunk)):
+            bad = np.argwhere(~np.isfinite(chunk))[0]
+            row = start + int(bad[0])
+            raise ValueError(
+                f"{name} contains NaN or infinite values (first at row {row}"
+                + (f", column {int(bad[1])}" if len(bad) > 1 else "")
+                + "); remove or impute them before training"
+            )
+
+
+def compute_metrics(
+    metrics: Sequence[tuple[str, Callable[..., float], str]], task: str, out: np.ndarray, y: Any
+) -> dict[str, float]:
+    """Evaluate resolved metrics on raw model outputs ``out`` against targets ``y``."""
+    res = {}
+    y = np.asarray(y)
+    for name, fn, kind in metrics:
+        pred = _outputs_to(kind, task, out)
+        yy = y
+        if kind == "label" and task in ("binary_logits", "binary_proba"):
+            yy = (y > 0.5).astype(np.int64)
+        if kind != "proba" and pred.ndim > yy.ndim and pred.size == yy.size:
+            pred = pred.reshape(yy.shape)
+        res[name] = float(fn(yy, pred))
+    return res
+
+
+class Trainer:
+    """State and loop of one training run; see :func:`fit` for the arguments."""
+
+    def __init__(
+        self,
+        model: Module,
+        loss: Any,
+        optimizer: Any = "adam",
+        *,
+        lr: float | None = None,
+        metrics: Sequence[Any] = (),
+        callbacks: Sequence[Callback] = (),
+        scheduler: Any = None,
+        seed: Any = None,
+        verbose: int = 1,
+        on_nonfinite: str = "stop",
+        clip_grad_norm: float | None = None,
+        tol: float | None = None,
+        n_iter_no_change: int = 10,
+    ) -> None:
+        if not isinstance(model, Module):
+            raise TypeError(f"model must be a chainrule Module, got {type(model).__name__}")
+        if on_nonfinite not in ("stop", "raise", "ignore"):
+            raise ValueError(
+                f"on_nonfinite must be 'stop', 'raise' or 'ignore', got {on_nonfinite!r}"
+            )
+        if clip_grad_norm is not None:
+            check_number("clip_grad_norm", clip_grad_norm, low=0, low_inclusive=False)
+        if tol is not None:
+            check_number("tol", tol, low=0)
+        check_number("n_iter_no_change", n_iter_no_change, low=1, integer=True)
+        check_number("verbose", verbose, low=0, integer=True)
+        self.model = model
+        self.loss_fn = _resolve_loss(loss)
+        self.task = _task_of(self.loss_fn)
+        params = list(model.parameters())
+        if not params:
+            raise ValueError("model has no parameters to train")
+        self.dtype = params[0].dtype
+        if isinstance(optimizer, str):
+            if optimizer not in OPTIMIZERS:
+                raise ValueError(
+                    f"unknown optimizer {optimizer!r}; choose from {sorted(OPTIMIZERS)} or an "
+                    "Optimizer"
+                )
+            kwargs: dict[str, Any] = {} if lr is None else {"lr": lr}
+            optimizer = OPTIMIZERS[optimizer](params, **kwargs)
+        elif not isinstance(optimizer, optim_mod.Optimizer):
+            raise TypeError(
+                f"optimizer must be a chainrule Optimizer or a name, got {type(optimizer).__name__}"
+            )
+        elif lr is not None:
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+        self.optimizer = optimizer
+        self.metrics = [get_metric(m) for m in metrics]
+        cbs = list(callbacks)
+        for c in cbs:
+            if not isinstance(c, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(c).__name__}")
+        if scheduler is not None:
+            if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)):
+                raise TypeError(
+                    f"scheduler must be an lr_scheduler object, got {type(scheduler).__name__}"
+                )
+            cbs.insert(0, LearningRateScheduler(scheduler))
+        if verbose and not any(isinstance(c, ProgressBar) for c in cbs):
+            cbs.append(ProgressBar(verbose=verbose))
+        self.callbacks = cbs
+        self.rng = as_generator(seed, "seed")
+        self.verbose = int(verbose)
+        self.on_nonfinite = on_nonfinite
+        self.clip = clip_grad_norm
+        self.tol = tol
+        self.n_iter_no_change = int(n_iter_no_change)
+        self.history = History()
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self.stop_detail = ""
+        self.best_epoch: int | None = None
+        self.restored_best = False
+        self.resumed = False
+        self.epoch = 0
+        self.epochs = 0
+        self.steps_per_epoch = 0
+        self._best_loss = math.inf
+        self._no_improvement = 0
+        self._last_finite = (math.nan, 0, 0)
+        self._pending: list[str] = []
+        self._params = params
+        self._names = [n for n, _ in model.named_parameters()]
+
+    # ----- data ------------------------------
+    def _batch(self, X: np.ndarray, idx: Any) -> np.ndarray:
+        xb = X[idx]
+        if xb.dtype != self.dtype:
+            xb = xb.astype(self.dtype)
+        return xb
+
+    # ----- checkpoints ------------------------------
+    def request_checkpoint(self, path: str) -> None:
+        """Write a checkpoint to ``path`` once the current epoch is completely handled."""
+        self._pending.append(path)
+
+    def save_checkpoint(self, path: str) -> None:
+        """Write model, optimizer, schedule, generators, history and callbacks to ``path``."""
+        from .checkpoint import training_state
+
+        meta, tensors = training_state(self)
+        model_io._write(path, self.model, extra={}, training=meta, training_tensors=tensors)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote (into this trainer's objects)."""
+        from .checkpoint import restore_training_state
+
+        restore_training_state(self, path)
+
+    # ----- the loop ------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        epochs: int = 10,
+        batch_size: int | None = 32,
+        validation_data: tuple[Any, ...] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        resume_from: str | None = None,
+    ) -> History:
+        check_number("epochs", epochs, low=0, integer=True)
+        if batch_size is not None:
+            check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("validation_split", validation_split, low=0, high=1, high_inclusive=False)
+        X = _as_data("X", X)
+        _check_finite("X", X)
+        if y is None:
+            raise ValueError("y is required: fit trains against targets")
+        y = _as_data("y", y)
+        if len(y) != len(X):
+            raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
+        _check_finite("y", y)
+        n = len(X)
+        w = self._weights(y, n, sample_weight, class_weight)
+        # validation data: given, or split off with the run's generator (stratified for labels)
+        Xv = yv = wv = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError(
+                    "validation_data must be a tuple (X_val, y_val[, sample_weight_val])"
+                )
+            Xv = _as_data("validation X", validation_data[0])
+            yv = _as_data("validation y", validation_data[1])
+            if len(Xv) != len(yv):
+                raise ValueError(
+                    f"validation X and y have different numbers of samples: {len(Xv)} and {len(yv)}"
+                )
+            _check_finite("validation X", Xv)
+            wv = None if len(validation_data) == 2 else np.asarray(validation_data[2], np.float64)
+            train_idx = None
+        elif validation_split > 0:
+            train_idx, val_idx = self._split(y, validation_split)
+            Xv, yv = X[val_idx], y[val_idx]
+            wv = None if w is None else w[val_idx]
+        else:
+            train_idx = None
+        if train_idx is not None:
+            X, y = X[train_idx], y[train_idx]
+            w = None if w is None else w[train_idx]
+            n = len(X)
+        bs = n if batch_size is None else min(int(batch_size), n)
+        self.steps_per_epoch = math.ceil(n / bs)
+        self.epochs = int(epochs)
+        for c in self.callbacks:
+            c.set_trainer(self)
+        start_epoch = 1
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+            self.resumed = True
+            start_epoch = self.epoch + 1
+        self._fit_inputs = X
+        self.stop_training = False
+        logs: dict[str, Any] = {}
+        self._snap = [np.empty_like(p.data) for p in self._params]
+        for c in self.callbacks:
+            c.on_train_begin(logs)
+        try:
+            for epoch in range(start_epoch, self.epochs + 1):
+                try:
+                    self._run_epoch(epoch, X, y, w, bs, shuffle, Xv, yv, wv)
+                except _StopEpochError:
+                    break
+                if self.stop_training:
+                    break
+            else:
+                if self.stop_reason is None:
+                    self.stop_reason = "epochs"
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            self.stop_detail = "interrupted by the user (Ctrl-C)"
+        except DivergenceError:
+            self._finish(logs)
+            raise
+        self._finish(logs)
+        return self.history
+
+    def _finish(self, logs: dict[str, Any]) -> None:
+        for c in self.callbacks:
+            c.on_train_end(logs)
+        from .summary import summarize
+
+        self.history.stop_reason = self.stop_reason
+        self.history.best_epoch = self.best_epoch
+        self.history.summary = summarize(self)
+        if self.verbose:
+            print(self.history.summary)
+
+    def _weights(
+        self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any
+    ) -> np.ndarray | None:
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError("sample_weight must be finite and non-negative")
+        if class_weight is not None:
+            labels = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
+            classes, counts = np.unique(labels, return_counts=True)
+            if class_weight == "balanced":
+                cw = {c: n / (len(classes) * k) for c, k in zip(classes.tolist(), counts.tolist())}
+            elif isinstance(class_weight, dict):
+                cw = {k: float(v) for k, v in class_weight.items()}
+                unknown = set(cw) - set(classes.tolist())
+                if unknown:
+                    raise ValueError(f"class_weight names classes not in y: {sorted(unknown)}")
+            else:
+                raise TypeError("class_weight must be a dict {class: weight} or 'balanced'")
+            per = np.array([cw.get(v, 1.0) for v in labels.tolist()], dtype=np.float64)
+            w = per if w is None else w * per
+        return w
+
+    def _split(self, y: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        n = len(y)
+        n_val = max(1, round(fraction * n))
+        if n_val >= n:
+            raise ValueError(f"validation_split={fraction} leaves no training samples out of {n}")
+        labels = y if y.ndim == 1 and y.dtype.kind in "biu" else None
+        if labels is not None:
+            val: list[int] = []
+            classes = np.unique(labels)
+            for c in classes:
+                members = np.flatnonzero(labels == c)
+                members = members[self.rng.permutation(len(members))]
+                take = round(len(members) * n_val / n)
+                val.extend(members[:take].tolist())
+            val_idx = np.sort(np.array(val, dtype=np.int64))
+        else:
+            val_idx = np.sort(self.rng.permutation(n)[:n_val])
+        mask = np.ones(n, bool)
+        mask[val_idx] = False
+        return np.flatnonzero(mask), val_idx
+
+    def _run_epoch(
+        self,
+        epoch: int,
+        X: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        bs: int,
+        shuffle: bool,
+        Xv: Any,
+        yv: Any,
+        wv: Any,
+    ) -> None:
+        self.epoch = epoch
+        n = len(X)
+        model, opt = self.model, self.optimizer
+        model.train()
+        lr0 = float(opt.param_groups[0]["lr"])
+        logs: dict[str, Any] = {}
+        for c in self.callbacks:
+            c.on_epoch_begin(epoch, logs)
+        t0 = time.perf_counter()
+        order = self.rng.permutation(n) if shuffle else None
+        total_loss, total_weight = 0.0, 0.0
+        keep_outputs = bool(self.metrics)
+        outputs: list[np.ndarray] = []
+        for b, start in enumerate(range(0, n, bs)):
+            idx = order[start : start + bs] if order is not None else slice(start, start + bs)
+            xb = self._batch(X, idx)
+            yb = y[idx]
+            wb = None if w is None else w[idx]
+            for c in self.callbacks:
+                c.on_batch_begin(b, logs)
+            out = model(xb)
+            loss = (
+                self.loss_fn(out, yb, sample_weight=wb) if wb is not None else self.loss_fn(out, yb)
+            )
+            lv = loss.item()
+            if not math.isfinite(lv) and self.on_nonfinite != "ignore":
+                self._diverged(epoch, b, f"the loss is {lv}", xb)
+            opt.zero_grad()
+            loss.backward()
+            if self.on_nonfinite != "ignore":
+                for name, p in zip(self._names, self._params):
+                    if p.grad is not None and not np.all(np.isfinite(p.grad)):
+                        self._diverged(epoch, b, f"the gradient of '{name}' is not finite", xb)
+            if self.clip is not None:
+                _clip_grad_norm(self._params, self.clip)
+            self._step(epoch, b, xb)
+            bw = float(len(yb)) if wb is None else float(np.sum(wb))
+            total_loss += lv * bw
+            total_weight += bw
+            self._last_finite = (lv, epoch, b)
+            if keep_outputs:
+                outputs.append(out.data)
+            batch_logs = {"loss": lv, "size": len(yb)}
+            for c in self.callbacks:
+                c.on_batch_end(b, batch_logs)
+            if self.stop_training:
+                break
+        logs["loss"] = total_loss / total_weight if total_weight > 0 else math.nan
+        if keep_outputs and outputs:
+            seen = len(np.concatenate(outputs)) if outputs else 0
+            ys = y[order[:seen]] if order is not None else y[:seen]
+            logs.update(compute_metrics(self.metrics, self.task, np.concatenate(outputs), ys))
+        if Xv is not None:
+            val = evaluate(
+                model,
+                Xv,
+                yv,
+                self.loss_fn,
+                [m[0] for m in self.metrics] or (),
+                batch_size=max(bs, 1024),
+                sample_weight=wv,
+                _metrics=self.metrics,
+            )
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        logs["lr"] = lr0
+        logs["time"] = time.perf_counter() - t0
+        self._convergence(logs["loss"])
+        for c in self.callbacks:
+            c.on_epoch_end(epoch, logs)
+        self.history.append(epoch, logs)
+        for path in self._pending:
+            self.save_checkpoint(path)
+        self._pending.clear()
+
+    def _step(self, epoch: int, batch: int, xb: np.ndarray) -> None:
+        if self.on_nonfinite == "ignore":
+            self.optimizer.step()
+            return
+        for s, p in zip(self._snap, self._params):
+            np.copyto(s, p.data)
+        try:
+            self.optimizer.step()
+        except KeyboardInterrupt:
+            self._restore_snapshot()  # never leave a half-applied update
+            raise
+        for name, p in zip(self._names, self._params):
+            if not np.all(np.isfinite(p.data)):
+                self._restore_snapshot()
+                self._diverged(epoch, batch, f"the update made '{name}' non-finite", xb)
+
+    def _restore_snapshot(self) -> None:
+        for s, p in zip(self._snap, self._params):
+            np.copyto(p.data, s)
+
+    def _convergence(self, loss: float) -> None:
+        if self.tol is None:
+            return
+        # scikit-learn's rule: count epochs whose loss is not below best - tol
+        if loss > self._best_loss - self.tol:
+            self._no_improvement += 1
+        else:
+            self._no_improvement = 0
+        self._best_loss = min(self._best_loss, loss)
+        if self._no_improvement > self.n_iter_no_change:
+            self.stop_training = True
+            self.stop_reason = "converged"
+            self.stop_detail = (
+                f"the training loss improved by less than tol={self.tol:g} for "
+                f"{self.n_iter_no_change + 1} consecutive epochs"
+            )
+
+    def _diverged(self, epoch: int, batch: int, what: str, xb: np.ndarray) -> None:
+        last, le, lb = self._last_finite
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
+        advice = (
+            "the input batch itself contains NaN or infinite values: clean the data"
+            if bad_input
+            else f"lower the learning rate (now {lr:g}), scale the inputs (standardise each "
+            "feature), or clip gradients (clip_grad_norm=1.0)"
+        )
+        last_txt = (
+            f"last finite loss {last:.6g} at epoch {le}, batch {lb}"
+            if not math.isnan(last)
+            else "no finite loss before it"
+        )
+        msg = (
+            f"training diverged at epoch {epoch}, batch {batch}: {what} ({last_txt}). "
+            f"The model keeps its last finite weights. Try: {advice}."
+        )
+        self.history.message = msg
+        self.stop_reason = "diverged"
+        self.stop_detail = msg
+        if self.on_nonfinite == "raise":
+            raise DivergenceError(msg, self.history)
+        self.stop_training = True
+        raise _StopEpochError
+
+
+def fit(
+    model: Module,
+    X: Any,
+    y: Any = None,
+    *,
+    loss: Any,
+    optimizer: Any = "adam",
+    lr: float | None = None,
+    epochs: int = 10,
+    batch_size: int | None = 32,
+    validation_data: tuple[Any, ...] | None = None,
+    validation_split: float = 0.0,
+    shuffle: bool = True,
+    seed: Any = None,
+    metrics: Sequence[Any] = (),
+    callbacks: Iterable[Callback] = (),
+    scheduler: Any = None,
+    verbose: int = 1,
+    sample_weight: Any = None,
+    class_weight: Any = None,
+    tol: float | None = None,
+    n_iter_no_change: int = 10,
+    on_nonfinite: str = "stop",
+    clip_grad_norm: float | None = None,
+    resume_from: str | None = None,
+) -> History:
+    """Train ``model`` on ``(X, y)`` by mini-batch gradient descent and return its History.
+
+    Each step: forward pass on a batch, the loss, one backward pass, one optimizer update.
+
+    Parameters
+    ----------
+    model : Module
+        Trained in place.
+    X, y : array_like
+        Inputs ``(n, ...)`` and targets (class indices for cross-entropy, values for
+        regression). Batches are gathered by index: the data set is never copied per epoch (a
+        memory-mapped ``.npy`` works); each batch is converted to the model's dtype.
+    loss : Module, callable or str
+        E.g. ``nn.CrossEntropyLoss()``, or a name: mse, mae, huber, bce, bce_with_logits,
+        cross_entropy, nll.
+    optimizer : Optimizer or str, default "adam"
+        An optimizer over ``model.parameters()``, or a name (sgd, adam, adamw, rmsprop,
+        adagrad) created with ``lr``.
+    lr : float, optional
+        Learning rate (overrides the optimizer's).
+    epochs : int, default 10
+        Total number of epochs (a resumed run continues up to this number).
+    batch_size : int or None, default 32
+        None trains on the full set each step (batch gradient descent); 1 is stochastic
+        gradient descent. A smaller last batch is used as it is.
+    validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
+    validation_split : float, default 0
+        Fraction of the training data held out for validation, chosen with ``seed`` (stratified
+        for class labels).
+    shuffle : bool, default True
+        Shuffle the sample order every epoch with the run's generator.
+    seed : int or Generator, optional
+        Drives shuffling and the validation split; the same seed gives bitwise-identical runs
+        (with the same thread count). NumPy's global generator is never used.
+    metrics : list of str or callables
+        accuracy, precision, recall, f1, log_loss, mae, mse, rmse, r2, or ``f(y_true, y_pred)``;
+        reported for training (``"accuracy"``) and validation (``"val_accuracy"``).
+    callbacks : list of Callback
+        EarlyStopping, ModelCheckpoint, LearningRateScheduler, ProgressBar, CSVLogger, or yours.
+    scheduler : LRScheduler or ReduceLROnPlateau, optional
+        Stepped after every epoch (ReduceLROnPlateau with ``val_loss``, or ``loss``).
+    verbose : int, default 1
+        0 silent; 1 progress bar on a terminal (one line per epoch in a pipe) and a summary.
+    sample_weight : array_like (n,), optional
+    class_weight : dict or "balanced", optional
+        Per-class weights, multiplied into the sample weights. The reported epoch loss is the
+        sample-weighted mean over the epoch's batches.
+    tol, n_iter_no_change : float or None, int
+        Convergence as scikit-learn: stop when the training loss has not improved by at least
+        ``tol`` for more than ``n_iter_no_change`` consecutive epochs. None (default) disables it.
+    on_nonfinite : {"stop", "raise", "ignore"}, default "stop"
+        The divergence guard: a NaN or infinite loss, gradient or updated weight is caught in
+        the step where it appears; "stop" ends training with a message (``history.message``),
+        "raise" raises :class:`DivergenceError`; both keep the last finite weights.
+    clip_grad_norm : float, optional
+        Clip the global gradient norm to this value every step.
+    resume_from : str, optional
+        A checkpoint written by ``ModelCheckpoint``: restores the weights, optimizer and
+        schedule state, generators, history and callbacks, and continues so that the result is
+        bitwise equal to an uninterrupted run.
+
+    Returns
+    -------
+    History
+        Per-epoch ``loss``, ``val_loss``, metrics, ``lr`` and ``time``; ``stop_reason``,
+        ``best_epoch`` and the end-of-fit ``summary``. Ctrl-C stops cleanly and returns it.
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2)).astype(np.float32)
+    >>> y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    >>> model = cr.nn.mlp([2, 16, 2], "tanh", rng=0)
+    >>> h = cr.fit(model, X, y, loss="cross_entropy", lr=0.05, epochs=30, seed=0, verbose=0,
+    ...            metrics=["accuracy"])
+    >>> h.history["accuracy"][-1] > 0.9
+    True
+    """
+    trainer = Trainer(
+        model,
+        loss,
+        optimizer,
+        lr=lr,
+        metrics=metrics,
+        callbacks=list(callbacks),
+        scheduler=scheduler,
+        seed=seed,
+        verbose=verbose,
+        on_nonfinite=on_nonfinite,
+        clip_grad_norm=clip_grad_norm,
+        tol=tol,
+        n_iter_no_change=n_iter_no_change,
+    )
+    return trainer.fit(
+        X,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        validation_split=validation_split,
+        shuffle=shuffle,
+        sample_weight=sample_weight,
+        class_weight=class_weight,
+        resume_from=resume_from,
+    )
+
+
+def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
+    """The model's outputs for ``X``, in eval mode, batch by batch, without building a graph.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    X = _as_data("X", X)
+    if batch_size is not None:
+        check_number("batch_size", batch_size, low=1, integer=True)
+    params = list(model.parameters())
+    dtype = params[0].dtype if params else np.dtype(np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        outs = []
+        n = len(X)
+        bs = n if batch_size is None else int(batch_size)
+        with no_grad():
+            for start in range(0, n, bs):
+                xb = X[start : start + bs]
+                if xb.dtype != dtype:
+                    xb = xb.astype(dtype)
+                out = model(xb)
+                outs.append(out.data if isinstance(out, Tensor) else np.asarray(out))
+        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+    finally:
+        model.train(was_training)
+
+
+def evaluate(
+    model: Module,
+    X: Any,
+    y: Any,
+    loss: Any = None,
+    metrics: Sequence[Any] = (),
+    batch_size: int | None = 4096,
+    sample_weight: Any = None,
+    _metrics: Any = None,
+) -> dict[str, float]:
+    """Loss (the sample-weighted mean over all of ``X``) and metrics, in eval mode."""
+    X = _as_data("X", X)
+    y = _as_data("y", y)
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
+    out = predict(model, X, batch_size)
+    res: dict[str, float] = {}
+    loss_fn = _resolve_loss(loss) if loss is not None else None
+    if loss_fn is not None:
+        with no_grad():
+            if sample_weight is not None:
+                res["loss"] = float(
+                    loss_fn(Tensor._const(out), y, sample_weight=sample_weight).item()
+                )
+            else:
+                res["loss"] = float(loss_fn(Tensor._const(out), y).item())
+    task = _task_of(loss_fn) if loss_fn is not None else "regression"
+    resolved = _metrics if _metrics is not None else [get_metric(m) for m in metrics]
+    res.update(compute_metrics(resolved, task, out, y))
+    return res
