@@ -156,7 +156,7 @@ def tensor_digest(tensors: dict[str, np.ndarray]) -> str:
     """SHA-256 over every tensor's name, dtype, shape and bytes (in name order)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = np.asarray(tensors[name], order="C")
         h.update(name.encode("utf-8") + b"\0")
         h.update(arr.dtype.str.encode() + b"\0" + repr(arr.shape).encode() + b"\0")
         h.update(arr.tobytes())
@@ -176,7 +176,7 @@ def _write(
     arch = describe(model)
     tensors: dict[str, np.ndarray] = {}
     for name, value in model.state_dict().items():
-        arr = np.ascontiguousarray(value)
+        arr = np.asarray(value, order="C")
         if not allow_nonfinite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise ValueError(
                 f"refusing to save: parameter '{name}' contains NaN or infinite values "
@@ -184,7 +184,7 @@ def _write(
             )
         tensors[f"model/{name}"] = arr
     for name, value in (training_tensors or {}).items():
-        tensors[f"train/{name}"] = np.ascontiguousarray(value)
+        tensors[f"train/{name}"] = np.asarray(value, order="C")
     meta = {
         "chainrule.format": FORMAT,
         "chainrule.version": str(VERSION),

@@ -131,6 +131,20 @@ def _reduce(elem: Tensor, reduction: str, sample_weight: Any) -> Tensor:
     return (per_sample * w).sum() / total
 
 
+def _class_weighted_mean(per: Tensor, denom: np.ndarray, sample_weight: Any) -> Tensor:
+    """``Σ s_i l_i / Σ s_i d_i``: PyTorch's mean for class-weighted losses (``d_i = w_{y_i}``,
+    0 for ignored samples), with optional sample weights ``s_i``; NaN if nothing counts."""
+    n = per.shape[0]
+    s = (
+        np.ones(n, per.dtype)
+        if sample_weight is None
+        else _sample_weight(sample_weight, n, per.dtype)
+    )
+    total = float((s * denom).sum())
+    weighted = (per * s).sum()
+    return weighted / total if total > 0 else weighted * np.nan
+
+
 # ----- regression losses -----------------------------------------------------------------------
 def mse_loss(input: Any, target: Any, reduction: str = "mean", sample_weight: Any = None) -> Tensor:
     """Mean squared error ``(1/n) Σ (ŷ - y)²``.
@@ -321,13 +335,7 @@ def cross_entropy(
         denom = denom * w[safe]
     per = ops.softmax_cross_entropy(z, Y, axis=1)
     if reduction == "mean":
-        s = (
-            np.ones(n, z.dtype)
-            if sample_weight is None
-            else _sample_weight(sample_weight, n, z.dtype)
-        )
-        total = float((s * denom).sum())
-        return (per * s).sum() / total if total > 0 else (per * s).sum() * np.nan
+        return _class_weighted_mean(per, denom, sample_weight)
     return _reduce(per, reduction, sample_weight)
 
 
@@ -357,11 +365,5 @@ def nll_loss(
     coef = wc[safe] * valid
     per = -logp[np.arange(n), safe] * coef
     if reduction == "mean":
-        s = (
-            np.ones(n, logp.dtype)
-            if sample_weight is None
-            else _sample_weight(sample_weight, n, logp.dtype)
-        )
-        total = float((s * coef).sum())
-        return (per * s).sum() / total if total > 0 else (per * s).sum() * np.nan
+        return _class_weighted_mean(per, coef, sample_weight)
     return _reduce(per, reduction, sample_weight)

@@ -58,31 +58,25 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ----- discovery -----
-    def _named_children(self) -> Iterator[tuple[str, Module]]:
+    def _walk(self, kind: type[Any]) -> Iterator[tuple[str, Any]]:
+        """Attributes of type ``kind``, also inside lists, tuples and dicts, with their names."""
         for name, value in vars(self).items():
-            if isinstance(value, Module):
+            if isinstance(value, kind):
                 yield name, value
             elif isinstance(value, (list, tuple)):
                 for i, v in enumerate(value):
-                    if isinstance(v, Module):
+                    if isinstance(v, kind):
                         yield f"{name}.{i}", v
             elif isinstance(value, dict):
                 for k, v in value.items():
-                    if isinstance(v, Module):
+                    if isinstance(v, kind):
                         yield f"{name}.{k}", v
 
+    def _named_children(self) -> Iterator[tuple[str, Module]]:
+        return self._walk(Module)
+
     def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for name, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield name, value
-            elif isinstance(value, (list, tuple)):
-                for i, v in enumerate(value):
-                    if isinstance(v, Parameter):
-                        yield f"{name}.{i}", v
-            elif isinstance(value, dict):
-                for k, v in value.items():
-                    if isinstance(v, Parameter):
-                        yield f"{name}.{k}", v
+        return self._walk(Parameter)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         """Direct sub-modules with their names."""

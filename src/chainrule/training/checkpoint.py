@@ -26,7 +26,7 @@ STATE_VERSION = 1
 def pack(obj: Any, prefix: str, tensors: dict[str, np.ndarray]) -> Any:
     """Turn nested state into JSON, moving arrays into ``tensors`` under ``prefix`` names."""
     if isinstance(obj, np.ndarray):
-        tensors[prefix] = np.ascontiguousarray(obj)
+        tensors[prefix] = np.asarray(obj, order="C")
         return {"__tensor__": prefix}
     if isinstance(obj, dict):
         items = []

@@ -6,6 +6,7 @@ optimizer, generator, history, callbacks) and is what callbacks see as ``self.tr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -366,9 +367,17 @@ class Trainer:
         for c in self.callbacks:
             c.on_train_begin(logs)
         try:
+            # the divergence guard reports non-finite values itself: NumPy's overflow and
+            # invalid-value warnings would only repeat it, batch after batch
+            quiet = self.on_nonfinite != "ignore"
             for epoch in range(start_epoch, self.epochs + 1):
                 try:
-                    self._run_epoch(epoch, X, y, w, bs, shuffle, Xv, yv, wv)
+                    with (
+                        np.errstate(over="ignore", invalid="ignore", divide="ignore")
+                        if quiet
+                        else contextlib.nullcontext()
+                    ):
+                        self._run_epoch(epoch, X, y, w, bs, shuffle, Xv, yv, wv)
                 except _StopEpochError:
                     break
                 if self.stop_training:
