@@ -369,3 +369,28 @@ def test_nan_history_padding():
     h.append(1, {"loss": 1.0})
     h.append(2, {"loss": 0.5, "val_loss": 0.7})
     assert math.isnan(h["val_loss"][0]) and h["val_loss"][1] == 0.7
+
+
+def test_real_ctrl_c_in_a_subprocess_stops_cleanly():
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, chainrule as cr, sys\n"
+        "X = np.random.default_rng(0).normal(size=(4000, 20)).astype(np.float32)\n"
+        "y = (X[:, 0] > 0).astype(np.int64)\n"
+        "m = cr.nn.mlp([20, 64, 2], rng=0)\n"
+        "cb = cr.training.LambdaCallback(on_epoch_end=lambda e, l: print('EPOCH', e, flush=True))\n"
+        "h = cr.fit(m, X, y, loss='cross_entropy', epochs=100000, batch_size=8, verbose=0,\n"
+        "           callbacks=[cb])\n"
+        "ok = all(np.all(np.isfinite(p.data)) for p in m.parameters())\n"
+        "print('STOP', h.stop_reason, len(h) >= 1, ok, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("EPOCH 1")
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0
+    assert "STOP interrupted True True" in out
