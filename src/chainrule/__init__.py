@@ -10,9 +10,11 @@ array([  9., -18.], dtype=float32)
 
 from __future__ import annotations
 
+from . import data as data
 from . import nn as nn
 from . import optim as optim
 from . import training as training
+from .data import datasets as datasets
 from .functional import grad, value_and_grad
 from .gradcheck import GradcheckError, gradcheck
 from .io import ModelFileError, load, save

@@ -302,8 +302,15 @@ def load_file(path: str | os.PathLike[str]) -> ModelFile:
         If there is no such file.
     ModelFileError
         If the file is malformed, truncated, corrupted (checksum mismatch) or not a chainrule
-        model file.
+        model file; the message starts with the file's name.
     """
+    try:
+        return _load_file(path)
+    except ModelFileError as exc:
+        raise ModelFileError(f"cannot load {os.fspath(path)!r}: {exc}") from None
+
+
+def _load_file(path: str | os.PathLike[str]) -> ModelFile:
     from safetensors.numpy import load as st_load
 
     p = Path(path)

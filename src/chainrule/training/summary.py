@@ -77,7 +77,7 @@ def summarize(tr: Trainer) -> str:
     if reason == "epochs" and len(losses) >= 3:
         k = max(2, len(losses) // 10)
         recent = losses[-k:]
-        if recent[0] > 0 and (recent[0] - recent[-1]) / abs(recent[0]) > 0.01:
+        if recent[0] > 0 and (recent[0] - recent[-1]) / abs(recent[0]) > 0.05:
             advice.append(
                 "The loss was still falling at the last epoch: training may not have converged; "
                 "try more epochs or a larger learning rate."
@@ -87,13 +87,8 @@ def summarize(tr: Trainer) -> str:
             "The loss barely fell: try another learning rate (cr.lr_find can suggest one) and "
             "check that the targets fit the loss."
         )
-    if advice or reason == "diverged":
-        scaling = (
-            input_scaling_advice(getattr(tr, "_fit_inputs", None))
-            if hasattr(tr, "_fit_inputs")
-            else None
-        )
-        if scaling:
-            advice.append(scaling)
+    scaling = input_scaling_advice(tr._fit_inputs) if hasattr(tr, "_fit_inputs") else None
+    if scaling:
+        advice.append(scaling)
     lines.extend(advice)
     return "\n".join(lines)

@@ -1,0 +1,638 @@
+"""The ``chainrule`` command: train on a CSV or built-in data set, evaluate, predict, inspect.
+
+Bad input (a missing file, an unknown column, non-numeric or missing values, a model given data
+with the wrong columns, a corrupt model file) prints one line naming the problem and exits with
+status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .data import datasets
+from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
+from .io import ModelFileError, atomic_write_text, load_file, save
+from .nn import ACTIVATIONS, mlp
+from .training import metrics as M
+from .training.callbacks import EarlyStopping
+from .training.fit import OPTIMIZERS, fit, predict
+
+__all__ = ["DEFAULTS", "TrainSettings", "main", "run_training"]
+
+EXAMPLES = """\
+examples:
+  chainrule datasets
+  chainrule train --dataset digits --out runs/digits
+  chainrule train --data houses.csv --target price --layers 64,32 --epochs 300 --out runs/houses
+  chainrule train --data patients.csv --target outcome --early-stopping --val-split 0.15
+  chainrule evaluate --model runs/digits --dataset digits
+  chainrule predict --model runs/houses --data new_houses.csv --out predictions.csv
+  chainrule info --model runs/houses/model.chainrule
+"""
+
+DEFAULTS: dict[str, Any] = {
+    "task": "auto",
+    "layers": "100",
+    "activation": "relu",
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "epochs": 200,
+    "batch_size": 64,
+    "seed": 0,
+    "val_split": 0.0,
+    "test_split": 0.25,
+    "early_stopping": False,
+    "patience": 10,
+    "dropout": 0.0,
+    "weight_decay": 0.0,
+    "categorical": "",
+    "drop": "",
+    "plots": True,
+}
+
+
+class CLIError(ValueError):
+    """A problem with the command line's input, reported in one line."""
+
+
+@dataclass
+class TrainSettings:
+    """Everything ``chainrule train`` needs (the CLI's options, with their defaults)."""
+
+    dataset: str | None = None
+    data: str | None = None
+    target: str | None = None
+    out: str | None = None
+    task: str = DEFAULTS["task"]
+    layers: Sequence[int] = (100,)
+    activation: str = DEFAULTS["activation"]
+    optimizer: str = DEFAULTS["optimizer"]
+    lr: float = DEFAULTS["lr"]
+    epochs: int = DEFAULTS["epochs"]
+    batch_size: int | None = DEFAULTS["batch_size"]
+    seed: int = DEFAULTS["seed"]
+    val_split: float = DEFAULTS["val_split"]
+    test_split: float = DEFAULTS["test_split"]
+    early_stopping: bool = DEFAULTS["early_stopping"]
+    patience: int = DEFAULTS["patience"]
+    dropout: float = DEFAULTS["dropout"]
+    weight_decay: float = DEFAULTS["weight_decay"]
+    categorical: Sequence[str] = ()
+    drop: Sequence[str] = ()
+    plots: bool = True
+    verbose: int = 1
+    callbacks: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    model: Any
+    preprocessor: TabularPreprocessor
+    history: Any
+    metrics: dict[str, Any]
+    files: dict[str, str]
+
+
+def _table_for(settings: TrainSettings) -> tuple[Table, str]:
+    if (settings.dataset is None) == (settings.data is None):
+        raise CLIError("give exactly one of --dataset NAME or --data FILE")
+    if settings.dataset is not None:
+        ds = datasets.load(settings.dataset, seed=settings.seed)
+        table = Table.from_arrays(
+            ds.X, ds.feature_names, ds.y, "target", ds.class_names, source=ds.name
+        )
+        if settings.task == "auto":
+            settings.task = ds.task
+        return table, "target"
+    if not settings.target:
+        raise CLIError("--data needs --target COLUMN (the column to predict)")
+    table = read_table(settings.data, settings.target)  # type: ignore[arg-type]
+    table.column(settings.target)
+    return table, settings.target
+
+
+def _score(prep: TabularPreprocessor, out: np.ndarray, table: Table) -> dict[str, Any]:
+    if prep.task == "classification":
+        y = prep.encode_target(table)
+        pred = out.argmax(axis=1)
+        z = out - out.max(axis=1, keepdims=True)
+        proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        labels = list(range(len(prep.classes or [])))
+        return {
+            "n": len(y),
+            "accuracy": M.accuracy(y, pred),
+            "precision": M.precision(y, pred, labels),
+            "recall": M.recall(y, pred, labels),
+            "f1": M.f1(y, pred, labels),
+            "log_loss": M.log_loss(y, proba),
+            "confusion_matrix": M.confusion_matrix(y, pred, labels).tolist(),
+        }
+    y = prep.target_values(table)
+    values = prep.decode_values(out)
+    return {"n": len(y), "r2": M.r2(y, values), "mae": M.mae(y, values), "rmse": M.rmse(y, values)}
+
+
+def run_training(settings: TrainSettings) -> RunResult:
+    """Load, split, preprocess, train, score on the test split, and write the run's files."""
+    if settings.activation not in ACTIVATIONS:
+        raise CLIError(
+            f"--activation must be one of {', '.join(sorted(ACTIVATIONS))}, "
+            f"got {settings.activation!r}"
+        )
+    if settings.optimizer not in OPTIMIZERS:
+        raise CLIError(
+            f"--optimizer must be one of {', '.join(sorted(OPTIMIZERS))}, "
+            f"got {settings.optimizer!r}"
+        )
+    table, target = _table_for(settings)
+    if len(table) < 4:
+        raise CLIError(f"{table.source} has only {len(table)} rows: too few to train and test")
+    prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop)
+    # the test split is stratified by the raw target labels when they look like classes
+    probe = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
+        table
+    )
+    strat = probe.task == "classification"
+    labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
+    train_idx, test_idx = train_test_split(
+        labels, settings.test_split, seed=settings.seed, stratify=strat
+    )
+    train, test = table.select(train_idx), table.select(test_idx)
+    prep.fit(train)  # scaling, categories and the target encoding come from training rows only
+    X, y = prep.transform(train), prep.encode_target(train)
+    model = mlp(
+        [prep.n_inputs, *settings.layers, prep.n_outputs],
+        settings.activation,
+        dropout=settings.dropout,
+        rng=settings.seed,
+    )
+    loss = "cross_entropy" if prep.task == "classification" else "mse"
+    kwargs: dict[str, Any] = {"lr": settings.lr}
+    if settings.weight_decay:
+        kwargs["weight_decay"] = settings.weight_decay
+    optimizer = OPTIMIZERS[settings.optimizer](model.parameters(), **kwargs)
+    callbacks = list(settings.callbacks)
+    val_split = settings.val_split
+    if settings.early_stopping:
+        val_split = val_split or 0.1
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=settings.patience))
+    metric_names = ["accuracy"] if prep.task == "classification" else ["r2"]
+    history = fit(
+        model,
+        X,
+        y,
+        loss=loss,
+        optimizer=optimizer,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        validation_split=val_split,
+        seed=settings.seed,
+        metrics=metric_names,
+        callbacks=callbacks,
+        verbose=settings.verbose,
+    )
+    result_metrics = {
+        "task": prep.task,
+        "data": settings.dataset or os.path.basename(settings.data or ""),
+        "test": _score(prep, predict(model, prep.transform(test)), test),
+        "train": _score(prep, predict(model, X), train),
+        "epochs_run": len(history),
+        "stop_reason": history.stop_reason,
+        "best_epoch": history.best_epoch,
+        "settings": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in vars(settings).items()
+            if k not in ("callbacks", "verbose")
+        },
+    }
+    files: dict[str, str] = {}
+    if settings.out:
+        files = _write_run(settings, model, prep, history, result_metrics, train, test)
+    return RunResult(model, prep, history, result_metrics, files)
+
+
+def _write_run(
+    settings: TrainSettings,
+    model: Any,
+    prep: TabularPreprocessor,
+    history: Any,
+    result: dict[str, Any],
+    train: Table,
+    test: Table,
+) -> dict[str, str]:
+    out = settings.out or "."
+    os.makedirs(out, exist_ok=True)
+    files = {
+        "model": os.path.join(out, "model.chainrule"),
+        "history": os.path.join(out, "history.csv"),
+        "metrics": os.path.join(out, "metrics.json"),
+    }
+    save(
+        model,
+        files["model"],
+        extra={"preprocessing": prep.to_dict(), "created_by": f"chainrule {__version__}"},
+    )
+    history.to_csv(files["history"])
+    atomic_write_text(files["metrics"], json.dumps(result, indent=2, default=float) + "\n")
+    if settings.plots:
+        try:
+            from .plots import confusion_matrix_figure, decision_boundary_figure
+
+            fig = history.plot()
+            files["curves"] = os.path.join(out, "curves.png")
+            fig.savefig(files["curves"], dpi=100)
+            if prep.task == "classification":
+                cm = np.array(result["test"]["confusion_matrix"])
+                fig = confusion_matrix_figure(cm, prep.classes or [], "confusion matrix (test set)")
+                files["confusion_matrix"] = os.path.join(out, "confusion_matrix.png")
+                fig.savefig(files["confusion_matrix"], dpi=100)
+                numeric = [f for f in prep.features if f["kind"] == "numeric"]
+                if len(prep.features) == 2 and len(numeric) == 2:
+                    names = [f["name"] for f in numeric]
+
+                    def classify(rows: np.ndarray) -> np.ndarray:
+                        t = Table(names, {n: rows[:, i] for i, n in enumerate(names)}, "grid")
+                        return predict(model, prep.transform(t)).argmax(axis=1)
+
+                    raw = np.stack([test.values[n].astype(np.float64) for n in names], axis=1)
+                    fig = decision_boundary_figure(
+                        classify, raw, prep.encode_target(test), prep.classes or [], names
+                    )
+                    files["decision_boundary"] = os.path.join(out, "decision_boundary.png")
+                    fig.savefig(files["decision_boundary"], dpi=100)
+        except ImportError as exc:
+            print(f"chainrule: note: no plots ({exc})", file=sys.stderr)
+    return files
+
+
+# ----- model loading and prediction -------------------------------------------------------------
+def _model_path(path: str) -> str:
+    if os.path.isdir(path):
+        candidate = os.path.join(path, "model.chainrule")
+        if not os.path.exists(candidate):
+            raise CLIError(f"{path!r} is a directory without a model.chainrule file")
+        return candidate
+    if not os.path.exists(path):
+        raise CLIError(f"no such model file or run directory: {path!r}")
+    return path
+
+
+def _load_run(path: str) -> tuple[Any, TabularPreprocessor]:
+    mf = load_file(_model_path(path))
+    pre = mf.extra.get("preprocessing")
+    if pre is None:
+        raise CLIError(
+            f"{path!r} holds a model without preprocessing (saved from Python); the CLI needs a "
+            "model written by 'chainrule train'"
+        )
+    return mf.model, TabularPreprocessor.from_dict(pre)
+
+
+def _input_table(args: argparse.Namespace, prep: TabularPreprocessor) -> Table:
+    if getattr(args, "dataset", None):
+        ds = datasets.load(args.dataset, seed=getattr(args, "seed", 0) or 0)
+        return Table.from_arrays(
+            ds.X, ds.feature_names, ds.y, prep.target or "target", ds.class_names, source=ds.name
+        )
+    if not args.data:
+        raise CLIError("give --data FILE (or --dataset NAME)")
+    return read_table(args.data, prep.target)
+
+
+def _predictions_csv(prep: TabularPreprocessor, out: np.ndarray) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if prep.task == "classification":
+        z = out - out.max(axis=1, keepdims=True)
+        proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        classes = prep.classes or []
+        w.writerow(["prediction", *[f"p({c})" for c in classes]])
+        for label, row in zip(prep.decode_classes(out.argmax(axis=1)), proba):
+            w.writerow([label, *[f"{p:.6g}" for p in row]])
+    else:
+        w.writerow(["prediction"])
+        for v in prep.decode_values(out):
+            w.writerow([f"{v:.8g}"])
+    return buf.getvalue()
+
+
+# ----- commands ---------------------------------------------------------------------------------
+def _split_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _parse_layers(text: Any) -> list[int]:
+    if isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        items = _split_list(str(text))
+    try:
+        widths = [int(t) for t in items]
+    except (TypeError, ValueError):
+        raise CLIError(
+            f"--layers must be comma-separated positive integers such as 64,32, got {text!r}"
+        ) from None
+    if any(w <= 0 for w in widths):
+        raise CLIError(f"--layers must be positive integers, got {text!r}")
+    return widths
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise CLIError("--config needs Python 3.11+ or the tomli package") from None
+    if not os.path.exists(path):
+        raise CLIError(f"no such config file: {path!r}")
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CLIError(f"config file {path!r} is not valid TOML: {exc}") from None
+    cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
+    known = set(DEFAULTS) | {"dataset", "data", "target", "out"}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise CLIError(f"config file {path!r} has unknown keys: {', '.join(unknown)}")
+    return cfg
+
+
+def _settings_from(args: argparse.Namespace) -> TrainSettings:
+    cfg = _load_config(args.config) if args.config else {}
+
+    def pick(name: str) -> Any:
+        v = getattr(args, name, None)
+        if v is not None:
+            return v
+        if name in cfg:
+            return cfg[name]
+        return DEFAULTS.get(name)
+
+    dataset, data = pick("dataset"), pick("data")
+    out = pick("out") or os.path.join(
+        "runs", dataset or os.path.splitext(os.path.basename(data or "run"))[0]
+    )
+    s = TrainSettings(
+        dataset=dataset,
+        data=data,
+        target=pick("target"),
+        out=out,
+        task=pick("task"),
+        layers=_parse_layers(pick("layers")),
+        activation=pick("activation"),
+        optimizer=pick("optimizer"),
+        lr=float(pick("lr")),
+        epochs=int(pick("epochs")),
+        batch_size=int(pick("batch_size")) if pick("batch_size") else None,
+        seed=int(pick("seed")),
+        val_split=float(pick("val_split")),
+        test_split=float(pick("test_split")),
+        early_stopping=bool(pick("early_stopping")),
+        patience=int(pick("patience")),
+        dropout=float(pick("dropout")),
+        weight_decay=float(pick("weight_decay")),
+        categorical=_split_list(pick("categorical"))
+        if isinstance(pick("categorical"), str)
+        else list(pick("categorical")),
+        drop=_split_list(pick("drop")) if isinstance(pick("drop"), str) else list(pick("drop")),
+        plots=bool(pick("plots")),
+        verbose=0 if args.quiet else 1,
+    )
+    if s.task not in ("auto", "classification", "regression"):
+        raise CLIError(f"--task must be auto, classification or regression, got {s.task!r}")
+    return s
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    t0 = time.perf_counter()
+    result = run_training(settings)
+    test = result.metrics["test"]
+    if result.preprocessor.task == "classification":
+        score = (
+            f"test accuracy {test['accuracy']:.2%}, macro F1 {test['f1']:.3f} ({test['n']} rows)"
+        )
+    else:
+        score = (
+            f"test R² {test['r2']:.3f}, MAE {test['mae']:.4g}, RMSE {test['rmse']:.4g} "
+            f"({test['n']} rows)"
+        )
+    print(f"\n{score}; trained in {time.perf_counter() - t0:.1f}s")
+    print(f"Wrote to {settings.out}/:")
+    descriptions = {
+        "model": "the model with its preprocessing (chainrule predict --model "
+        f"{settings.out} --data FILE)",
+        "history": "loss and metrics per epoch",
+        "metrics": "test and training metrics, settings",
+        "curves": "loss and metric curves",
+        "confusion_matrix": "test-set confusion matrix",
+        "decision_boundary": "decision boundary over the two features",
+    }
+    for key, path in result.files.items():
+        print(f"  {os.path.basename(path):<24} {descriptions.get(key, '')}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model, prep = _load_run(args.model)
+    table = _input_table(args, prep)
+    if prep.target not in table.values:
+        raise CLIError(f"{table.source} has no target column {prep.target!r} to evaluate against")
+    res = _score(prep, predict(model, prep.transform(table)), table)
+    if args.json:
+        print(json.dumps(res, indent=2, default=float))
+        return 0
+    for k, v in res.items():
+        if k == "confusion_matrix":
+            print("confusion_matrix (rows: true class, columns: predicted):")
+            for name, row in zip(prep.classes or [], v):
+                print(f"  {name:>12}: {' '.join(f'{c:5d}' for c in row)}")
+        elif isinstance(v, float):
+            print(f"{k}: {v:.6g}")
+        else:
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model, prep = _load_run(args.model)
+    table = _input_table(args, prep)
+    text = _predictions_csv(prep, predict(model, prep.transform(table)))
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {len(table)} predictions to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path = _model_path(args.model)
+    mf = load_file(path)
+    print(f"model file: {path}")
+    print(repr(mf.model))
+    print(f"parameters: {mf.model.num_parameters():,}")
+    for name, p in mf.model.named_parameters():
+        print(f"  {name:<16} {p.shape!s:<14} {p.dtype}")
+    pre = mf.extra.get("preprocessing")
+    if pre is not None:
+        print("preprocessing:")
+        for line in TabularPreprocessor.from_dict(pre).describe().splitlines():
+            print(f"  {line}")
+    if mf.training is not None:
+        print(f"checkpoint: after epoch {mf.training.get('epoch')}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    rows = datasets.list_datasets()
+    print(f"{'name':<15}{'task':<16}{'samples':>8}{'features':>10}  description")
+    for r in rows:
+        print(
+            f"{r['name']:<15}{r['task']:<16}{r['n_samples']:>8}{r['n_features']:>10}  "
+            f"{r['description']}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chainrule",
+        description="Train neural networks on tables from the command line "
+        "(backpropagation on NumPy).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser(
+        "train",
+        help="train a network and write the model, history, metrics and plots",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = t.add_argument_group("data")
+    src.add_argument("--dataset", help="a built-in data set (see 'chainrule datasets')")
+    src.add_argument("--data", help="a CSV file with a header row (or .npy / .npz)")
+    src.add_argument("--target", help="the column to predict (with --data)")
+    src.add_argument(
+        "--task",
+        choices=["auto", "classification", "regression"],
+        default=None,
+        help="default: auto (from the target's values)",
+    )
+    src.add_argument("--categorical", help="comma-separated columns to one-hot encode")
+    src.add_argument("--drop", help="comma-separated columns to ignore (identifiers, text)")
+    net = t.add_argument_group("network and training")
+    net.add_argument(
+        "--layers", help=f"hidden layer widths, e.g. 64,32 (default {DEFAULTS['layers']})"
+    )
+    net.add_argument(
+        "--activation", help=f"hidden activation: {', '.join(sorted(ACTIVATIONS))} (default relu)"
+    )
+    net.add_argument("--optimizer", help=f"{', '.join(sorted(OPTIMIZERS))} (default adam)")
+    net.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS['lr']})")
+    net.add_argument("--epochs", type=int, help=f"default {DEFAULTS['epochs']}")
+    net.add_argument(
+        "--batch-size", dest="batch_size", type=int, help=f"default {DEFAULTS['batch_size']}"
+    )
+    net.add_argument("--dropout", type=float, help="dropout after each hidden layer (default 0)")
+    net.add_argument(
+        "--weight-decay", dest="weight_decay", type=float, help="L2 penalty (default 0)"
+    )
+    net.add_argument(
+        "--seed", type=int, help="seed for splits, initial weights and shuffling (default 0)"
+    )
+    net.add_argument(
+        "--val-split",
+        dest="val_split",
+        type=float,
+        help="fraction of training rows held out for validation curves (default 0)",
+    )
+    net.add_argument(
+        "--test-split",
+        dest="test_split",
+        type=float,
+        help="fraction of rows held out for the final test metrics (default 0.25)",
+    )
+    net.add_argument(
+        "--early-stopping",
+        dest="early_stopping",
+        action="store_const",
+        const=True,
+        help="stop when the validation loss stops improving (uses --val-split, 0.1 if unset)",
+    )
+    net.add_argument(
+        "--patience", type=int, help="epochs without improvement before stopping (default 10)"
+    )
+    out = t.add_argument_group("output")
+    out.add_argument("--out", help="output directory (default runs/<data name>)")
+    out.add_argument(
+        "--no-plots", dest="plots", action="store_const", const=False, help="skip the PNG plots"
+    )
+    out.add_argument("--config", help="a TOML file with any of these options (flags override it)")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a trained model on labelled data")
+    e.add_argument("--model", required=True, help="model file or run directory")
+    e.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns and its target")
+    e.add_argument("--dataset", help="a built-in data set")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict", help="predictions for new rows (class names and probabilities, or values)"
+    )
+    p.add_argument("--model", required=True, help="model file or run directory")
+    p.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns")
+    p.add_argument("--dataset", help="a built-in data set")
+    p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p.set_defaults(func=cmd_predict)
+
+    i = sub.add_parser("info", help="layers, shapes, parameter count and preprocessing of a model")
+    i.add_argument("--model", required=True, help="model file or run directory")
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser("datasets", help="list the built-in data sets")
+    d.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CLIError, ModelFileError, ValueError, TypeError, ImportError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
+            message = f"{message}: {exc.filename}"
+        print(f"chainrule: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chainrule: interrupted", file=sys.stderr)
+        return 130
+
+
+def _entry() -> None:  # console script
+    sys.exit(main())
