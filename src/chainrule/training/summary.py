@@ -77,14 +77,15 @@ def summarize(tr: Trainer) -> str:
     if reason == "epochs" and len(losses) >= 3:
         k = max(2, len(losses) // 10)
         recent = losses[-k:]
-        if recent[0] > 0 and (recent[0] - recent[-1]) / abs(recent[0]) > 0.05:
+        still_falling = recent[0] > 0 and (recent[0] - recent[-1]) / abs(recent[0]) > 0.05
+        if still_falling and losses[-1] > 0.01 * losses[0]:
             advice.append(
                 "The loss was still falling at the last epoch: training may not have converged; "
                 "try more epochs or a larger learning rate."
             )
     if len(losses) >= 2 and losses[-1] >= 0.99 * losses[0] and reason != "diverged":
         advice.append(
-            "The loss barely fell: try another learning rate (cr.lr_find can suggest one) and "
+            "The loss barely fell: try another learning rate and "
             "check that the targets fit the loss."
         )
     scaling = input_scaling_advice(tr._fit_inputs) if hasattr(tr, "_fit_inputs") else None
