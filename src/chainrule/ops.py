@@ -688,11 +688,19 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     return _apply("linear", _linear, (x, weight, bias))
 
 
+def _outer_or_matmul(x2: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    # NOTE: with one row, xᵀg is an outer product; OpenBLAS runs that K=1 GEMM ~4x slower than a
+    # broadcast multiply, which is also exact (each entry is a single product either way).
+    if x2.shape[0] == 1:
+        return np.multiply(x2.T, g2)
+    return x2.T @ g2
+
+
 def _grad_linear(g: Any, out: Any, x: Any, w: Any, b: Any = None) -> tuple[Any, ...]:
     g2 = g.reshape(-1, g.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
     gx = lambda: g @ w.T
-    gw = lambda: x2.T @ g2
+    gw = lambda: _outer_or_matmul(x2, g2)
     if b is None:
         return (gx, gw)
     return (gx, gw, lambda: g2.sum(axis=0))

@@ -546,7 +546,12 @@ def run_backward(
 
 def _accumulate(leaf: Tensor, g: np.ndarray) -> None:
     if leaf.grad is None:
-        # own the memory: g may be a view of another gradient or a broadcast
-        leaf.grad = np.array(g, dtype=leaf.data.dtype, copy=True)
+        buf = getattr(leaf, "_grad_buf", None)
+        if buf is not None and buf.shape == leaf.data.shape and buf.dtype == leaf.data.dtype:
+            np.copyto(buf, g)  # into the optimizer's flat gradient buffer
+            leaf.grad = buf
+        else:
+            # own the memory: g may be a view of another gradient or a broadcast
+            leaf.grad = np.array(g, dtype=leaf.data.dtype, copy=True)
     else:
         leaf.grad += g

@@ -206,3 +206,60 @@ def test_hundred_step_trajectory_matches_torch(name, kwargs):
         topt.step()
     for p, tp in zip(model.parameters(), tparams):
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+        lambda p: optim.Adam(p, lr=0.01, amsgrad=True, weight_decay=0.01),
+        lambda p: optim.AdamW(p, lr=0.01),
+        lambda p: optim.RMSprop(p, lr=0.01, momentum=0.5, centered=True),
+        lambda p: optim.Adagrad(p, lr=0.1, lr_decay=0.01),
+    ],
+)
+def test_flat_buffer_path_is_bitwise_equal_to_the_per_parameter_path(make):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 300)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+
+    def train(flat: bool):
+        model = nn.mlp([300, 512, 3], "tanh", rng=1)  # > 150 000 parameters
+        opt = make(model.parameters())
+        for _ in range(4):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X), y).backward()
+            if not flat:  # gradients outside the flat buffer force the per-parameter path
+                for p in model.parameters():
+                    p.grad = p.grad.copy()
+            opt.step()
+        if flat:
+            assert opt._flat[0] is not None and opt._flat[0].ready(opt)
+            assert model[0].weight.data.base is opt._flat[0].P
+        return b"".join(p.data.tobytes() for p in model.parameters()), opt.state_dict()
+
+    a, sa = train(True)
+    b, sb = train(False)
+    assert a == b
+    for k in sa["state"]:
+        for name, v in sa["state"][k].items():
+            if isinstance(v, np.ndarray):
+                assert v.tobytes() == sb["state"][k][name].tobytes()
+
+
+def test_optimizer_survives_parameters_replaced_after_flattening():
+    model = nn.mlp([3, 4, 1], rng=0)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    X, y = np.ones((2, 3), np.float32), np.zeros((2, 1), np.float32)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(X), y).backward()
+        opt.step()
+    model.load_state_dict({k: v * 0 for k, v in model.state_dict().items()})  # in place
+    opt2 = optim.SGD(model.parameters(), lr=0.1)  # re-flattens the same parameters
+    for o in (opt, opt2):
+        o.zero_grad()
+        nn.functional.mse_loss(model(X), y + 1).backward()
+        before = model[0].bias.data.copy()
+        o.step()
+        assert not np.array_equal(before, model[0].bias.data)

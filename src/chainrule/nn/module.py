@@ -23,13 +23,16 @@ class Parameter(Tensor):
     requires_grad : bool, default True
     """
 
-    __slots__ = ()
+    # _grad_buf: where backward() should write this parameter's gradient (a view into an
+    # optimizer's flat gradient buffer), or None
+    __slots__ = ("_grad_buf",)
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
         arr = _as_array(data)
         if arr.dtype.kind != "f":
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
         super().__init__(np.array(arr, copy=True), requires_grad=requires_grad)
+        self._grad_buf: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return "Parameter(" + super().__repr__()[len("tensor(") :]

@@ -1,9 +1,17 @@
 """Optimizers: gradient descent and its variants, updating parameters in place.
 
 The base class keeps the bookkeeping (parameter groups, per-parameter state, state dicts); each
-optimizer writes its mathematics in one method, ``_update(p, g, state, group)``, with the same
-update rule as the algorithm documented for ``torch.optim`` (so trajectories match PyTorch's).
-State arrays have the parameter's dtype: a float32 model keeps float32 moments.
+optimizer writes its mathematics in one method, ``_update(p, g, s, t, group, tmp, tmp2)``, with
+the same update rule as the algorithm documented for ``torch.optim`` (so trajectories match
+PyTorch's). State arrays have the parameter's dtype: a float32 model keeps float32 moments.
+
+Speed: at the first step the optimizer moves each group's parameters, gradients and state into
+one flat buffer per quantity (each Parameter's ``.data`` and ``.grad`` become views into them),
+so one update is a dozen in-place ufunc calls (``out=``) for the whole model instead of a dozen
+per parameter. The arithmetic is the same elementwise sequence as the per-parameter path, so
+results are bitwise identical; whenever the flat layout does not apply
+(a parameter without gradient, a ``.data`` or ``.grad`` replaced by the user, mixed dtypes) the
+step falls back to the per-parameter path.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}
+        self._flat: list[_FlatGroup | None] | None = None
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
@@ -75,6 +84,7 @@ class Optimizer:
         full = {**self.defaults, **group, "params": ps}
         self._validate(full)
         self.param_groups.append(full)
+        self._flat = None
 
     def _validate(self, group: dict[str, Any]) -> None:
         check_number("lr", group["lr"], low=0, low_inclusive=False)
@@ -102,7 +112,12 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        if self._flat is None:
+            self._flat = [_FlatGroup.build(self, g) for g in self.param_groups]
+        for group, flat in zip(self.param_groups, self._flat):
+            if flat is not None and flat.ready(self):
+                flat.step(self, group)
+                continue
             for p in group["params"]:
                 g = p.grad
                 if g is None:
@@ -112,15 +127,32 @@ class Optimizer:
                     state = self.state[id(p)] = {"step": 0}
                     self._init_state(p.data, state, group)
                 state["step"] += 1
-                self._update(p.data, g, state, group)
+                arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+                tmp, tmp2 = np.empty_like(p.data), np.empty_like(p.data)
+                self._update(p.data, g, arrays, state["step"], group, tmp, tmp2)
         return loss
+
+    def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:
+        """Names of the per-parameter state arrays and their initial values."""
+        return {}
 
     def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         """Create the per-parameter state (moments) before the first update."""
+        for name, fill in self._state_fill(group).items():
+            state[name] = np.full_like(p, fill)
 
     def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+        self,
+        p: np.ndarray,
+        g: np.ndarray,
+        s: dict[str, np.ndarray],
+        t: int,
+        group: dict[str, Any],
+        tmp: np.ndarray,
+        tmp2: np.ndarray,
     ) -> None:
+        """Apply one step to ``p`` in place: ``g`` its gradient, ``s`` its state arrays, ``t``
+        the step number (from 1), ``tmp``/``tmp2`` scratch arrays of ``p``'s shape."""
         raise NotImplementedError
 
     # ----- state -----
@@ -181,8 +213,9 @@ class Optimizer:
         for saved, mine in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "params":
-                    mine[k] = copy.deepcopy(v)
+                    mine[k] = tuple(v) if k == "betas" else copy.deepcopy(v)
         self.state = new_state
+        self._flat = None  # rebuilt (with these values) at the next step
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -192,6 +225,85 @@ class Optimizer:
                 if k != "params":
                     lines.append(f"    {k}: {group[k]}")
         return "\n".join(lines) + "\n)"
+
+
+class _FlatGroup:
+    """One parameter group laid out in flat buffers (parameters, gradients, state, scratch)."""
+
+    def __init__(self) -> None:
+        self.params: list[Tensor] = []
+        self.views: list[np.ndarray] = []
+        self.gviews: list[np.ndarray] = []
+        self.P = self.G = self.T1 = self.T2 = np.empty(0)
+        self.S: dict[str, np.ndarray] = {}
+        self.slices: list[tuple[int, int]] = []
+
+    @classmethod
+    def build(cls, opt: Optimizer, group: dict[str, Any]) -> _FlatGroup | None:
+        params = group["params"]
+        dtype = params[0].data.dtype
+        if dtype.kind != "f" or any(p.data.dtype != dtype for p in params):
+            return None
+        if any(not hasattr(type(p), "_grad_buf") for p in params):
+            return None  # plain tensors cannot receive their gradient in a flat buffer
+        f = cls()
+        total = sum(p.data.size for p in params)
+        f.P, f.G = np.empty(total, dtype), np.zeros(total, dtype)
+        f.T1, f.T2 = np.empty(total, dtype), np.empty(total, dtype)
+        fills = opt._state_fill(group)
+        f.S = {name: np.full(total, fill, dtype) for name, fill in fills.items()}
+        start = 0
+        for p in params:
+            a, b = start, start + p.data.size
+            start = b
+            view = f.P[a:b].reshape(p.data.shape)
+            np.copyto(view, p.data)
+            p.data = view
+            gview = f.G[a:b].reshape(view.shape)
+            p._grad_buf = gview  # type: ignore[attr-defined]
+            if p.grad is not None:
+                np.copyto(gview, p.grad)
+                p.grad = gview
+            st = opt.state.get(id(p))
+            if st is not None:
+                for name in fills:
+                    sview = f.S[name][a:b].reshape(view.shape)
+                    if isinstance(st.get(name), np.ndarray):
+                        np.copyto(sview, st[name])
+                    st[name] = sview
+            f.params.append(p)
+            f.views.append(view)
+            f.gviews.append(gview)
+            f.slices.append((a, b))
+        return f
+
+    def ready(self, opt: Optimizer) -> bool:
+        """True if every parameter still lives in the buffers and has its gradient there."""
+        t = None
+        for p, v, gv in zip(self.params, self.views, self.gviews):
+            if p.data is not v or p.grad is not gv:
+                return False
+            st = opt.state.get(id(p))
+            step = 0 if st is None else st["step"]
+            if t is None:
+                t = step
+            elif step != t:
+                return False
+        return True
+
+    def step(self, opt: Optimizer, group: dict[str, Any]) -> None:
+        t = 0
+        for p, v, (a, b) in zip(self.params, self.views, self.slices):
+            st = opt.state.get(id(p))
+            if st is None:  # first update: the state starts as views into the flat buffers
+                st = opt.state[id(p)] = {"step": 0}
+                for name, arr in self.S.items():
+                    st[name] = arr[a:b].reshape(v.shape)
+            st["step"] += 1
+            t = st["step"]
+        # NOTE: measured on 2 cores, splitting this update across threads or into cache-sized
+        # blocks was slower than one pass per ufunc over the whole buffer.
+        opt._update(self.P, self.G, self.S, t, group, self.T1, self.T2)
 
 
 class SGD(Optimizer):
@@ -239,21 +351,29 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
 
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
-    ) -> None:
+    def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:
+        return {"momentum_buffer": 0.0} if group["momentum"] else {}
+
+    def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         if wd:
-            g = g + wd * p  # L2 penalty's gradient
+            np.multiply(p, wd, out=tmp2)  # L2 penalty's gradient: g + λw
+            g = np.add(g, tmp2, out=tmp2)
         if mu:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+            buf = s["momentum_buffer"]
+            if t == 1:
+                np.copyto(buf, g)  # the velocity starts as the first gradient
             else:
                 buf *= mu  # velocity: b ← μ b + (1 - τ) g
-                buf += (1 - group["dampening"]) * g
-            g = g + mu * buf if group["nesterov"] else buf
-        p -= lr * g  # w ← w - η g
+                np.multiply(g, 1 - group["dampening"], out=tmp)
+                buf += tmp
+            if group["nesterov"]:
+                np.multiply(buf, mu, out=tmp)
+                g = np.add(g, tmp, out=tmp)  # g + μ b
+            else:
+                g = buf
+        np.multiply(g, lr, out=tmp)
+        p -= tmp  # w ← w - η g
 
 
 GD = SGD
@@ -295,34 +415,39 @@ class Adam(Optimizer):
         check_number("betas[0]", betas[0], low=0, high=1, high_inclusive=False)
         check_number("betas[1]", betas[1], low=0, high=1, high_inclusive=False)
 
-    def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["exp_avg"] = np.zeros_like(p)
-        state["exp_avg_sq"] = np.zeros_like(p)
+    def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:
+        fills = {"exp_avg": 0.0, "exp_avg_sq": 0.0}
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = np.zeros_like(p)
+            fills["max_exp_avg_sq"] = 0.0
+        return fills
 
-    def _decay(self, p: np.ndarray, g: np.ndarray, group: dict[str, Any]) -> np.ndarray:
+    def _decay(self, p: np.ndarray, g: np.ndarray, group: dict[str, Any], tmp2: np.ndarray) -> Any:
         wd = group["weight_decay"]
-        return g + wd * p if wd else g  # L2: the penalty's gradient joins the moments
+        if not wd:
+            return g
+        np.multiply(p, wd, out=tmp2)  # L2: the penalty's gradient joins the moments
+        return np.add(g, tmp2, out=tmp2)
 
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
-    ) -> None:
+    def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         beta1, beta2 = group["betas"]
-        t = state["step"]
-        g = self._decay(p, g, group)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
+        g = self._decay(p, g, group, tmp2)
+        m, v = s["exp_avg"], s["exp_avg_sq"]
         m *= beta1  # first moment estimate
-        m += (1 - beta1) * g
+        np.multiply(g, 1 - beta1, out=tmp)
+        m += tmp
         v *= beta2  # second moment estimate
-        v += (1 - beta2) * (g * g)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - beta2
+        v += tmp
         if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
+            v = np.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
         step_size = group["lr"] / (1 - beta1**t)  # bias correction of m
-        denom = np.sqrt(v) / math.sqrt(1 - beta2**t)  # bias correction of v
-        denom += group["eps"]
-        p -= step_size * (m / denom)
+        np.sqrt(v, out=tmp)
+        tmp /= math.sqrt(1 - beta2**t)  # bias correction of v
+        tmp += group["eps"]
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        p -= tmp
 
 
 class AdamW(Adam):
@@ -343,7 +468,7 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
-    def _decay(self, p: np.ndarray, g: np.ndarray, group: dict[str, Any]) -> np.ndarray:
+    def _decay(self, p: np.ndarray, g: np.ndarray, group: dict[str, Any], tmp2: np.ndarray) -> Any:
         wd = group["weight_decay"]
         if wd:
             p *= 1 - group["lr"] * wd  # decoupled decay, before the Adam step
@@ -385,36 +510,44 @@ class RMSprop(Optimizer):
         check_number("alpha", group["alpha"], low=0, high=1)
         check_number("momentum", group["momentum"], low=0)
 
-    def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["square_avg"] = np.zeros_like(p)
+    def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:
+        fills = {"square_avg": 0.0}
         if group["momentum"] > 0:
-            state["momentum_buffer"] = np.zeros_like(p)
+            fills["momentum_buffer"] = 0.0
         if group["centered"]:
-            state["grad_avg"] = np.zeros_like(p)
+            fills["grad_avg"] = 0.0
+        return fills
 
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
-    ) -> None:
+    def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         alpha, wd = group["alpha"], group["weight_decay"]
         if wd:
-            g = g + wd * p
-        sq = state["square_avg"]
+            np.multiply(p, wd, out=tmp2)
+            g = np.add(g, tmp2, out=tmp2)
+        sq = s["square_avg"]
         sq *= alpha  # running mean of g²
-        sq += (1 - alpha) * (g * g)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - alpha
+        sq += tmp
         if group["centered"]:
-            ga = state["grad_avg"]
-            ga += (1 - alpha) * (g - ga)  # running mean of g
-            avg = np.sqrt(sq - ga * ga)
+            ga = s["grad_avg"]
+            np.subtract(g, ga, out=tmp)  # running mean of g
+            tmp *= 1 - alpha
+            ga += tmp
+            np.multiply(ga, ga, out=tmp)
+            np.subtract(sq, tmp, out=tmp)
+            np.sqrt(tmp, out=tmp)
         else:
-            avg = np.sqrt(sq)
-        avg += group["eps"]
+            np.sqrt(sq, out=tmp)
+        tmp += group["eps"]  # √v̂ + eps
+        np.divide(g, tmp, out=tmp)
         if group["momentum"] > 0:
-            buf = state["momentum_buffer"]
+            buf = s["momentum_buffer"]
             buf *= group["momentum"]
-            buf += g / avg
-            p -= group["lr"] * buf
+            buf += tmp
+            np.multiply(buf, group["lr"], out=tmp)
         else:
-            p -= group["lr"] * (g / avg)
+            tmp *= group["lr"]
+        p -= tmp
 
 
 class Adagrad(Optimizer):
@@ -448,18 +581,20 @@ class Adagrad(Optimizer):
         check_number("lr_decay", group["lr_decay"], low=0)
         check_number("initial_accumulator_value", group["initial_accumulator_value"], low=0)
 
-    def _init_state(self, p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
-        state["sum"] = np.full_like(p, group["initial_accumulator_value"])
+    def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:
+        return {"sum": float(group["initial_accumulator_value"])}
 
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
-    ) -> None:
+    def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         wd = group["weight_decay"]
         if wd:
-            g = g + wd * p
-        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        s = state["sum"]
-        s += g * g  # accumulated squares
-        std = np.sqrt(s)
-        std += group["eps"]
-        p -= clr * (g / std)
+            np.multiply(p, wd, out=tmp2)
+            g = np.add(g, tmp2, out=tmp2)
+        clr = group["lr"] / (1 + (t - 1) * group["lr_decay"])
+        acc = s["sum"]
+        np.multiply(g, g, out=tmp)
+        acc += tmp  # accumulated squares
+        np.sqrt(acc, out=tmp)
+        tmp += group["eps"]
+        np.divide(g, tmp, out=tmp)
+        tmp *= clr
+        p -= tmp

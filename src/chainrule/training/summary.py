@@ -22,10 +22,10 @@ def _numbers(logs: dict[str, list[float]], i: int) -> str:
     return ", ".join(parts)
 
 
-def input_scaling_advice(X: Any, max_rows: int = 10_000) -> str | None:
+def input_scaling_advice(X: Any, max_rows: int = 2_000) -> str | None:
     """A sentence if the features of ``X`` look unscaled (large means or spreads), else None."""
     try:
-        sample = np.asarray(X[:max_rows], dtype=np.float64).reshape(min(len(X), max_rows), -1)
+        sample = np.asarray(X[:max_rows], dtype=np.float32).reshape(min(len(X), max_rows), -1)
     except (TypeError, ValueError):
         return None
     if sample.size == 0:
