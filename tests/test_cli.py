@@ -272,3 +272,62 @@ def test_module_and_console_script_entry_points(tmp_path, people):
         assert (
             proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
         )
+
+
+def test_diagnostic_commands(people, tmp_path, capsys):
+    out_dir = tmp_path / "diag"
+    code, out, err = run(
+        [
+            "train",
+            "--data",
+            people,
+            "--target",
+            "decision",
+            "--out",
+            out_dir,
+            "--epochs",
+            "20",
+            "-q",
+            "--gradient-flow",
+            "--report",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert (out_dir / "gradient_flow.png").read_bytes()[:8] == PNG
+    html = (out_dir / "report.html").read_text()
+    assert "Gradient flow" in html and "data:image/png;base64," in html
+    assert "Gradient flow:" in out
+
+    code, out, err = run(
+        [
+            "explain",
+            "--model",
+            out_dir,
+            "--data",
+            people,
+            "--weight",
+            "0.weight[1,2]",
+            "--lr",
+            "0.01",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "∂C/∂w for 0.weight[1,2]" in out and "engine gradient" in out and "update" in out
+
+    code, out, _ = run(
+        ["gradcheck", "--model", out_dir, "--data", people, "--max-params", "50"], capsys
+    )
+    assert code == 0 and "gradient check OK" in out
+
+    code, out, _ = run(
+        ["lr-find", "--data", people, "--target", "decision", "--plot", tmp_path / "lr.png"], capsys
+    )
+    assert code == 0 and "suggested learning rate" in out and "--lr" in out
+    assert (tmp_path / "lr.png").read_bytes()[:8] == PNG
+
+    code, out, _ = run(
+        ["explain", "--model", out_dir, "--data", people, "--weight", "9.weight[0,0]"], capsys
+    )
+    assert code == 2

@@ -30,3 +30,18 @@ def test_digits_example_reaches_97_percent():
     pytest.importorskip("sklearn")
     accuracies = [load("digits_mlp").main(seed=s, verbose=False) for s in (0, 1)]
     assert min(accuracies) >= 0.97, accuracies
+
+
+def test_vanishing_gradients_example(tmp_path):
+    import pytest
+
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    flows = load("vanishing_gradients").main(str(tmp_path / "v.png"), epochs=1)
+    flagged = {k: any(w.startswith("Vanishing") for w in f.warnings) for k, f in flows.items()}
+    assert flagged == {
+        "sigmoid, standard init U(±1/√n)": True,
+        "sigmoid, Glorot init": False,
+        "ReLU, He init": False,
+    }
+    assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"

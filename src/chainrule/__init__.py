@@ -11,10 +11,16 @@ array([  9., -18.], dtype=float32)
 from __future__ import annotations
 
 from . import data as data
+from . import diagnostics as diagnostics
 from . import nn as nn
 from . import optim as optim
 from . import training as training
 from .data import datasets as datasets
+from .diagnostics import GradientFlow as GradientFlow
+from .diagnostics import draw_graph as draw_graph
+from .diagnostics import explain as explain
+from .diagnostics import gradcheck_model as gradcheck_model
+from .diagnostics import lr_find as lr_find
 from .functional import grad, value_and_grad
 from .gradcheck import GradcheckError, gradcheck
 from .io import ModelFileError, load, save

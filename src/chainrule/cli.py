@@ -38,6 +38,11 @@ examples:
   chainrule evaluate --model runs/digits --dataset digits
   chainrule predict --model runs/houses --data new_houses.csv --out predictions.csv
   chainrule info --model runs/houses/model.chainrule
+  chainrule train --dataset digits --gradient-flow --report
+  chainrule explain --model runs/digits --dataset digits --weight "2.weight[3,1]" --lr 0.001
+  chainrule lr-find --dataset digits --plot lr.png
+  chainrule gradcheck --model runs/digits --dataset digits
+  chainrule bench-grad --plot backprop_vs_fd.png
 """
 
 DEFAULTS: dict[str, Any] = {
@@ -58,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "categorical": "",
     "drop": "",
     "plots": True,
+    "gradient_flow": False,
+    "report": False,
 }
 
 
@@ -90,6 +97,8 @@ class TrainSettings:
     categorical: Sequence[str] = ()
     drop: Sequence[str] = ()
     plots: bool = True
+    gradient_flow: bool = False
+    report: bool = False
     verbose: int = 1
     callbacks: list[Any] = field(default_factory=list)
 
@@ -101,6 +110,7 @@ class RunResult:
     history: Any
     metrics: dict[str, Any]
     files: dict[str, str]
+    flow: Any = None
 
 
 def _table_for(settings: TrainSettings) -> tuple[Table, str]:
@@ -182,6 +192,12 @@ def run_training(settings: TrainSettings) -> RunResult:
         kwargs["weight_decay"] = settings.weight_decay
     optimizer = OPTIMIZERS[settings.optimizer](model.parameters(), **kwargs)
     callbacks = list(settings.callbacks)
+    flow = None
+    if settings.gradient_flow or settings.report:
+        from .diagnostics import GradientFlow
+
+        flow = GradientFlow()
+        callbacks.append(flow)
     val_split = settings.val_split
     if settings.early_stopping:
         val_split = val_split or 0.1
@@ -215,10 +231,12 @@ def run_training(settings: TrainSettings) -> RunResult:
             if k not in ("callbacks", "verbose")
         },
     }
+    if flow is not None:
+        result_metrics["gradient_flow_warnings"] = flow.warnings
     files: dict[str, str] = {}
     if settings.out:
-        files = _write_run(settings, model, prep, history, result_metrics, train, test)
-    return RunResult(model, prep, history, result_metrics, files)
+        files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
+    return RunResult(model, prep, history, result_metrics, files, flow)
 
 
 def _write_run(
@@ -229,6 +247,7 @@ def _write_run(
     result: dict[str, Any],
     train: Table,
     test: Table,
+    flow: Any = None,
 ) -> dict[str, str]:
     out = settings.out or "."
     os.makedirs(out, exist_ok=True)
@@ -270,8 +289,22 @@ def _write_run(
                     )
                     files["decision_boundary"] = os.path.join(out, "decision_boundary.png")
                     fig.savefig(files["decision_boundary"], dpi=100)
+            if flow is not None:
+                files["gradient_flow"] = os.path.join(out, "gradient_flow.png")
+                flow.plot().savefig(files["gradient_flow"], dpi=100)
         except ImportError as exc:
             print(f"chainrule: note: no plots ({exc})", file=sys.stderr)
+    if settings.report:
+        from .diagnostics import write_report
+
+        scalars = {k: v for k, v in result["test"].items() if isinstance(v, (int, float))}
+        files["report"] = write_report(
+            os.path.join(out, "report.html"),
+            history,
+            flow,
+            scalars,
+            title=f"chainrule: {result['data']}",
+        )
     return files
 
 
@@ -412,6 +445,8 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         else list(pick("categorical")),
         drop=_split_list(pick("drop")) if isinstance(pick("drop"), str) else list(pick("drop")),
         plots=bool(pick("plots")),
+        gradient_flow=bool(pick("gradient_flow")),
+        report=bool(pick("report")),
         verbose=0 if args.quiet else 1,
     )
     if s.task not in ("auto", "classification", "regression"):
@@ -443,9 +478,101 @@ def cmd_train(args: argparse.Namespace) -> int:
         "curves": "loss and metric curves",
         "confusion_matrix": "test-set confusion matrix",
         "decision_boundary": "decision boundary over the two features",
+        "gradient_flow": "per-layer gradient norms and activation distributions",
+        "report": "one self-contained HTML report (curves, gradient flow, warnings)",
     }
     for key, path in result.files.items():
         print(f"  {os.path.basename(path):<24} {descriptions.get(key, '')}")
+    if result.flow is not None:
+        print("Gradient flow: " + ("no problems found" if not result.flow.warnings else ""))
+        for w in result.flow.warnings:
+            print(f"  - {w}")
+    return 0
+
+
+def _labelled(
+    args: argparse.Namespace, prep: TabularPreprocessor, rows: int | None
+) -> tuple[Any, Any]:
+    table = _input_table(args, prep)
+    if prep.target not in table.values:
+        raise CLIError(f"{table.source} has no target column {prep.target!r}")
+    if rows is not None:
+        table = table.select(np.arange(min(rows, len(table))))
+    return prep.transform(table), prep.encode_target(table)
+
+
+def _loss_for(prep: TabularPreprocessor) -> Any:
+    from .nn import CrossEntropyLoss, MSELoss
+
+    return CrossEntropyLoss() if prep.task == "classification" else MSELoss()
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .diagnostics import explain
+
+    model, prep = _load_run(args.model)
+    X, y = _labelled(args, prep, args.rows)
+    print(explain(model, X, y, _loss_for(prep), args.weight, lr=args.lr))
+    return 0
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from .diagnostics import gradcheck_model
+
+    model, prep = _load_run(args.model)
+    X, y = _labelled(args, prep, args.rows)
+    res = gradcheck_model(model, X, y, _loss_for(prep), max_params=args.max_params)
+    print(res)
+    return 0 if res.ok else 1
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from .diagnostics import lr_find
+
+    settings = _settings_from(args)
+    table, target = _table_for(settings)
+    prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
+        table
+    )
+    model = mlp(
+        [prep.n_inputs, *settings.layers, prep.n_outputs], settings.activation, rng=settings.seed
+    )
+    res = lr_find(
+        model,
+        prep.transform(table),
+        prep.encode_target(table),
+        _loss_for(prep),
+        optimizer=settings.optimizer,
+        batch_size=settings.batch_size or 32,
+        seed=settings.seed,
+    )
+    print(res)
+    if args.plot:
+        res.plot().savefig(args.plot, dpi=100)
+        print(f"wrote {args.plot}")
+    print(f"train with: --lr {res.suggestion:.2g}")
+    return 0
+
+
+def cmd_bench_grad(args: argparse.Namespace) -> int:
+    from .diagnostics import bench_grad, bench_grad_figure
+
+    rows = bench_grad()
+    print(f"{'parameters':>11} {'backprop':>12} {'finite differences':>20} {'ratio':>9}")
+    for r in rows:
+        mark = " (extrapolated)" if r["extrapolated"] else ""
+        print(
+            f"{int(r['parameters']):>11} {r['backprop_s'] * 1e3:>10.2f}ms "
+            f"{r['finite_diff_s']:>18.3f}s "
+            f"{r['ratio']:>8.0f}x{mark}"
+        )
+    print(
+        "One backward pass gives every gradient; finite differences need two forward passes per "
+        "parameter."
+    )
+    if args.plot:
+        bench_grad_figure(rows).savefig(args.plot, dpi=100)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -588,9 +715,60 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--no-plots", dest="plots", action="store_const", const=False, help="skip the PNG plots"
     )
+    out.add_argument(
+        "--gradient-flow",
+        dest="gradient_flow",
+        action="store_const",
+        const=True,
+        help="record per-layer gradient flow, plot it and report problems",
+    )
+    out.add_argument(
+        "--report",
+        action="store_const",
+        const=True,
+        help="also write report.html (curves, gradient flow, warnings)",
+    )
     out.add_argument("--config", help="a TOML file with any of these options (flags override it)")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=cmd_train)
+
+    lf = sub.add_parser("lr-find", help="learning-rate range test: sweep the rate, suggest one")
+    for a in t._actions:
+        if a.dest not in ("help", "out", "plots", "report", "gradient_flow") and a.option_strings:
+            lf._add_action(a)
+    lf.add_argument("--plot", help="write the loss-against-rate plot to this PNG")
+    lf.set_defaults(func=cmd_lr_find)
+
+    ex = sub.add_parser(
+        "explain", help="a weight's gradient as the chain rule's product, with numbers"
+    )
+    ex.add_argument("--model", required=True, help="model file or run directory")
+    ex.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns and target")
+    ex.add_argument("--dataset", help="a built-in data set")
+    ex.add_argument("--weight", required=True, help='e.g. "2.weight[3,1]" (layer, input, unit)')
+    ex.add_argument(
+        "--rows", type=int, default=32, help="how many rows form the batch (default 32)"
+    )
+    ex.add_argument("--lr", type=float, help="also show the update w - lr·∂C/∂w")
+    ex.set_defaults(func=cmd_explain)
+
+    gc = sub.add_parser("gradcheck", help="check a model's gradients against finite differences")
+    gc.add_argument("--model", required=True, help="model file or run directory")
+    gc.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns and target")
+    gc.add_argument("--dataset", help="a built-in data set")
+    gc.add_argument("--rows", type=int, default=16, help="rows in the batch (default 16)")
+    gc.add_argument(
+        "--max-params",
+        dest="max_params",
+        type=int,
+        default=500,
+        help="check this many randomly chosen parameters (default 500)",
+    )
+    gc.set_defaults(func=cmd_gradcheck)
+
+    bg = sub.add_parser("bench-grad", help="time backpropagation against finite differences")
+    bg.add_argument("--plot", help="write the comparison plot to this PNG")
+    bg.set_defaults(func=cmd_bench_grad)
 
     e = sub.add_parser("evaluate", help="metrics of a trained model on labelled data")
     e.add_argument("--model", required=True, help="model file or run directory")

@@ -487,8 +487,9 @@ def mlp(
         Insert BatchNorm1d before each hidden activation.
     init_scheme : {"auto", "he", "glorot", "lecun", "default"}
         "auto" picks He (Kaiming) uniform for the ReLU family and Glorot (Xavier) uniform for
-        sigmoid, tanh and the rest; "default" keeps Linear's own U(±1/√fan_in). Biases start
-        at zero except with "default".
+        sigmoid (with gain 4, for its slope of 1/4), tanh and the rest; "default" keeps
+        Linear's own U(±1/√fan_in) — the "standard" initialisation under which Glorot & Bengio
+        observed vanishing gradients. Biases start at zero except with "default".
     rng : int, Generator or None
         One seed for all weights (and dropout masks): the same seed gives bitwise-identical
         models.
@@ -533,7 +534,11 @@ def mlp(
             elif scheme == "lecun":
                 init.lecun_normal_(lin.weight, rng=gen)
             else:
-                init.xavier_uniform_(lin.weight, rng=gen)
+                # Glorot & Bengio's normalised initialisation assumes a unit slope at 0; the
+                # logistic sigmoid's is 1/4, so its weights are scaled by 4 (as in their
+                # tutorials) — without it a deep sigmoid stack still loses its gradient.
+                gain = 4.0 if activation in ("sigmoid", "logistic") and not last else 1.0
+                init.xavier_uniform_(lin.weight, gain=gain, rng=gen)
             if lin.bias is not None:
                 init.zeros_(lin.bias)
         layers.append(lin)

@@ -58,7 +58,30 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            for hook in list(hooks.values()):
+                result = hook(self, args, out)
+                if result is not None:
+                    out = result
+        return out
+
+    def register_forward_hook(self, hook: Any) -> Any:
+        """Call ``hook(module, inputs, output)`` after every forward pass (as PyTorch).
+
+        The hook may return a replacement output. Returns a handle whose ``remove()`` detaches
+        it. Diagnostics use hooks to watch activations without changing the model's code.
+        """
+        hooks = self.__dict__.setdefault("_forward_hooks", {})
+        key = max(hooks, default=-1) + 1
+        hooks[key] = hook
+
+        class _Handle:
+            def remove(self_inner) -> None:  # noqa: N805
+                hooks.pop(key, None)
+
+        return _Handle()
 
     # ----- discovery -----
     def _walk(self, kind: type[Any]) -> Iterator[tuple[str, Any]]:

@@ -1,0 +1,83 @@
+"""lr_find, draw_graph, gradcheck_model, bench_grad, the HTML report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import nn
+
+
+def test_lr_find_leaves_the_model_alone_and_its_suggestion_trains_digits():
+    pytest.importorskip("sklearn")
+    from chainrule.data import train_test_split
+
+    ds = cr.datasets.load("digits")
+    tr, te = train_test_split(ds.y, 0.25, seed=0)
+    mean, std = ds.X[tr].mean(0), ds.X[tr].std(0) + 1e-8
+    Xtr, Xte = (ds.X[tr] - mean) / std, (ds.X[te] - mean) / std
+    model = nn.mlp([64, 128, 10], "relu", rng=0)
+    before = model.state_dict()
+    res = cr.lr_find(model, Xtr, ds.y[tr], "cross_entropy", num_steps=150, seed=0)
+    for k, v in model.state_dict().items():
+        assert v.tobytes() == before[k].tobytes()
+    assert 1e-5 < res.suggestion < 1.0 and res.suggestion <= res.best_lr
+    assert len(res.lrs) == len(res.losses) and np.all(np.diff(res.lrs) > 0)
+    assert "suggested learning rate" in str(res)
+    cr.fit(
+        model, Xtr, ds.y[tr], loss="cross_entropy", lr=res.suggestion, epochs=40, verbose=0, seed=0
+    )
+    acc = float((cr.predict(model, Xte).argmax(1) == ds.y[te]).mean())
+    assert acc >= 0.97, (res.suggestion, acc)
+
+
+def test_draw_graph_before_and_after_backward(tmp_path):
+    model = nn.mlp([3, 4, 2], "tanh", rng=0)
+    X, y = np.ones((5, 3), np.float32), np.array([0, 1, 0, 1, 1])
+    loss = nn.CrossEntropyLoss()(model(X), y)
+    dot = cr.draw_graph(loss, names=dict(model.named_parameters()))
+    assert dot.startswith("digraph") and "linear" in dot and "tanh" in dot
+    assert "0.weight" in dot and "(3, 4)" in dot and "gradients not computed yet" in dot
+    assert dot.count("->") >= 6
+    dot2 = cr.draw_graph(loss, backward=True, path=tmp_path / "g.dot")
+    assert "‖grad‖" in dot2 and "not computed" not in dot2
+    assert (tmp_path / "g.dot").read_text() == dot2
+    loss.backward()
+    with pytest.raises(ValueError, match="released"):
+        cr.draw_graph(loss)
+
+
+def test_gradcheck_model_passes_and_catches_a_wrong_rule(monkeypatch):
+    from chainrule import ops
+
+    rng = np.random.default_rng(0)
+    model = nn.mlp([4, 6, 3], "tanh", rng=0)
+    X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+    res = cr.gradcheck_model(model, X, y, nn.CrossEntropyLoss())
+    assert res.ok and res.n_checked == model.num_parameters() and "OK" in str(res)
+    assert model[0].weight.dtype == np.float32  # the model passed in is untouched
+    monkeypatch.setitem(ops.RULES, "tanh", lambda g, out, x: (g * (1 - out),))
+    bad = cr.gradcheck_model(model, X, y, nn.CrossEntropyLoss())
+    assert not bad.ok and bad.worst_parameter in ("0.weight", "0.bias") and "MISMATCH" in str(bad)
+
+
+def test_bench_grad_shows_backprop_wins_more_as_models_grow():
+    rows = cr.diagnostics.bench_grad([[3, 4, 2], [20, 40, 5], [60, 200, 10]], max_fd_params=50)
+    assert [r["parameters"] for r in rows] == sorted(r["parameters"] for r in rows)
+    assert rows[-1]["ratio"] > rows[0]["ratio"] and rows[-1]["ratio"] > 50
+
+
+def test_html_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 4)).astype(np.float32), rng.integers(0, 2, 100)
+    flow = cr.GradientFlow()
+    h = cr.fit(
+        nn.mlp([4, 8, 2], rng=0), X, y, loss="cross_entropy", epochs=3, verbose=0, callbacks=[flow]
+    )
+    path = cr.diagnostics.write_report(tmp_path / "r.html", h, flow, {"accuracy": 0.5})
+    with open(path) as fh:
+        text = fh.read()
+    assert text.count("data:image/png;base64,") == 2 and "Gradient flow" in text
+    assert "src='http" not in text  # self-contained
