@@ -234,6 +234,12 @@ def save(
       (2): Linear(in_features=4, out_features=2, bias=True)
     )  # 26 parameters
     """
+    if not isinstance(model, Module) and hasattr(model, "__chainrule_save__"):
+        module, more = model.__chainrule_save__()  # a chainrule.sklearn estimator
+        _write(path, module, {**(extra or {}), **more}, allow_nonfinite=allow_nonfinite)
+        return
+    if not isinstance(model, Module):
+        raise TypeError(f"save expects a chainrule Module or estimator, got {type(model).__name__}")
     _write(path, model, extra, allow_nonfinite=allow_nonfinite)
 
 
@@ -347,9 +353,21 @@ def _load_file(path: str | os.PathLike[str]) -> ModelFile:
     return ModelFile(model, extra, training, train_tensors, str(p))
 
 
-def load(path: str | os.PathLike[str]) -> Module:
+def load(path: str | os.PathLike[str]) -> Any:
     """Load the model saved in ``path`` (a model file or a checkpoint), in eval mode.
 
+    A file saved from a ``chainrule.sklearn`` estimator gives back the fitted estimator.
     Raises ModelFileError for any malformed or corrupted file; never executes code from it.
     """
-    return load_file(path).model
+    mf = load_file(path)
+    info = mf.extra.get("sklearn_estimator")
+    if info is not None:
+        from .sklearn import from_model_file
+
+        try:
+            return from_model_file(mf.model, info)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(
+                f"cannot rebuild the estimator in {os.fspath(path)!r}: {exc}"
+            ) from None
+    return mf.model

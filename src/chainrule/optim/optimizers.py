@@ -132,6 +132,11 @@ class Optimizer:
                 self._update(p.data, g, arrays, state["step"], group, tmp, tmp2)
         return loss
 
+    def prepare(self) -> None:
+        """Lay the parameters out in flat buffers now (otherwise done at the first step)."""
+        if self._flat is None:
+            self._flat = [_FlatGroup.build(self, g) for g in self.param_groups]
+
     def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:
         """Names of the per-parameter state arrays and their initial values."""
         return {}

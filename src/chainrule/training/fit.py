@@ -362,6 +362,10 @@ class Trainer:
             start_epoch = self.epoch + 1
         self._fit_inputs = X
         self.stop_training = False
+        from .fastpath import FastMLP
+
+        self.optimizer.prepare()
+        self._fast = FastMLP.create(self.model, self.loss_fn, self.optimizer)
         logs: dict[str, Any] = {}
         self._snap = [np.empty_like(p.data) for p in self._params]
         for c in self.callbacks:
@@ -476,6 +480,9 @@ class Trainer:
         order = self.rng.permutation(n) if shuffle else None
         total_loss, total_weight = 0.0, 0.0
         keep_outputs = bool(self.metrics)
+        fast = self._fast
+        if fast is not None and (not fast.ready(opt) or fast.hooked(model)):
+            fast = None
         outputs: list[np.ndarray] = []
         for b, start in enumerate(range(0, n, bs)):
             idx = order[start : start + bs] if order is not None else slice(start, start + bs)
@@ -484,19 +491,31 @@ class Trainer:
             wb = None if w is None else w[idx]
             for c in self.callbacks:
                 c.on_batch_begin(b, logs)
-            out = model(xb)
-            loss = (
-                self.loss_fn(out, yb, sample_weight=wb) if wb is not None else self.loss_fn(out, yb)
-            )
-            lv = loss.item()
-            if not math.isfinite(lv) and self.on_nonfinite != "ignore":
-                self._diverged(epoch, b, f"the loss is {lv}", xb)
-            opt.zero_grad()
-            loss.backward()
-            if self.on_nonfinite != "ignore":
-                for name, p in zip(self._names, self._params):
-                    if p.grad is not None and not np.all(np.isfinite(p.grad)):
-                        self._diverged(epoch, b, f"the gradient of '{name}' is not finite", xb)
+            if fast is not None:  # the fused MLP step: same maths, no graph (fastpath.py)
+                lv = fast.step(xb, yb, wb)
+                out_data = fast.output
+                if not math.isfinite(lv) and self.on_nonfinite != "ignore":
+                    self._diverged(epoch, b, f"the loss is {lv}", xb)
+            else:
+                out = model(xb)
+                loss = (
+                    self.loss_fn(out, yb, sample_weight=wb)
+                    if wb is not None
+                    else self.loss_fn(out, yb)
+                )
+                lv = loss.item()
+                out_data = out.data
+                if not math.isfinite(lv) and self.on_nonfinite != "ignore":
+                    self._diverged(epoch, b, f"the loss is {lv}", xb)
+                opt.zero_grad()
+                loss.backward()
+            if self.on_nonfinite != "ignore" and not self._grads_finite():
+                name = next(
+                    n
+                    for n, p in zip(self._names, self._params)
+                    if p.grad is not None and not np.all(np.isfinite(p.grad))
+                )
+                self._diverged(epoch, b, f"the gradient of '{name}' is not finite", xb)
             if self.clip is not None:
                 _clip_grad_norm(self._params, self.clip)
             self._step(epoch, b, xb)
@@ -505,7 +524,7 @@ class Trainer:
             total_weight += bw
             self._last_finite = (lv, epoch, b)
             if keep_outputs:
-                outputs.append(out.data)
+                outputs.append(out_data.copy() if fast is not None else out_data)
             batch_logs = {"loss": lv, "size": len(yb)}
             for c in self.callbacks:
                 c.on_batch_end(b, batch_logs)
@@ -538,25 +557,58 @@ class Trainer:
             self.save_checkpoint(path)
         self._pending.clear()
 
+    def _flat_groups(self) -> list[Any] | None:
+        """The optimizer's flat buffers, if every parameter lives in them right now."""
+        flat = getattr(self.optimizer, "_flat", None)
+        if not flat or any(f is None for f in flat):
+            return None
+        covered = sum(len(f.params) for f in flat)
+        if covered != len(self._params) or not all(f.ready(self.optimizer) for f in flat):
+            return None
+        return list(flat)
+
+    def _grads_finite(self) -> bool:
+        flat = self._flat_groups()
+        if flat is not None:  # one pass per buffer instead of one per parameter
+            return all(bool(np.isfinite(f.G).all()) for f in flat)
+        return all(p.grad is None or bool(np.isfinite(p.grad).all()) for p in self._params)
+
     def _step(self, epoch: int, batch: int, xb: np.ndarray) -> None:
         if self.on_nonfinite == "ignore":
             self.optimizer.step()
             return
-        for s, p in zip(self._snap, self._params):
-            np.copyto(s, p.data)
+        flat = self._flat_groups()
+        if flat is not None:
+            if len(self._snap) != len(flat) or any(
+                s.shape != f.P.shape for s, f in zip(self._snap, flat)
+            ):
+                self._snap = [np.empty_like(f.P) for f in flat]
+            for s, f in zip(self._snap, flat):
+                np.copyto(s, f.P)
+            targets = [f.P for f in flat]
+        else:
+            if len(self._snap) != len(self._params) or any(
+                s.shape != p.data.shape for s, p in zip(self._snap, self._params)
+            ):
+                self._snap = [np.empty_like(p.data) for p in self._params]
+            for s, p in zip(self._snap, self._params):
+                np.copyto(s, p.data)
+            targets = [p.data for p in self._params]
         try:
             self.optimizer.step()
         except KeyboardInterrupt:
-            self._restore_snapshot()  # never leave a half-applied update
+            self._restore_snapshot(targets)  # never leave a half-applied update
             raise
-        for name, p in zip(self._names, self._params):
-            if not np.all(np.isfinite(p.data)):
-                self._restore_snapshot()
-                self._diverged(epoch, batch, f"the update made '{name}' non-finite", xb)
+        if not all(bool(np.isfinite(t).all()) for t in targets):
+            self._restore_snapshot(targets)
+            name = next(
+                n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))
+            )
+            self._diverged(epoch, batch, f"the update made '{name}' non-finite", xb)
 
-    def _restore_snapshot(self) -> None:
-        for s, p in zip(self._snap, self._params):
-            np.copyto(p.data, s)
+    def _restore_snapshot(self, targets: list[np.ndarray]) -> None:
+        for s, t in zip(self._snap, targets):
+            np.copyto(t, s)
 
     def _convergence(self, loss: float) -> None:
         if self.tol is None:

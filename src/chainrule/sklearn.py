@@ -1,0 +1,950 @@
+"""Drop-in scikit-learn estimators: ``MLPClassifier`` and ``MLPRegressor``.
+
+Change ``from sklearn.neural_network import MLPClassifier`` to
+``from chainrule.sklearn import MLPClassifier`` and keep the code: every constructor parameter of
+scikit-learn's estimators has the same meaning, default and validation, and the same fitted
+attributes are set. Underneath, the estimators are thin: they build a chainrule model
+(``nn.mlp``), a loss with scikit-learn's L2 penalty, an optimizer, and train with chainrule's fit
+loop (``lbfgs`` runs ``scipy.optimize`` on chainrule's loss and gradient).
+
+Extras: more activations (``leaky_relu``, ``elu``, ``gelu``, ``softplus``), ``dropout``,
+``dtype`` (float32 inputs train in float32 unless told otherwise), ``class_weight``,
+``restore_best_weights`` and, for the regressor, ``scale_target`` (standardise the target for
+training; on by default — scikit-learn's MLPRegressor scores below 0 on diabetes without it).
+Needs scikit-learn: ``pip install "chainrule[datasets]"``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import nn
+from .nn import functional as F
+from .optim import SGD, Adam
+from .optim.clip import clip_grad_norm  # noqa: F401  (re-exported for symmetry)
+from .tensor import Tensor, enable_grad, no_grad
+from .training.callbacks import Callback
+from .training.fit import Trainer
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+_ACTIVATIONS = {"identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus"}
+
+
+class _PenalizedLoss:
+    """scikit-learn's objective: the data loss plus ``α/2 · Σ‖W‖² / n`` over the weights.
+
+    ``n`` is the batch's (weighted) sample count, as scikit-learn divides by the batch size.
+    With ``grad_in_optimizer`` the penalty's gradient ``α·W/n`` is applied by the optimizer's
+    weight decay (set per batch by :class:`_PenaltyDecay`) and only its value is added here:
+    the same numbers, without a graph over every weight.
+    """
+
+    def __init__(
+        self, kind: str, weights: list[Any], alpha: float, grad_in_optimizer: bool = False
+    ) -> None:
+        self.kind, self.weights, self.alpha = kind, weights, alpha
+        self.grad_in_optimizer = grad_in_optimizer
+
+    def fast_spec(self) -> tuple[str, float, Any] | None:
+        """How training's fused MLP step computes this loss (see training/fastpath.py)."""
+        if self.alpha and not self.grad_in_optimizer:
+            return None
+        kind = {"squared": "squared", "multiclass": "multiclass", "binary": "binary_sum"}[self.kind]
+        scale = 0.5 if self.kind == "squared" else 1.0
+
+        def penalty(n: int, w: Any) -> float:
+            if not self.alpha:
+                return 0.0
+            count = float(np.sum(w)) if w is not None else float(n)
+            return (
+                0.5
+                * self.alpha
+                * sum(float(np.dot(p.data.ravel(), p.data.ravel())) for p in self.weights)
+                / count
+            )
+
+        return kind, scale, penalty
+
+    def __call__(self, out: Tensor, y: Any, sample_weight: Any = None) -> Tensor:
+        n = float(np.sum(sample_weight)) if sample_weight is not None else float(out.shape[0])
+        if self.kind == "squared":  # ((y - ŷ)²).mean() / 2
+            data = F.mse_loss(out, y, sample_weight=sample_weight) * 0.5
+        elif self.kind == "multiclass":
+            data = F.cross_entropy(out, y, sample_weight=sample_weight)
+        else:  # binary / multilabel: the log loss summed over outputs, averaged over samples
+            per = F.binary_cross_entropy_with_logits(out, y, reduction="none").sum(axis=1)
+            if sample_weight is None:
+                data = per.mean()
+            else:
+                w = np.asarray(sample_weight, dtype=per.dtype)
+                data = (per * w).sum() / float(w.sum())
+        if self.alpha and n > 0:
+            if self.grad_in_optimizer:
+                value = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in self.weights)
+                data = data + out.dtype.type(0.5 * self.alpha * value / n)
+            else:
+                penalty = sum(
+                    ((w * w).sum() for w in self.weights),
+                    start=Tensor._const(np.zeros((), out.dtype)),
+                )
+                data = data + penalty * (0.5 * self.alpha / n)
+        return data
+
+
+class _PenaltyDecay(Callback):
+    """Set the weights' decay to ``α / n_batch`` before each batch (the penalty's gradient)."""
+
+    def __init__(self, group: dict[str, Any], alpha: float, n: int, batch: int) -> None:
+        self.group, self.alpha, self.n, self.batch = group, alpha, n, batch
+
+    def on_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        size = min(self.batch, self.n - batch * self.batch)
+        self.group["weight_decay"] = self.alpha / size
+
+
+class _SklearnStopping(Callback):
+    """scikit-learn's end-of-epoch logic: tol / n_iter_no_change on the training loss or the
+    validation score, the adaptive learning rate, invscaling, best-weights bookkeeping."""
+
+    def __init__(self, est: Any, n_samples: int, val: tuple[Any, Any] | None) -> None:
+        self.est, self.n_samples, self.val = est, n_samples, val
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        est = self.est
+        loss = float((logs or {})["loss"])
+        est.t_ += self.n_samples
+        est.n_iter_ += 1
+        est.loss_curve_.append(loss)
+        est.loss_ = loss
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
+        if self.val is not None:
+            score = est._score_raw(*self.val)
+            est.validation_scores_.append(score)
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            if score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_state = self.model.state_dict()  # type: ignore[union-attr]
+        else:
+            if loss > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if loss < est.best_loss_:
+                est.best_loss_ = loss
+                if est.restore_best_weights:
+                    est._best_state = self.model.state_dict()  # type: ignore[union-attr]
+        groups = est._optimizer.param_groups
+        group = groups[0]
+        if est.solver == "sgd" and est.learning_rate == "invscaling":
+            for g in groups:
+                g["lr"] = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if self.val is not None else "Training loss"
+            if est.solver == "sgd" and est.learning_rate == "adaptive" and group["lr"] > 1e-6:
+                for g in groups:
+                    g["lr"] /= 5.0
+                est._no_improvement_count = 0
+                if est.verbose:
+                    print(
+                        f"{what} did not improve more than tol={est.tol} for "
+                        f"{est.n_iter_no_change} consecutive epochs. Setting learning rate to {group['lr']:f}"
+                    )
+                return
+            if est.verbose:
+                print(
+                    f"{what} did not improve more than tol={est.tol} for {est.n_iter_no_change} "
+                    "consecutive epochs. Stopping."
+                )
+            est._converged = True
+            self.stop_training = True
+
+
+class _BaseMLP(BaseEstimator):
+    _parameter_constraints: dict = {
+        **_SkMLPClassifier._parameter_constraints,
+        "activation": [StrOptions(_ACTIVATIONS)],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "dtype": [None, StrOptions({"float32", "float64"}), type],
+        "restore_best_weights": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        restore_best_weights: bool = False,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.dtype = dtype
+        self.restore_best_weights = restore_best_weights
+
+    # ----- the model ------------------------------------------------------------------------------
+    def _hidden(self) -> list[int]:
+        h = self.hidden_layer_sizes
+        sizes = [h] if isinstance(h, Integral) else list(h)
+        if any(not isinstance(s, Integral) or s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return [int(s) for s in sizes]
+
+    def _work_dtype(self, X: np.ndarray) -> np.dtype[Any]:
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+
+    def _build(self, n_in: int, n_out: int, dtype: np.dtype[Any]) -> None:
+        act = {"logistic": "sigmoid"}.get(self.activation, self.activation)
+        rng = np.random.default_rng(_seed(self.random_state))
+        self._model = nn.mlp(
+            [n_in, *self._hidden(), n_out],
+            act,
+            dropout=self.dropout,
+            rng=rng,
+            init_scheme="auto",
+            dtype=dtype,
+        )
+        self._rng = rng
+        self._optimizer: Any = None
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_: list[float] = []
+        self.best_loss_: float | None = math.inf
+        self._no_improvement_count = 0
+        self.validation_scores_: list[float] | None = [] if self.early_stopping else None
+        self.best_validation_score_: float | None = -math.inf if self.early_stopping else None
+
+    def _make_optimizer(self) -> None:
+        # group 0: the weights (the L2 penalty's gradient enters as weight decay), group 1: biases
+        weights = [m.weight for m in self._model if isinstance(m, nn.Linear)]
+        biases = [m.bias for m in self._model if isinstance(m, nn.Linear) and m.bias is not None]
+        groups = [{"params": weights}, {"params": biases}]
+        if self.solver == "sgd":
+            self._optimizer = SGD(
+                groups,
+                lr=self.learning_rate_init,
+                momentum=self.momentum,
+                nesterov=self.nesterovs_momentum and self.momentum > 0,
+            )
+        else:
+            self._optimizer = Adam(
+                groups,
+                lr=self.learning_rate_init,
+                betas=(self.beta_1, self.beta_2),
+                eps=self.epsilon,
+            )
+
+    def _loss(self, grad_in_optimizer: bool = False) -> _PenalizedLoss:
+        weights = [m.weight for m in self._model if isinstance(m, nn.Linear)]
+        return _PenalizedLoss(self._loss_kind, weights, self.alpha, grad_in_optimizer)
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        check_is_fitted(self, "_model")
+        return [m.weight.data for m in self._model if isinstance(m, nn.Linear)]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        check_is_fitted(self, "_model")
+        return [m.bias.data for m in self._model if isinstance(m, nn.Linear) and m.bias is not None]
+
+    @property
+    def n_layers_(self) -> int:
+        check_is_fitted(self, "_model")
+        return len(self._hidden()) + 2
+
+    # ----- fitting ------------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, Y: np.ndarray, sample_weight: Any, incremental: bool) -> Any:
+        n, d = X.shape
+        dtype = self._work_dtype(X)
+        first = not (incremental or self.warm_start) or not hasattr(self, "_model")
+        if not first and self._model[0].in_features != d:
+            raise ValueError(
+                f"X has {d} features, but this {type(self).__name__} was fitted with "
+                f"{self._model[0].in_features} features."
+            )
+        if first:
+            self._build(d, Y.shape[1], dtype)
+        dtype = self._model[0].weight.dtype
+        X = X.astype(dtype, copy=False)
+        Y = Y.astype(dtype, copy=False)
+        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, Y, sw)
+            return self
+        if self._optimizer is None or not (incremental or self.warm_start):
+            self._make_optimizer()
+        target = Y.argmax(1) if self._loss_kind == "multiclass" else Y
+        val = None
+        if self.early_stopping and not incremental:
+            stratify = (
+                target
+                if self._loss_kind == "multiclass"
+                else (Y[:, 0] if Y.shape[1] == 1 and self._loss_kind == "binary" else None)
+            )
+            idx_tr, idx_val = train_test_split(
+                np.arange(n),
+                random_state=int(self._rng.integers(2**31)),
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            val = (X[idx_val], self._labels_of(Y[idx_val]))
+            X, target = X[idx_tr], target[idx_tr]
+            sw = None if sw is None else sw[idx_tr]
+            n = len(X)
+        if self.batch_size == "auto":
+            bs = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is going "
+                    "to be clipped",
+                    stacklevel=3,
+                )
+            bs = min(int(self.batch_size), n)
+        stopper = _SklearnStopping(self, n, val)
+        callbacks: list[Callback] = [stopper]
+        in_optimizer = (
+            sw is None and self.alpha > 0
+        )  # with weights, n is the weight sum: use the graph
+        if in_optimizer:
+            callbacks.insert(0, _PenaltyDecay(self._optimizer.param_groups[0], self.alpha, n, bs))
+        else:
+            self._optimizer.param_groups[0]["weight_decay"] = 0.0
+        trainer = Trainer(
+            self._model,
+            self._loss(in_optimizer),
+            self._optimizer,
+            callbacks=callbacks,
+            seed=self._rng,
+            verbose=0,
+            on_nonfinite="raise",
+        )
+        self._converged = False
+        self._best_state = None
+        trainer.fit(
+            X,
+            target,
+            epochs=1 if incremental else self.max_iter,
+            batch_size=bs,
+            shuffle=self.shuffle,
+            sample_weight=sw,
+        )
+        self.history_ = trainer.history
+        if self._best_state is not None and (self.early_stopping or self.restore_best_weights):
+            self._model.load_state_dict(self._best_state)
+        if not incremental and not self._converged and trainer.stop_reason == "epochs":
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if self.early_stopping:
+            self.best_loss_ = None  # scikit-learn's convention with early stopping
+        return self
+
+    def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, sw: np.ndarray | None) -> None:
+        from scipy.optimize import minimize
+
+        params = list(self._model.parameters())
+        loss_fn = self._loss()
+        target = Y.argmax(1) if self._loss_kind == "multiclass" else Y
+        dtype = params[0].dtype
+        self._model.train()
+
+        def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            k = 0
+            for p in params:
+                p.data[...] = theta[k : k + p.size].reshape(p.shape).astype(dtype)
+                k += p.size
+            self._model.zero_grad()
+            with enable_grad():
+                value = loss_fn(self._model(X), target, sample_weight=sw)
+                value.backward()
+            grad = np.concatenate([np.asarray(p.grad, np.float64).ravel() for p in params])
+            return float(value.item()), grad
+
+        theta0 = np.concatenate([p.data.astype(np.float64).ravel() for p in params])
+        res = minimize(
+            fun,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        )
+        fun(res.x)
+        self.n_iter_ = int(res.nit)
+        self.loss_ = float(res.fun)
+        self.loss_curve_ = [self.loss_]
+        self.best_loss_ = self.loss_
+        self.t_ = len(X) * self.n_iter_
+        if res.status != 0:
+            warnings.warn(
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"(status={res.status}): {res.message}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    # ----- prediction ---------------------------------------------------------------------------
+    def _raw(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "_model")
+        X = validate_data(self, X, reset=False, accept_sparse=False, dtype=(np.float64, np.float32))
+        dtype = self._model[0].weight.dtype
+        self._model.eval()
+        with no_grad():
+            out = self._model(X.astype(dtype, copy=False)).data
+        return out
+
+    # ----- model files (cr.save / cr.load) ---------------------------------------------------------
+    _STATE: tuple[str, ...] = (
+        "n_features_in_",
+        "n_outputs_",
+        "n_iter_",
+        "t_",
+        "loss_",
+        "best_loss_",
+        "loss_curve_",
+        "validation_scores_",
+        "best_validation_score_",
+    )
+
+    def __chainrule_save__(self) -> tuple[Any, dict[str, Any]]:
+        """The model and what rebuilds this estimator around it (JSON only)."""
+        check_is_fitted(self, "_model")
+        params = {}
+        for k, v in self.get_params().items():
+            if isinstance(v, tuple):
+                v = list(v)
+            if isinstance(v, np.random.RandomState):
+                v = None
+            if k == "class_weight" and isinstance(v, dict):
+                v = [[_plain(a), float(b)] for a, b in v.items()]
+            params[k] = v
+        state = {k: _plain(getattr(self, k, None)) for k in self._STATE}
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
+        state.update(self._extra_state())
+        return self._model, {
+            "sklearn_estimator": {"class": type(self).__name__, "params": params, "state": state}
+        }
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.target_tags.multi_output = True
+        return tags
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-able version of a fitted attribute."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def from_model_file(model: Any, info: dict[str, Any]) -> Any:
+    """Rebuild an estimator saved with ``cr.save`` (called by ``cr.load``)."""
+    classes: dict[str, Any] = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
+    cls = classes.get(str(info.get("class")))
+    if cls is None:
+        raise ValueError(f"unknown estimator class {info.get('class')!r}")
+    params = dict(info["params"])
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if isinstance(params.get("class_weight"), list):
+        params["class_weight"] = {a: b for a, b in params["class_weight"]}
+    est = cls(**params)
+    est._model = model
+    est._optimizer = None
+    est._rng = np.random.default_rng(0)
+    state = info["state"]
+    for k in cls._STATE:
+        setattr(est, k, state.get(k))
+    if "feature_names_in_" in state:
+        est.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+    est._restore_extra(state)
+    return est
+
+
+def _seed(random_state: Any) -> int:
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31))
+    if isinstance(random_state, Integral):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31))
+    raise ValueError(f"random_state must be an int, a RandomState or None, got {random_state!r}")
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier with scikit-learn's interface, trained by chainrule.
+
+    Same parameters, defaults and fitted attributes as
+    ``sklearn.neural_network.MLPClassifier``; extras: ``dropout``, ``dtype``,
+    ``restore_best_weights``, ``class_weight`` (dict or "balanced") and the activations
+    leaky_relu, elu, gelu, softplus. Binary and multilabel targets use a logistic output
+    (``out_activation_ = "logistic"``), multiclass a softmax.
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        restore_best_weights: bool = False,
+        class_weight: Any = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            dropout=dropout,
+            dtype=dtype,
+            restore_best_weights=restore_best_weights,
+        )
+        self.class_weight = class_weight
+
+    def _prepare(
+        self, X: Any, y: Any, sample_weight: Any, reset: bool, classes: Any = None
+    ) -> tuple[np.ndarray, np.ndarray, Any]:
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=reset,
+            accept_sparse=False,
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        check_classification_targets(y)
+        if reset:
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(classes if classes is not None else y)
+            self.classes_ = self._label_binarizer.classes_
+            kind = type_of_target(y)
+            self._multilabel = kind == "multilabel-indicator"
+            self._loss_kind = (
+                "multiclass" if (len(self.classes_) > 2 and not self._multilabel) else "binary"
+            )
+            self.out_activation_ = "softmax" if self._loss_kind == "multiclass" else "logistic"
+        else:
+            unseen = np.setdiff1d(np.unique(y) if not self._multilabel else [], self.classes_)
+            if len(unseen):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {np.unique(y)}."
+                )
+        Y = self._label_binarizer.transform(y).astype(np.float64)
+        self.n_outputs_ = Y.shape[1]
+        sw = self._weights(y, sample_weight)
+        return X, Y, sw
+
+    def _weights(self, y: np.ndarray, sample_weight: Any) -> Any:
+        from sklearn.utils.class_weight import compute_sample_weight
+        from sklearn.utils.validation import _check_sample_weight
+
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, y if y.ndim == 1 else np.zeros(len(y)))
+            if np.sum(sw) <= 0:
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+        if self.class_weight is not None and not self._multilabel:
+            cw = compute_sample_weight(self.class_weight, y)
+            sw = cw if sw is None else sw * cw
+        return sw
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "classes_": _plain(self.classes_),
+            "multilabel": bool(self._multilabel),
+            "loss_kind": self._loss_kind,
+        }
+
+    def _restore_extra(self, state: dict[str, Any]) -> None:
+        self.classes_ = np.asarray(state["classes_"])
+        self._multilabel = bool(state["multilabel"])
+        self._loss_kind = state["loss_kind"]
+        self.out_activation_ = "softmax" if self._loss_kind == "multiclass" else "logistic"
+        self._label_binarizer = LabelBinarizer()
+        if self._multilabel:
+            self._label_binarizer.fit(np.eye(len(self.classes_), dtype=int))
+        else:
+            self._label_binarizer.fit(self.classes_)
+
+    def _labels_of(self, Y: np.ndarray) -> np.ndarray:
+        """Original labels for rows of the binarised target."""
+        if self._loss_kind == "multiclass":
+            return self.classes_[Y.argmax(1)]
+        if self._multilabel:
+            return Y.astype(int)
+        return self.classes_[Y[:, 0].astype(int)]
+
+    def _score_raw(self, X: np.ndarray, y: np.ndarray) -> float:
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self._predict_from_raw(self._forward(X))))
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        was = self._model.training
+        self._model.eval()
+        with no_grad():
+            out = self._model(X).data
+        self._model.train(was)
+        return out
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
+        """Fit the model to data matrix X and target(s) y."""
+        self._validate_params()
+        X, Y, sw = self._prepare(
+            X, y, sample_weight, reset=not (self.warm_start and hasattr(self, "_model"))
+        )
+        return self._fit(X, Y, sw, incremental=False)
+
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> MLPClassifier:
+        """One epoch over (X, y); ``classes`` is required on the first call."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        self._validate_params()
+        first = not hasattr(self, "classes_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if (
+            not first
+            and classes is not None
+            and not np.array_equal(np.unique(classes), self.classes_)
+        ):
+            raise ValueError(
+                f"`classes={list(classes)}` is not the same as on last call to partial_fit, was: {list(self.classes_)}"
+            )
+        X, Y, sw = self._prepare(X, y, sample_weight, reset=first, classes=classes)
+        if first:
+            self._build(X.shape[1], Y.shape[1], self._work_dtype(X))
+        return self._fit(X, Y, sw, incremental=True)
+
+    def _predict_from_raw(self, out: np.ndarray) -> np.ndarray:
+        if self._loss_kind == "multiclass":
+            return self.classes_[out.argmax(1)]
+        pred = (out > 0).astype(int)
+        if self._multilabel:
+            return pred
+        return self.classes_[pred.ravel()]
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels (an indicator matrix for multilabel targets)."""
+        return self._predict_from_raw(self._raw(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        out = self._raw(X).astype(np.float64)
+        if self._loss_kind == "multiclass":
+            z = out - out.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):
+            p = 1.0 / (1.0 + np.exp(-out))
+        if self._multilabel:
+            return p
+        return np.hstack([1 - p, p])
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Logarithm of ``predict_proba`` (computed stably from the logits)."""
+        out = self._raw(X).astype(np.float64)
+        if self._loss_kind == "multiclass":
+            z = out - out.max(axis=1, keepdims=True)
+            return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        log_p = -np.logaddexp(0, -out)
+        log_q = -np.logaddexp(0, out)
+        return log_p if self._multilabel else np.hstack([log_q, log_p])
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor with scikit-learn's interface, trained by chainrule.
+
+    Same parameters, defaults and fitted attributes as ``sklearn.neural_network.MLPRegressor``
+    (loss: half the mean squared error plus the L2 penalty); extras as :class:`MLPClassifier`
+    and ``scale_target=True``: the target is standardised for training and predictions are
+    mapped back (``loss_`` is then in standardised units).
+    """
+
+    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints, "scale_target": ["boolean"]}
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        restore_best_weights: bool = False,
+        scale_target: bool = True,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            dropout=dropout,
+            dtype=dtype,
+            restore_best_weights=restore_best_weights,
+        )
+        self.scale_target = scale_target
+
+    _loss_kind = "squared"
+    out_activation_ = "identity"
+
+    def _prepare(
+        self, X: Any, y: Any, sample_weight: Any, reset: bool
+    ) -> tuple[np.ndarray, np.ndarray, Any]:
+        from sklearn.utils.validation import _check_sample_weight
+
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=reset,
+            accept_sparse=False,
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+        )
+        self._y_1d = y.ndim == 1
+        Y = y.reshape(len(y), -1).astype(np.float64)
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X)
+            if np.sum(sw) <= 0:
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+        if reset or not hasattr(self, "_y_mean"):
+            if self.scale_target:
+                # weighted statistics: weight k is the same as k copies of the row
+                mean = np.average(Y, axis=0, weights=sw)
+                std = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=sw))
+                self._y_mean, self._y_std = mean, np.where(std > 0, std, 1.0)
+            else:
+                self._y_mean, self._y_std = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        self.n_outputs_ = Y.shape[1]
+        return X, (Y - self._y_mean) / self._y_std, sw
+
+    def _labels_of(self, Y: np.ndarray) -> np.ndarray:
+        return self._decode(Y)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "y_mean": _plain(self._y_mean),
+            "y_std": _plain(self._y_std),
+            "y_1d": bool(self._y_1d),
+        }
+
+    def _restore_extra(self, state: dict[str, Any]) -> None:
+        self._y_mean = np.asarray(state["y_mean"], dtype=np.float64)
+        self._y_std = np.asarray(state["y_std"], dtype=np.float64)
+        self._y_1d = bool(state["y_1d"])
+
+    def _score_raw(self, X: np.ndarray, y: np.ndarray) -> float:
+        from sklearn.metrics import r2_score
+
+        was = self._model.training
+        self._model.eval()
+        with no_grad():
+            out = self._model(X).data
+        self._model.train(was)
+        return float(r2_score(y, self._decode(out)))
+
+    def _decode(self, out: np.ndarray) -> np.ndarray:
+        pred = out.astype(np.float64) * self._y_std + self._y_mean
+        return pred.ravel() if self._y_1d else pred
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """Fit the model to data matrix X and target(s) y."""
+        self._validate_params()
+        X, Y, sw = self._prepare(
+            X, y, sample_weight, reset=not (self.warm_start and hasattr(self, "_model"))
+        )
+        return self._fit(X, Y, sw, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over (X, y)."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        self._validate_params()
+        first = not hasattr(self, "_model")
+        X, Y, sw = self._prepare(X, y, sample_weight, reset=first)
+        return self._fit(X, Y, sw, incremental=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted values (in the target's units)."""
+        return self._decode(self._raw(X))
