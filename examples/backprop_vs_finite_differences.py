@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from chainrule.diagnostics import bench_grad, bench_grad_figure
+from chainrule.diagnostics import bench_grad, bench_grad_figure, format_bench_grad
 
 
 def main(path: str | None = None) -> list[dict[str, float]]:
     rows = bench_grad()
-    print(f"{'parameters':>11} {'backprop':>12} {'finite differences':>20} {'ratio':>9}")
-    for r in rows:
-        mark = " (extrapolated)" if r["extrapolated"] else ""
-        print(
-            f"{int(r['parameters']):>11} {r['backprop_s'] * 1e3:>10.2f}ms "
-            f"{r['finite_diff_s']:>18.3f}s {r['ratio']:>8.0f}x{mark}"
-        )
+    print(format_bench_grad(rows))
     if path:
         bench_grad_figure(rows).savefig(path, dpi=100)
         print(f"wrote {path}")

@@ -555,21 +555,10 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_grad(args: argparse.Namespace) -> int:
-    from .diagnostics import bench_grad, bench_grad_figure
+    from .diagnostics import bench_grad, bench_grad_figure, format_bench_grad
 
     rows = bench_grad()
-    print(f"{'parameters':>11} {'backprop':>12} {'finite differences':>20} {'ratio':>9}")
-    for r in rows:
-        mark = " (extrapolated)" if r["extrapolated"] else ""
-        print(
-            f"{int(r['parameters']):>11} {r['backprop_s'] * 1e3:>10.2f}ms "
-            f"{r['finite_diff_s']:>18.3f}s "
-            f"{r['ratio']:>8.0f}x{mark}"
-        )
-    print(
-        "One backward pass gives every gradient; finite differences need two forward passes per "
-        "parameter."
-    )
+    print(format_bench_grad(rows))
     if args.plot:
         bench_grad_figure(rows).savefig(args.plot, dpi=100)
         print(f"wrote {args.plot}")

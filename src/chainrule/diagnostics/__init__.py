@@ -6,7 +6,13 @@ from .explain import Explanation, explain, parse_weight
 from .flow import GradientFlow
 from .graph import draw_graph
 from .lr_find import LRFinderResult, lr_find
-from .numerics import ModelGradcheck, bench_grad, bench_grad_figure, gradcheck_model
+from .numerics import (
+    ModelGradcheck,
+    bench_grad,
+    bench_grad_figure,
+    format_bench_grad,
+    gradcheck_model,
+)
 from .report import write_report
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "ModelGradcheck",
     "bench_grad",
     "bench_grad_figure",
+    "format_bench_grad",
     "draw_graph",
     "explain",
     "gradcheck_model",

@@ -160,6 +160,22 @@ def bench_grad(
     return out
 
 
+def format_bench_grad(rows: list[dict[str, float]]) -> str:
+    """The table of :func:`bench_grad` as text."""
+    lines = [f"{'parameters':>11} {'backprop':>12} {'finite differences':>20} {'ratio':>9}"]
+    for r in rows:
+        mark = " (extrapolated)" if r["extrapolated"] else ""
+        lines.append(
+            f"{int(r['parameters']):>11} {r['backprop_s'] * 1e3:>10.2f}ms "
+            f"{r['finite_diff_s']:>18.3f}s {r['ratio']:>8.0f}x{mark}"
+        )
+    lines.append(
+        "One backward pass gives every gradient; finite differences need two forward passes per "
+        "parameter."
+    )
+    return "\n".join(lines)
+
+
 def bench_grad_figure(rows: list[dict[str, float]]) -> Any:
     from ..plots import require_matplotlib
 
