@@ -48,36 +48,15 @@ class _PenalizedLoss:
     """scikit-learn's objective: the data loss plus ``α/2 · Σ‖W‖² / n`` over the weights.
 
     ``n`` is the batch's (weighted) sample count, as scikit-learn divides by the batch size.
-    With ``grad_in_optimizer`` the penalty's gradient ``α·W/n`` is applied by the optimizer's
-    weight decay (set per batch by :class:`_PenaltyDecay`) and only its value is added here:
-    the same numbers, without a graph over every weight.
+    ``fast_spec`` tells training's fused MLP step the same objective.
     """
 
-    def __init__(
-        self, kind: str, weights: list[Any], alpha: float, grad_in_optimizer: bool = False
-    ) -> None:
+    def __init__(self, kind: str, weights: list[Any], alpha: float) -> None:
         self.kind, self.weights, self.alpha = kind, weights, alpha
-        self.grad_in_optimizer = grad_in_optimizer
 
-    def fast_spec(self) -> tuple[str, float, Any] | None:
-        """How training's fused MLP step computes this loss (see training/fastpath.py)."""
-        if self.alpha and not self.grad_in_optimizer:
-            return None
+    def fast_spec(self) -> tuple[str, float, float]:
         kind = {"squared": "squared", "multiclass": "multiclass", "binary": "binary_sum"}[self.kind]
-        scale = 0.5 if self.kind == "squared" else 1.0
-
-        def penalty(n: int, w: Any) -> float:
-            if not self.alpha:
-                return 0.0
-            count = float(np.sum(w)) if w is not None else float(n)
-            return (
-                0.5
-                * self.alpha
-                * sum(float(np.dot(p.data.ravel(), p.data.ravel())) for p in self.weights)
-                / count
-            )
-
-        return kind, scale, penalty
+        return kind, (0.5 if self.kind == "squared" else 1.0), float(self.alpha)
 
     def __call__(self, out: Tensor, y: Any, sample_weight: Any = None) -> Tensor:
         n = float(np.sum(sample_weight)) if sample_weight is not None else float(out.shape[0])
@@ -93,27 +72,11 @@ class _PenalizedLoss:
                 w = np.asarray(sample_weight, dtype=per.dtype)
                 data = (per * w).sum() / float(w.sum())
         if self.alpha and n > 0:
-            if self.grad_in_optimizer:
-                value = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in self.weights)
-                data = data + out.dtype.type(0.5 * self.alpha * value / n)
-            else:
-                penalty = sum(
-                    ((w * w).sum() for w in self.weights),
-                    start=Tensor._const(np.zeros((), out.dtype)),
-                )
-                data = data + penalty * (0.5 * self.alpha / n)
+            penalty = sum(
+                ((w * w).sum() for w in self.weights), start=Tensor._const(np.zeros((), out.dtype))
+            )
+            data = data + penalty * (0.5 * self.alpha / n)
         return data
-
-
-class _PenaltyDecay(Callback):
-    """Set the weights' decay to ``α / n_batch`` before each batch (the penalty's gradient)."""
-
-    def __init__(self, group: dict[str, Any], alpha: float, n: int, batch: int) -> None:
-        self.group, self.alpha, self.n, self.batch = group, alpha, n, batch
-
-    def on_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        size = min(self.batch, self.n - batch * self.batch)
-        self.group["weight_decay"] = self.alpha / size
 
 
 class _SklearnStopping(Callback):
@@ -280,10 +243,7 @@ class _BaseMLP(BaseEstimator):
         self.best_validation_score_: float | None = -math.inf if self.early_stopping else None
 
     def _make_optimizer(self) -> None:
-        # group 0: the weights (the L2 penalty's gradient enters as weight decay), group 1: biases
-        weights = [m.weight for m in self._model if isinstance(m, nn.Linear)]
-        biases = [m.bias for m in self._model if isinstance(m, nn.Linear) and m.bias is not None]
-        groups = [{"params": weights}, {"params": biases}]
+        groups = list(self._model.parameters())  # the L2 penalty is part of the loss
         if self.solver == "sgd":
             self._optimizer = SGD(
                 groups,
@@ -299,9 +259,9 @@ class _BaseMLP(BaseEstimator):
                 eps=self.epsilon,
             )
 
-    def _loss(self, grad_in_optimizer: bool = False) -> _PenalizedLoss:
+    def _loss(self) -> _PenalizedLoss:
         weights = [m.weight for m in self._model if isinstance(m, nn.Linear)]
-        return _PenalizedLoss(self._loss_kind, weights, self.alpha, grad_in_optimizer)
+        return _PenalizedLoss(self._loss_kind, weights, self.alpha)
 
     @property
     def coefs_(self) -> list[np.ndarray]:
@@ -369,16 +329,9 @@ class _BaseMLP(BaseEstimator):
             bs = min(int(self.batch_size), n)
         stopper = _SklearnStopping(self, n, val)
         callbacks: list[Callback] = [stopper]
-        in_optimizer = (
-            sw is None and self.alpha > 0
-        )  # with weights, n is the weight sum: use the graph
-        if in_optimizer:
-            callbacks.insert(0, _PenaltyDecay(self._optimizer.param_groups[0], self.alpha, n, bs))
-        else:
-            self._optimizer.param_groups[0]["weight_decay"] = 0.0
         trainer = Trainer(
             self._model,
-            self._loss(in_optimizer),
+            self._loss(),
             self._optimizer,
             callbacks=callbacks,
             seed=self._rng,

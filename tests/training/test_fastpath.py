@@ -98,3 +98,36 @@ def test_fit_trajectory_matches_the_engine_path():
     np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-10)
     for p, q in zip(a.parameters(), b.parameters()):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kind,target", [("multiclass", "int"), ("squared", "float"), ("binary", "bin")]
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_step_with_scikit_learns_penalized_loss(kind, target, weighted):
+    from chainrule.sklearn import _PenalizedLoss
+
+    rng = np.random.default_rng(3)
+    n = 11
+    out_dim = 3 if kind == "multiclass" else 2
+    X = rng.normal(size=(n, 5))
+    y = {
+        "int": rng.integers(0, 3, n),
+        "float": rng.normal(size=(n, 2)),
+        "bin": rng.integers(0, 2, (n, 2)).astype(float),
+    }[target]
+    w = rng.uniform(0.5, 2, n) if weighted else None
+    model = make("relu", out_dim)
+    weights = [m.weight for m in model if isinstance(m, nn.Linear)]
+    loss = _PenalizedLoss(kind, weights, alpha=0.3)
+    opt = optim.Adam(model.parameters())
+    opt.prepare()
+    fast = FastMLP.create(model, loss, opt)
+    lv = fast.step(X, y, w)
+    fused = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    ref = loss(model(X), y, sample_weight=w)
+    ref.backward()
+    assert lv == pytest.approx(ref.item(), rel=1e-12)
+    for g, p in zip(fused, model.parameters()):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-10, atol=1e-13)

@@ -21,15 +21,18 @@ import numpy as np
 from ..nn.layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..nn.module import Sequential
-from ..ops import _exp_nonneg_underflow, _log_softmax, _sigmoid
+from ..ops import _sigmoid
 
 __all__ = ["FastMLP"]
 
 _ACTS = (ReLU, LeakyReLU, Tanh, Sigmoid, Identity)
 
 
-def loss_spec(loss_fn: Any) -> tuple[str, float, Any] | None:
-    """(kind, scale, penalty) if the fast path can compute this loss, else None."""
+def loss_spec(loss_fn: Any) -> tuple[str, float, float] | None:
+    """(kind, scale, l2) if the fast path can compute this loss, else None.
+
+    ``l2`` is scikit-learn's penalty ``α/2 · Σ‖W‖² / n`` over the weights (0 for none).
+    """
     spec = getattr(loss_fn, "fast_spec", None)
     if spec is not None:
         return spec()  # type: ignore[no-any-return]
@@ -39,16 +42,16 @@ def loss_spec(loss_fn: Any) -> tuple[str, float, Any] | None:
         and loss_fn.weight is None
         and loss_fn.label_smoothing == 0.0
     ):
-        return ("multiclass", 1.0, None)
+        return ("multiclass", 1.0, 0.0)
     if type(loss_fn) is MSELoss and loss_fn.reduction == "mean":
-        return ("squared", 1.0, None)
+        return ("squared", 1.0, 0.0)
     if (
         type(loss_fn) is BCEWithLogitsLoss
         and loss_fn.reduction == "mean"
         and loss_fn.weight is None
         and loss_fn.pos_weight is None
     ):
-        return ("binary_mean", 1.0, None)
+        return ("binary_mean", 1.0, 0.0)
     return None
 
 
@@ -56,10 +59,10 @@ class FastMLP:
     """The fused step for one (model, loss, optimizer); build with :meth:`create`."""
 
     def __init__(
-        self, linears: list[Linear], acts: list[Any], spec: tuple[str, float, Any]
+        self, linears: list[Linear], acts: list[Any], spec: tuple[str, float, float]
     ) -> None:
         self.linears, self.acts = linears, acts
-        self.kind, self.scale, self.penalty = spec
+        self.kind, self.scale, self.l2 = spec
         self._shape_cache: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
     @classmethod
@@ -116,9 +119,9 @@ class FastMLP:
         return True
 
     @staticmethod
-    def hooked(model: Any) -> bool:
-        """True if a forward hook watches some module (then the engine path must run)."""
-        return any(m.__dict__.get("_forward_hooks") for m in model.modules())
+    def hooked(modules: Any) -> bool:
+        """True if a forward hook watches one of ``modules`` (then the engine path must run)."""
+        return any(m.__dict__.get("_forward_hooks") for m in modules)
 
     def step(self, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> float:
         """Forward, loss and backward for one batch; leaves ``p.grad`` set for every parameter.
@@ -148,6 +151,17 @@ class FastMLP:
         # ----- loss and δ = ∂C/∂z at the output -----
         delta = D[-1]
         loss = self._loss_and_delta(out, yb, wb, delta)
+        count = float(wb.sum()) if wb is not None else float(n)
+        l2 = self.l2 / count if self.l2 and count > 0 else 0.0
+        if l2:  # the penalty's value α/2·Σ‖W‖²/n (its gradient αW/n is added below)
+            loss += (
+                0.5
+                * l2
+                * sum(
+                    float(np.dot(lin.weight.data.ravel(), lin.weight.data.ravel()))
+                    for lin in self.linears
+                )
+            )
         # ----- backward -----
         inputs = [xb, *outs[:-1]]
         for k in range(len(self.linears) - 1, -1, -1):
@@ -158,6 +172,8 @@ class FastMLP:
                 np.multiply(x.T, delta, out=gw)  # K = 1: an outer product (see ops.linear)
             else:
                 np.matmul(x.T, delta, out=gw)
+            if l2:
+                gw += lin.weight.data * dtype.type(l2)
             np.sum(delta, axis=0, out=gb)
             lin.weight.grad, lin.bias.grad = gw, gb  # type: ignore[union-attr]
             if k > 0:
@@ -165,8 +181,6 @@ class FastMLP:
                 np.matmul(delta, lin.weight.data.T, out=prev)
                 _backward_act(self.acts[k - 1], outs[k - 1], prev)
                 delta = prev
-        if self.penalty is not None:
-            loss += self.penalty(n, wb)
         self.output = out
         return loss
 
@@ -178,12 +192,17 @@ class FastMLP:
         total = float(w.sum()) if w is not None else float(n)
         col = None if w is None else (w / total).astype(dtype).reshape(-1, 1)
         if self.kind == "multiclass":
-            logp = _log_softmax(out, 1)
+            # softmax and log-softmax from one shifted exponent: z - max, e = exp, s = Σe
+            rows = np.arange(n)
             idx = np.asarray(y, dtype=np.int64).reshape(-1)
-            picked = logp[np.arange(n), idx]
+            np.subtract(out, out.max(axis=1, keepdims=True), out=delta)
+            picked = delta[rows, idx]
+            np.exp(delta, out=delta)
+            s = delta.sum(axis=1, keepdims=True)
+            picked = picked - np.log(s[:, 0])  # log-probability of the target class
             loss = -float(picked.mean()) if w is None else -float((picked * w).sum() / total)
-            np.copyto(delta, _exp_nonneg_underflow(logp))  # softmax
-            delta[np.arange(n), idx] -= 1  # softmax − y
+            delta /= s  # softmax
+            delta[rows, idx] -= 1  # softmax − y
             if col is None:
                 delta *= dtype.type(1.0 / n)
             else:
@@ -201,11 +220,14 @@ class FastMLP:
         else:  # binary_mean (mean over elements) or binary_sum (sum over outputs, mean over samples)
             yy = np.asarray(y, dtype=dtype).reshape(out.shape)
             m = out.shape[1]
-            sp = np.maximum(-out, 0) + np.log1p(_exp_nonneg_underflow(-np.abs(out)))  # softplus(-z)
-            elem = (1 - yy) * out + sp
+            e = np.exp(-np.abs(out))  # e^{-|z|} ≤ 1: never overflows
+            r = 1 / (1 + e)
+            # per element: (1-y)z + softplus(-z), softplus(-z) = max(-z, 0) + log1p(e^{-|z|})
+            elem = (1 - yy) * out + np.maximum(-out, 0) + np.log1p(e)
             per = elem.sum(axis=1) if self.kind == "binary_sum" else elem.mean(axis=1)
             loss = float(per.mean()) if w is None else float((per * w).sum() / total)
-            np.subtract(_sigmoid(out), yy, out=delta)
+            np.copyto(delta, np.where(out >= 0, r, e * r))  # σ(z)
+            delta -= yy
             div = 1.0 if self.kind == "binary_sum" else float(m)
             if col is None:
                 delta *= dtype.type(1.0 / (n * div))

@@ -366,6 +366,8 @@ class Trainer:
 
         self.optimizer.prepare()
         self._fast = FastMLP.create(self.model, self.loss_fn, self.optimizer)
+        self._modules = list(self.model.modules())
+        self._flat_now: list[Any] | None = None
         logs: dict[str, Any] = {}
         self._snap = [np.empty_like(p.data) for p in self._params]
         for c in self.callbacks:
@@ -471,7 +473,8 @@ class Trainer:
         self.epoch = epoch
         n = len(X)
         model, opt = self.model, self.optimizer
-        model.train()
+        for m in self._modules:  # model.train() without walking the tree every epoch
+            m.training = True
         lr0 = float(opt.param_groups[0]["lr"])
         logs: dict[str, Any] = {}
         for c in self.callbacks:
@@ -481,7 +484,7 @@ class Trainer:
         total_loss, total_weight = 0.0, 0.0
         keep_outputs = bool(self.metrics)
         fast = self._fast
-        if fast is not None and (not fast.ready(opt) or fast.hooked(model)):
+        if fast is not None and (not fast.ready(opt) or fast.hooked(self._modules)):
             fast = None
         outputs: list[np.ndarray] = []
         for b, start in enumerate(range(0, n, bs)):
@@ -568,7 +571,7 @@ class Trainer:
         return list(flat)
 
     def _grads_finite(self) -> bool:
-        flat = self._flat_groups()
+        flat = self._flat_now = self._flat_groups()
         if flat is not None:  # one pass per buffer instead of one per parameter
             return all(bool(np.isfinite(f.G).all()) for f in flat)
         return all(p.grad is None or bool(np.isfinite(p.grad).all()) for p in self._params)
@@ -577,7 +580,8 @@ class Trainer:
         if self.on_nonfinite == "ignore":
             self.optimizer.step()
             return
-        flat = self._flat_groups()
+        # the layout found by _grads_finite for this very batch (clipping does not change it)
+        flat = self._flat_now if self._flat_now is not None else self._flat_groups()
         if flat is not None:
             if len(self._snap) != len(flat) or any(
                 s.shape != f.P.shape for s, f in zip(self._snap, flat)
