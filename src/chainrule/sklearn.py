@@ -336,19 +336,26 @@ class _BaseMLP(BaseEstimator):
             callbacks=callbacks,
             seed=self._rng,
             verbose=0,
-            on_nonfinite="raise",
+            # as scikit-learn: no per-step check; non-finite weights are reported after fitting
+            on_nonfinite="ignore",
         )
         self._converged = False
         self._best_state = None
-        trainer.fit(
-            X,
-            target,
-            epochs=1 if incremental else self.max_iter,
-            batch_size=bs,
-            shuffle=self.shuffle,
-            sample_weight=sw,
-        )
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            trainer.fit(
+                X,
+                target,
+                epochs=1 if incremental else self.max_iter,
+                batch_size=bs,
+                shuffle=self.shuffle,
+                sample_weight=sw,
+            )
         self.history_ = trainer.history
+        if not all(np.all(np.isfinite(p.data)) for p in self._model.parameters()):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                "values and need to be preprocessed."
+            )
         if self._best_state is not None and (self.early_stopping or self.restore_best_weights):
             self._model.load_state_dict(self._best_state)
         if not incremental and not self._converged and trainer.stop_reason == "epochs":

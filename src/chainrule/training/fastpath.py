@@ -200,13 +200,11 @@ class FastMLP:
             np.exp(delta, out=delta)
             s = delta.sum(axis=1, keepdims=True)
             picked = picked - np.log(s[:, 0])  # log-probability of the target class
-            loss = -float(picked.mean()) if w is None else -float((picked * w).sum() / total)
-            delta /= s  # softmax
-            delta[rows, idx] -= 1  # softmax − y
-            if col is None:
-                delta *= dtype.type(1.0 / n)
-            else:
-                delta *= col
+            loss = -float(picked.sum()) / n if w is None else -float((picked * w).sum() / total)
+            # (softmax − y)/n in two passes: e·(1/(n·s)), then −1/n at the targets
+            scale = (1.0 / (n * s)) if col is None else (col / s)
+            delta *= scale.astype(dtype, copy=False)
+            delta[rows, idx] -= dtype.type(1.0 / n) if col is None else col[:, 0]
         elif self.kind == "squared":
             yy = np.asarray(y, dtype=dtype).reshape(out.shape)
             np.subtract(out, yy, out=delta)
@@ -225,7 +223,7 @@ class FastMLP:
             # per element: (1-y)z + softplus(-z), softplus(-z) = max(-z, 0) + log1p(e^{-|z|})
             elem = (1 - yy) * out + np.maximum(-out, 0) + np.log1p(e)
             per = elem.sum(axis=1) if self.kind == "binary_sum" else elem.mean(axis=1)
-            loss = float(per.mean()) if w is None else float((per * w).sum() / total)
+            loss = float(per.sum()) / n if w is None else float((per * w).sum() / total)
             np.copyto(delta, np.where(out >= 0, r, e * r))  # σ(z)
             delta -= yy
             div = 1.0 if self.kind == "binary_sum" else float(m)

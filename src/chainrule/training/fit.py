@@ -272,6 +272,18 @@ class Trainer:
 
     # ----- data ------------------------------
     def _batch(self, X: np.ndarray, idx: Any) -> np.ndarray:
+        if (
+            isinstance(idx, np.ndarray)
+            and X.dtype == self.dtype
+            and type(X) is np.ndarray
+            and X.flags.c_contiguous
+        ):
+            # gather the rows into a reused buffer (no allocation per batch)
+            shape = (len(idx), *X.shape[1:])
+            buf = self._xbuf.get(shape)
+            if buf is None:
+                buf = self._xbuf[shape] = np.empty(shape, X.dtype)
+            return np.take(X, idx, axis=0, out=buf)
         xb = X[idx]
         if xb.dtype != self.dtype:
             xb = xb.astype(self.dtype)
@@ -368,6 +380,7 @@ class Trainer:
         self._fast = FastMLP.create(self.model, self.loss_fn, self.optimizer)
         self._modules = list(self.model.modules())
         self._flat_now: list[Any] | None = None
+        self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
         logs: dict[str, Any] = {}
         self._snap = [np.empty_like(p.data) for p in self._params]
         for c in self.callbacks:
