@@ -173,3 +173,44 @@ def test_not_a_model_file(tmp_path):
         cr.load(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError):
         cr.load(tmp_path / "nope.chainrule")
+
+
+def small_file(tmp_path):
+    path = tmp_path / "small.chainrule"
+    cr.save(nn.Sequential(nn.Linear(2, 2, rng=0), nn.Tanh()), path, extra={"classes": ["a", "b"]})
+    return path, path.read_bytes()
+
+
+def test_every_truncation_is_rejected(tmp_path):
+    path, data = small_file(tmp_path)
+    for k in range(len(data)):
+        path.write_bytes(data[:k])
+        with pytest.raises(cr.ModelFileError):
+            cr.load(path)
+
+
+def test_every_single_bit_flip_is_detected(tmp_path):
+    """Header (lengths, JSON, metadata, digest) and tensor data: every bit of the file."""
+    import time
+
+    path, data = small_file(tmp_path)
+    slowest = 0.0
+    for pos in range(len(data)):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[pos] ^= 1 << bit
+            path.write_bytes(bytes(flipped))
+            t = time.perf_counter()
+            with pytest.raises(cr.ModelFileError):
+                cr.load(path)
+            slowest = max(slowest, time.perf_counter() - t)
+    assert slowest < 1.0
+
+
+def test_header_cap_and_lying_lengths(tmp_path):
+    path, data = small_file(tmp_path)
+    (n,) = struct.unpack("<Q", data[:8])
+    for length in (0, n + 1, len(data), 2**63, cr.io.MAX_HEADER_BYTES + 1):
+        path.write_bytes(struct.pack("<Q", length) + data[8:])
+        with pytest.raises(cr.ModelFileError):
+            cr.load(path)

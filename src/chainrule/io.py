@@ -7,7 +7,8 @@ caller attached (``chainrule.extra``: preprocessing, class names), the training 
 checkpoint (``chainrule.training``) and a SHA-256 over every tensor (``chainrule.sha256``).
 
 Loading never executes code: no pickle, no eval, no import by name. The architecture names
-layers from a fixed table (:data:`chainrule.nn.LAYERS`). Any malformed, truncated, corrupted or
+layers from a fixed table (:data:`chainrule.nn.LAYERS`). The SHA-256 covers the tensors and
+every metadata entry, so any single flipped bit is detected. Any malformed, truncated, corrupted or
 foreign file raises :class:`ModelFileError`, and nothing else. Files are written atomically
 (temporary file, fsync, rename): a crash mid-save leaves the previous file intact.
 """
@@ -152,9 +153,13 @@ def build(arch: Any, _depth: int = 0) -> Module:
 
 
 # ----- tensors ------------------------------
-def tensor_digest(tensors: dict[str, np.ndarray]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order)."""
+def tensor_digest(tensors: dict[str, np.ndarray], meta: dict[str, str] | None = None) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order), and over every
+    metadata entry but the digest itself: a single flipped bit anywhere is detected."""
     h = hashlib.sha256()
+    for key in sorted(meta or {}):
+        if key != "chainrule.sha256":
+            h.update(key.encode("utf-8") + b"\0" + (meta or {})[key].encode("utf-8") + b"\0")
     for name in sorted(tensors):
         arr = np.asarray(tensors[name], order="C")
         h.update(name.encode("utf-8") + b"\0")
@@ -190,10 +195,10 @@ def _write(
         "chainrule.version": str(VERSION),
         "chainrule.architecture": json.dumps(arch, allow_nan=False),
         "chainrule.extra": json.dumps(extra or {}, allow_nan=True),
-        "chainrule.sha256": tensor_digest(tensors),
     }
     if training is not None:
         meta["chainrule.training"] = json.dumps(training, allow_nan=True)
+    meta["chainrule.sha256"] = tensor_digest(tensors, meta)
     try:
         data = st_save(tensors, metadata=meta)
     except Exception as exc:  # safetensors raises its own error type
@@ -335,7 +340,7 @@ def _load_file(path: str | os.PathLike[str]) -> ModelFile:
         tensors = st_load(data)
     except Exception as exc:  # SafetensorError and friends: the file is malformed
         raise ModelFileError(f"tensor data is malformed: {exc}") from None
-    if tensor_digest(tensors) != meta.get("chainrule.sha256"):
+    if tensor_digest(tensors, meta) != meta.get("chainrule.sha256"):
         raise ModelFileError(f"{str(p)!r} is corrupted: the tensors' SHA-256 does not match")
     arch = _json_field(meta, "chainrule.architecture")
     model = build(arch)

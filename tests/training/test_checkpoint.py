@@ -99,33 +99,43 @@ def test_resume_needs_a_checkpoint_and_a_matching_model(tmp_path):
 
 SAVER = r"""
 import sys, numpy as np, chainrule as cr
-path = sys.argv[1]
+from chainrule import io
+path, kind = sys.argv[1], sys.argv[2]
 model = cr.nn.mlp([64, 256, 256, 10], rng=0)
 i = 0
 while True:
     i += 1
     for p in model.parameters():
         p.data[...] = i
-    cr.save(model, path, extra={"i": i})
+    if kind == "model":
+        cr.save(model, path, extra={"i": i})
+    else:  # a checkpoint: weights plus training state (JSON and tensors)
+        io._write(path, model, {"i": i}, training={"epoch": i},
+                  training_tensors={"optimizer/m": np.full(50_000, i, np.float32)})
     print(i, flush=True)
 """
 
 
-def test_sigkill_during_save_leaves_a_loadable_file(tmp_path):
+@pytest.mark.parametrize("kind", ["model", "checkpoint"])
+def test_sigkill_during_save_leaves_a_loadable_file(tmp_path, kind):
     path = tmp_path / "m.chainrule"
     rng = np.random.default_rng(0)
-    for _ in range(8):
+    kills = 25  # per kind: 50 in all
+    for _ in range(kills):
         proc = subprocess.Popen(
-            [sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", SAVER, str(path), kind], stdout=subprocess.PIPE, text=True
         )
         assert proc.stdout is not None
         proc.stdout.readline()  # at least one complete save
-        time.sleep(float(rng.uniform(0.0, 0.3)))
+        time.sleep(float(rng.uniform(0.0, 0.05)))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        mf = cr.io.load_file(path)
+        mf = cr.io.load_file(path)  # always loads: never a partial file under the final name
         i = mf.extra["i"]
         values = {float(v.ravel()[0]) for v in mf.model.state_dict().values()}
         assert values == {float(i)}  # one whole saved state, never a mix
+        if kind == "checkpoint":
+            assert mf.training == {"epoch": i}
+            assert np.all(mf.training_tensors["optimizer/m"] == i)
     leftovers = [f for f in os.listdir(tmp_path) if f != "m.chainrule"]
     assert all(f.endswith(".tmp") for f in leftovers)  # only temporary files may be left
