@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -267,6 +268,7 @@ class Trainer:
         self._no_improvement = 0
         self._last_finite = (math.nan, 0, 0)
         self._pending: list[str] = []
+        self._fd: tuple[str, int] | None = None  # the open file of a memory-mapped input
         self._params = params
         self._names = [n for n, _ in model.named_parameters()]
 
@@ -284,10 +286,47 @@ class Trainer:
             if buf is None:
                 buf = self._xbuf[shape] = np.empty(shape, X.dtype)
             return np.take(X, idx, axis=0, out=buf)
-        xb = X[idx]
+        if isinstance(X, np.memmap):
+            xb = self._read_rows(X, idx)
+        else:
+            xb = X[idx]
         if xb.dtype != self.dtype:
             xb = xb.astype(self.dtype)
         return xb
+
+    def _read_rows(self, X: np.memmap, idx: Any) -> np.ndarray:
+        """Rows of a memory-mapped file, read with ``pread`` instead of through the mapping.
+
+        Touching a mapping makes its pages resident in this process (whole large folios at a
+        time on current kernels), so shuffled batches from a big ``.npy`` would soon count the
+        entire file in the process's memory. Reading the rows with ``os.preadv`` straight into
+        the batch buffer keeps the footprint to the batch itself; the data still comes from
+        the kernel's page cache.
+        """
+        filename = getattr(X, "filename", None)
+        if (
+            filename is None
+            or not X.flags.c_contiguous
+            or getattr(X, "_mmap", None) is None
+            or not hasattr(os, "preadv")
+        ):
+            return np.array(X[idx])
+        rows = np.arange(len(X))[idx] if not isinstance(idx, np.ndarray) else idx
+        out = np.empty((len(rows), *X.shape[1:]), X.dtype)
+        row_bytes = out[0].nbytes if len(rows) else 0
+        if self._fd is None or self._fd[0] != filename:
+            if self._fd is not None:
+                os.close(self._fd[1])
+            self._fd = (filename, os.open(filename, os.O_RDONLY))
+        fd = self._fd[1]
+        view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        for k, r in enumerate(rows.tolist()):
+            got = os.preadv(
+                fd, [view[k * row_bytes : (k + 1) * row_bytes]], X.offset + r * row_bytes
+            )
+            if got != row_bytes:
+                raise ValueError(f"{filename!r} ended early: row {r} is incomplete")
+        return out
 
     # ----- checkpoints ------------------------------
     def request_checkpoint(self, path: str) -> None:
@@ -381,6 +420,7 @@ class Trainer:
         self._modules = list(self.model.modules())
         self._flat_now: list[Any] | None = None
         self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
+        self._fd = None
         logs: dict[str, Any] = {}
         self._snap = [np.empty_like(p.data) for p in self._params]
         for c in self.callbacks:
@@ -414,6 +454,9 @@ class Trainer:
         return self.history
 
     def _finish(self, logs: dict[str, Any]) -> None:
+        if self._fd is not None:
+            os.close(self._fd[1])
+            self._fd = None
         for c in self.callbacks:
             c.on_train_end(logs)
         from .summary import summarize
