@@ -7,13 +7,13 @@ pytest tests/test_io_fuzz.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-import contextlib
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
