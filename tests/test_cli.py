@@ -320,6 +320,8 @@ def test_diagnostic_commands(people, tmp_path, capsys):
         ["gradcheck", "--model", out_dir, "--data", people, "--max-params", "50"], capsys
     )
     assert code == 0 and "gradient check OK" in out
+    code, out, _ = run(["gradcheck", "--model", out_dir, "--max-params", "50"], capsys)
+    assert code == 0 and "random input rows" in out and "gradient check OK" in out
 
     code, out, _ = run(
         ["lr-find", "--data", people, "--target", "decision", "--plot", tmp_path / "lr.png"], capsys

@@ -520,7 +520,16 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     from .diagnostics import gradcheck_model
 
     model, prep = _load_run(args.model)
-    X, y = _labelled(args, prep, args.rows)
+    if args.data or args.dataset:
+        X, y = _labelled(args, prep, args.rows)
+    else:  # gradients can be checked at any point: random standardised inputs and targets
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(args.rows, prep.n_inputs))
+        if prep.task == "classification":
+            y = rng.integers(0, prep.n_outputs, args.rows)
+        else:
+            y = rng.normal(size=(args.rows, 1))
+        print(f"(no --data: checking at {args.rows} random input rows)")
     res = gradcheck_model(model, X, y, _loss_for(prep), max_params=args.max_params)
     print(res)
     return 0 if res.ok else 1
@@ -743,7 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gradcheck", help="check a model's gradients against finite differences")
     gc.add_argument("--model", required=True, help="model file or run directory")
-    gc.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns and target")
+    gc.add_argument(
+        "--data", help="CSV/NPY/NPZ file with the model's columns and target (default: random rows)"
+    )
     gc.add_argument("--dataset", help="a built-in data set")
     gc.add_argument("--rows", type=int, default=16, help="rows in the batch (default 16)")
     gc.add_argument(

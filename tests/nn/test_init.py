@@ -58,3 +58,11 @@ def test_same_seed_same_weights_and_dtype_kept():
     assert a.data.tobytes() == b.data.tobytes() and a.dtype == np.float32
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         init.xavier_uniform_(weight((3,)))
+
+
+def test_generator_is_accepted_as_pytorchs_name_for_rng():
+    a = init.kaiming_normal_(weight(), generator=np.random.default_rng(3))
+    b = init.kaiming_normal_(weight(), rng=np.random.default_rng(3))
+    assert a.data.tobytes() == b.data.tobytes()
+    c = init.xavier_uniform_(weight(), generator=3)
+    assert c.data.tobytes() == init.xavier_uniform_(weight(), rng=3).data.tobytes()

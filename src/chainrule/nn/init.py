@@ -74,16 +74,20 @@ def _fill(t: Any, values: np.ndarray) -> Any:
     return t
 
 
-def uniform_(t: Any, a: float = 0.0, b: float = 1.0, rng: Any = None) -> Any:
-    """Fill with U(a, b)."""
+def uniform_(t: Any, a: float = 0.0, b: float = 1.0, rng: Any = None, generator: Any = None) -> Any:
+    """Fill with U(a, b). ``generator`` is accepted as PyTorch's name for ``rng``."""
     arr = _array(t)
-    return _fill(t, as_generator(rng).uniform(a, b, arr.shape))
+    return _fill(t, as_generator(rng if rng is not None else generator).uniform(a, b, arr.shape))
 
 
-def normal_(t: Any, mean: float = 0.0, std: float = 1.0, rng: Any = None) -> Any:
-    """Fill with N(mean, std²)."""
+def normal_(
+    t: Any, mean: float = 0.0, std: float = 1.0, rng: Any = None, generator: Any = None
+) -> Any:
+    """Fill with N(mean, std²). ``generator`` is accepted as PyTorch's name for ``rng``."""
     arr = _array(t)
-    return _fill(t, as_generator(rng).normal(mean, std, arr.shape))
+    return _fill(
+        t, as_generator(rng if rng is not None else generator).normal(mean, std, arr.shape)
+    )
 
 
 def constant_(t: Any, value: float) -> Any:
@@ -102,17 +106,17 @@ def ones_(t: Any) -> Any:
     return constant_(t, 1.0)
 
 
-def xavier_uniform_(t: Any, gain: float = 1.0, rng: Any = None) -> Any:
+def xavier_uniform_(t: Any, gain: float = 1.0, rng: Any = None, generator: Any = None) -> Any:
     """Glorot/Xavier uniform: U(-b, b), b = gain·√(6/(fan_in + fan_out)) (Glorot & Bengio 2010)."""
     fan_in, fan_out = _fans(_array(t))
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(t, -bound, bound, rng)
+    return uniform_(t, -bound, bound, rng, generator)
 
 
-def xavier_normal_(t: Any, gain: float = 1.0, rng: Any = None) -> Any:
+def xavier_normal_(t: Any, gain: float = 1.0, rng: Any = None, generator: Any = None) -> Any:
     """Glorot/Xavier normal: N(0, σ²), σ = gain·√(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(_array(t))
-    return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
+    return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng, generator)
 
 
 def _kaiming_std(t: Any, a: float, mode: str, nonlinearity: str) -> float:
@@ -124,21 +128,31 @@ def _kaiming_std(t: Any, a: float, mode: str, nonlinearity: str) -> float:
 
 
 def kaiming_uniform_(
-    t: Any, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", rng: Any = None
+    t: Any,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    rng: Any = None,
+    generator: Any = None,
 ) -> Any:
     """He/Kaiming uniform: U(-b, b), b = gain·√(3 / fan) — He et al. 2015."""
     bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
-    return uniform_(t, -bound, bound, rng)
+    return uniform_(t, -bound, bound, rng, generator)
 
 
 def kaiming_normal_(
-    t: Any, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", rng: Any = None
+    t: Any,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    rng: Any = None,
+    generator: Any = None,
 ) -> Any:
     """He/Kaiming normal: N(0, σ²), σ = gain / √fan — He et al. 2015."""
-    return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity), rng)
+    return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity), rng, generator)
 
 
-def lecun_normal_(t: Any, rng: Any = None) -> Any:
+def lecun_normal_(t: Any, rng: Any = None, generator: Any = None) -> Any:
     """LeCun normal: N(0, 1/fan_in) — LeCun et al. 1998."""
     fan_in, _ = _fans(_array(t))
-    return normal_(t, 0.0, math.sqrt(1.0 / fan_in), rng)
+    return normal_(t, 0.0, math.sqrt(1.0 / fan_in), rng, generator)
