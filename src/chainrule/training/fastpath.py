@@ -118,6 +118,30 @@ class FastMLP:
                     return False
         return True
 
+    def check_targets(self, y: np.ndarray) -> None:
+        """Class indices must lie in [0, C) (the engine's loss checks each batch itself)."""
+        c = self.linears[-1].out_features
+        labels = np.asarray(y)
+        if labels.dtype.kind == "f":
+            if not np.all(labels == np.round(labels)):
+                raise ValueError(
+                    "cross_entropy: class targets must be integers, got non-integral values"
+                )
+        elif labels.dtype.kind not in "iu":
+            raise TypeError(
+                f"cross_entropy: target must be integer class indices, got dtype {labels.dtype}"
+            )
+        bad = (labels < 0) | (labels >= c)
+        if labels.ndim != 1:
+            raise ValueError(
+                f"cross_entropy: target must have shape ({len(labels)},), got {labels.shape}"
+            )
+        if np.any(bad):
+            raise ValueError(
+                f"cross_entropy: target contains class {int(labels[bad][0])}, but the input has {c} "
+                f"classes (valid: 0 to {c - 1})"
+            )
+
     @staticmethod
     def hooked(modules: Any) -> bool:
         """True if a forward hook watches one of ``modules`` (then the engine path must run)."""

@@ -125,7 +125,7 @@ def _outputs_to(kind: str, task: str, out: np.ndarray) -> np.ndarray:
     return (out > 0.5).astype(np.int64) if kind == "label" else out
 
 
-def _as_data(name: str, value: Any, allow_1d: bool = True) -> np.ndarray:
+def _as_data(name: str, value: Any, allow_1d: bool = True, purpose: str = "train on") -> np.ndarray:
     if isinstance(value, Tensor):
         value = value.data
     if not isinstance(value, np.ndarray):
@@ -141,12 +141,12 @@ def _as_data(name: str, value: Any, allow_1d: bool = True) -> np.ndarray:
         raise ValueError(f"{name} must have a sample dimension, got shape {value.shape}")
     if len(value) == 0:
         raise ValueError(
-            f"{name} has 0 samples (shape {value.shape}); there is nothing to train on"
+            f"{name} has 0 samples (shape {value.shape}); there is nothing to {purpose}"
         )
     return value
 
 
-def _check_finite(name: str, arr: np.ndarray) -> None:
+def _check_finite(name: str, arr: np.ndarray, doing: str = "training") -> None:
     if arr.dtype.kind != "f" or isinstance(arr, np.memmap):
         return  # a memory-mapped set is checked batch by batch instead of read in full here
     step = max(1, 2**24 // max(1, arr[0].size))
@@ -158,7 +158,7 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
             raise ValueError(
                 f"{name} contains NaN or infinite values (first at row {row}"
                 + (f", column {int(bad[1])}" if len(bad) > 1 else "")
-                + "); remove or impute them before training"
+                + f"); remove or impute them before {doing}"
             )
 
 
@@ -417,6 +417,8 @@ class Trainer:
 
         self.optimizer.prepare()
         self._fast = FastMLP.create(self.model, self.loss_fn, self.optimizer)
+        if self._fast is not None and self._fast.kind == "multiclass":
+            self._fast.check_targets(y)
         self._modules = list(self.model.modules())
         self._flat_now: list[Any] | None = None
         self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
@@ -852,9 +854,10 @@ def fit(
 def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
     """The model's outputs for ``X``, in eval mode, batch by batch, without building a graph.
 
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. NaN or infinite inputs are refused.
     """
-    X = _as_data("X", X)
+    X = _as_data("X", X, purpose="predict")
+    _check_finite("X", X, "predicting")
     if batch_size is not None:
         check_number("batch_size", batch_size, low=1, integer=True)
     params = list(model.parameters())
@@ -888,8 +891,8 @@ def evaluate(
     _metrics: Any = None,
 ) -> dict[str, float]:
     """Loss (the sample-weighted mean over all of ``X``) and metrics, in eval mode."""
-    X = _as_data("X", X)
-    y = _as_data("y", y)
+    X = _as_data("X", X, purpose="evaluate")
+    y = _as_data("y", y, purpose="evaluate")
     if len(X) != len(y):
         raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
     out = predict(model, X, batch_size)
