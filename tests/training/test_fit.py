@@ -394,3 +394,36 @@ def test_real_ctrl_c_in_a_subprocess_stops_cleanly():
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0
     assert "STOP interrupted True True" in out
+
+
+def test_fault_injection_names_where_values_became_non_finite():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 3)).astype(np.float32)
+    y = rng.integers(0, 2, 32)
+    # a NaN planted in a weight
+    model = nn.mlp([3, 4, 2], rng=0)
+    model[2].weight.data[1, 0] = np.nan
+    h = cr.fit(model, X, y, loss="cross_entropy", epochs=1, verbose=0)
+    assert h.stop_reason == "diverged" and "parameter '2.weight' holds NaN" in h.message
+    # an activation that overflows in the middle of the network
+    model = nn.mlp([3, 4, 2], "relu", rng=0)
+    model[0].weight.data[...] = 1e30
+    h = cr.fit(model, X * 1e10, y, loss="cross_entropy", epochs=1, verbose=0)
+    assert h.stop_reason == "diverged" and "output of layer" in h.message
+    # a NaN injected into a gradient only: sqrt(0) is finite forward, its slope is not
+    model = nn.mlp([3, 4, 2], rng=0)
+    state = {"batch": -1}
+
+    def poison(mod, inputs, out):
+        if state["batch"] == 1:
+            return out + 0 * cr.sqrt(out - out)
+        return None
+
+    model[0].register_forward_hook(poison)
+    count = cr.training.LambdaCallback(on_batch_begin=lambda b, logs: state.update(batch=b))
+    h = cr.fit(
+        model, X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[count]
+    )
+    assert h.stop_reason == "diverged" and "batch 1" in h.message
+    assert "gradient of '0.weight' is not finite" in h.message
+    assert all(np.all(np.isfinite(p.data)) for p in model.parameters())

@@ -689,6 +689,24 @@ class Trainer:
                 f"{self.n_iter_no_change + 1} consecutive epochs"
             )
 
+    def _locate_nonfinite(self, xb: np.ndarray) -> str:
+        """Where non-finite values first appear: a weight, or a layer's output (Sequential)."""
+        for name, p in zip(self._names, self._params):
+            if not np.all(np.isfinite(p.data)):
+                return f"; parameter '{name}' holds NaN or infinite values"
+        from ..nn.module import Sequential
+
+        if not isinstance(self.model, Sequential):
+            return ""
+        h: Any = xb
+        with no_grad(), np.errstate(all="ignore"):
+            for k, layer in enumerate(self.model):
+                h = layer(h)
+                data = h.data if isinstance(h, Tensor) else np.asarray(h)
+                if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+                    return f"; the first non-finite values appear in the output of layer {k} ({layer!r})"
+        return "; every layer's output is finite, so the loss itself overflowed"
+
     def _diverged(self, epoch: int, batch: int, what: str, xb: np.ndarray) -> None:
         last, le, lb = self._last_finite
         lr = float(self.optimizer.param_groups[0]["lr"])
@@ -704,8 +722,9 @@ class Trainer:
             if not math.isnan(last)
             else "no finite loss before it"
         )
+        where = "" if bad_input else self._locate_nonfinite(xb)
         msg = (
-            f"training diverged at epoch {epoch}, batch {batch}: {what} ({last_txt}). "
+            f"training diverged at epoch {epoch}, batch {batch}: {what}{where} ({last_txt}). "
             f"The model keeps its last finite weights. Try: {advice}."
         )
         self.history.message = msg
