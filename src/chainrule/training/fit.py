@@ -704,7 +704,10 @@ class Trainer:
                 h = layer(h)
                 data = h.data if isinstance(h, Tensor) else np.asarray(h)
                 if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-                    return f"; the first non-finite values appear in the output of layer {k} ({layer!r})"
+                    return (
+                        f"; the first non-finite values appear in the output of layer {k} "
+                        f"({layer!r})"
+                    )
         return "; every layer's output is finite, so the loss itself overflowed"
 
     def _diverged(self, epoch: int, batch: int, what: str, xb: np.ndarray) -> None:
