@@ -214,3 +214,46 @@ def test_header_cap_and_lying_lengths(tmp_path):
         path.write_bytes(struct.pack("<Q", length) + data[8:])
         with pytest.raises(cr.ModelFileError):
             cr.load(path)
+
+
+def test_shape_times_itemsize_must_match_the_bytes(tmp_path):
+    path, data = good_file(tmp_path)
+
+    def grow(h):
+        name = next(k for k in h if k != "__metadata__")
+        h[name]["shape"] = [s + 1 for s in h[name]["shape"]]
+
+    path.write_bytes(rewrite_header(data, grow))
+    with pytest.raises(cr.ModelFileError):
+        cr.load(path)
+
+
+def test_the_load_path_never_executes_code():
+    """Scan the code (not the docs) of the modules that read model files for pickle,
+    eval/exec and dynamic imports."""
+    import io as _io
+    import tokenize
+    from pathlib import Path
+
+    root = Path(cr.__file__).parent
+    load_path = [
+        root / "io.py",
+        root / "training" / "checkpoint.py",
+        root / "nn" / "layers.py",
+        root / "nn" / "module.py",
+        root / "data" / "tabular.py",
+        root / "sklearn.py",
+    ]
+    banned = {"pickle", "eval", "exec", "__import__", "importlib", "marshal", "shelve", "compile"}
+    for path in load_path:
+        tokens = list(tokenize.generate_tokens(_io.StringIO(path.read_text()).readline))
+        for k, t in enumerate(tokens):
+            if t.type != tokenize.NAME:
+                continue
+            name, line = t.string, t.start[0]
+            # model.eval() and "def eval" are the Module method of that name, not the builtin
+            is_attribute = k > 0 and tokens[k - 1].string in (".", "def")
+            assert is_attribute or name not in banned, f"{path.name}:{line}: {name}"
+            if name == "allow_pickle":
+                nxt = [t.string for t in tokens if t.start[0] == line]
+                assert "True" not in nxt, f"{path.name}:{line}: allow_pickle=True"

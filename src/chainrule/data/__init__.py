@@ -6,8 +6,10 @@ from . import datasets
 from .tabular import (
     Table,
     TabularPreprocessor,
+    csv_to_npy,
     read_array_file,
     read_csv,
+    read_csv_chunks,
     read_table,
     train_test_split,
 )
@@ -15,9 +17,11 @@ from .tabular import (
 __all__ = [
     "Table",
     "TabularPreprocessor",
+    "csv_to_npy",
     "datasets",
     "read_array_file",
     "read_csv",
+    "read_csv_chunks",
     "read_table",
     "train_test_split",
 ]

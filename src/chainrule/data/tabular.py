@@ -549,3 +549,200 @@ def train_test_split(
     mask = np.ones(n, bool)
     mask[test_idx] = False
     return np.flatnonzero(mask), test_idx
+
+
+# ----- CSV files larger than memory ------------------------------------------------------
+def read_csv_chunks(
+    path: str | os.PathLike[str], chunk_rows: int = 65536, delimiter: str | None = None
+) -> Any:
+    """Yield a CSV file as :class:`Table` chunks of at most ``chunk_rows`` rows.
+
+    Memory stays proportional to one chunk. Error messages count rows from the start of the
+    file, as :func:`read_csv` does.
+    """
+    check_number("chunk_rows", chunk_rows, low=1, integer=True)
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"no such file: {p!r}")
+    with open(p, encoding="utf-8-sig", newline="") as fh:
+        sample = fh.read(65536)
+        fh.seek(0)
+        if delimiter is None:
+            try:
+                delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+            except csv.Error:
+                delimiter = ","
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = None
+        for row in reader:
+            if row and any(f.strip() for f in row):
+                header = [h.strip() for h in row]
+                break
+        if header is None:
+            raise ValueError(f"{p!r} is empty: expected a header row and data rows")
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            raise ValueError(f"{p!r}: duplicate column names in the header: {', '.join(dupes)}")
+        start = 0
+        rows: list[list[str]] = []
+        for row in reader:
+            if not row or not any(f.strip() for f in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{p!r}: {_where(start + len(rows))} has {len(row)} fields, "
+                    f"the header has {len(header)}"
+                )
+            rows.append(row)
+            if len(rows) == chunk_rows:
+                yield _chunk_table(header, rows, p, start)
+                start += len(rows)
+                rows = []
+        if rows:
+            yield _chunk_table(header, rows, p, start)
+
+
+def _chunk_table(header: list[str], rows: list[list[str]], path: str, start: int) -> Table:
+    cols = {h: np.array([r[j].strip() for r in rows], dtype=object) for j, h in enumerate(header)}
+    t = Table(list(header), cols, os.path.basename(path))
+    t.row_offset = start  # type: ignore[attr-defined]
+    return t
+
+
+def csv_to_npy(
+    path: str | os.PathLike[str],
+    target: str,
+    out_dir: str | os.PathLike[str],
+    task: str = "auto",
+    categorical: Sequence[str] = (),
+    drop: Sequence[str] = (),
+    chunk_rows: int = 65536,
+) -> tuple[TabularPreprocessor, np.ndarray, np.ndarray]:
+    """Convert a CSV file of any size into memory-mapped ``X.npy`` / ``y.npy``, in chunks.
+
+    Two passes over the file, each holding one chunk in memory: the first learns the
+    preprocessing (column kinds, means and spreads, categories, classes), the second writes
+    the transformed rows. Returns the fitted preprocessor and the two arrays opened
+    read-only as memory maps, ready for :func:`chainrule.fit`.
+    """
+    # pass 1: statistics, merged chunk by chunk (Chan et al.'s parallel variance)
+    stats: dict[str, Any] = {}
+    kinds: dict[str, set[str]] = {}
+    probe: TabularPreprocessor | None = None
+    n = 0
+    labels: set[str] = set()
+    tstats = [0, 0.0, 0.0]
+    for chunk in read_csv_chunks(path, chunk_rows):
+        if probe is None:
+            probe = TabularPreprocessor(target, task, categorical, drop)
+            for name in [*categorical, *drop, target]:
+                chunk.column(name)
+        names = [c for c in chunk.columns if c != target and c not in drop]
+        for name in names:
+            col = chunk.values[name]
+            nums, missing, bad = _parse_numbers(col, name, chunk.source)
+            offset = getattr(chunk, "row_offset", 0)
+            if missing:
+                raise ValueError(
+                    f"{chunk.source}: missing value in column {name!r} at "
+                    f"{_where(offset + missing[0])}"
+                )
+            kind = (
+                "categorical"
+                if (name in categorical or len(bad) == len(col))
+                else ("mixed" if bad else "numeric")
+            )
+            kinds.setdefault(name, set()).add(kind)
+            s = stats.setdefault(name, {"n": 0, "mean": 0.0, "m2": 0.0, "cats": set()})
+            if kind == "categorical":
+                s["cats"].update(str(v).strip() for v in col)
+            elif kind == "numeric":
+                k = len(nums)
+                mean_b = float(nums.mean())
+                m2_b = float(((nums - mean_b) ** 2).sum())
+                tot = s["n"] + k
+                delta = mean_b - s["mean"]
+                s["mean"] += delta * k / tot
+                s["m2"] += m2_b + delta * delta * s["n"] * k / tot
+                s["n"] = tot
+            else:
+                raise ValueError(
+                    f"{chunk.source}: non-numeric value {str(col[bad[0]])!r} in numeric column "
+                    f"{name!r} at {_where(offset + bad[0])}"
+                )
+        tcol = chunk.values[target]
+        tn, tmiss, tbad = _parse_numbers(tcol, target, chunk.source)
+        if tmiss:
+            raise ValueError(
+                f"{chunk.source}: missing target value at "
+                f"{_where(getattr(chunk, 'row_offset', 0) + tmiss[0])}"
+            )
+        labels.update(_label_strings(tcol).tolist() if len(labels) < 10_000 else [])
+        if not tbad:
+            tstats[0] += len(tn)
+            tstats[1] += float(tn.sum())
+            tstats[2] += float((tn.astype(np.float64) ** 2).sum())
+        n += len(chunk)
+    if probe is None or n == 0:
+        raise ValueError(f"{os.fspath(path)!r} has a header but no data rows")
+    for name, ks in kinds.items():
+        if len(ks) > 1:
+            raise ValueError(f"column {name!r} mixes numbers and text across the file")
+    prep = probe
+    prep.features = []
+    for name, ks in kinds.items():
+        s = stats[name]
+        if "categorical" in ks:
+            prep.features.append(
+                {"name": name, "kind": "categorical", "categories": sorted(s["cats"])}
+            )
+        else:
+            std = float(np.sqrt(s["m2"] / s["n"]))
+            prep.features.append(
+                {"name": name, "kind": "numeric", "mean": s["mean"], "std": std if std > 0 else 1.0}
+            )
+    numeric_labels = all(_is_number(v) for v in labels)
+    if prep.task == "auto":
+        integral = numeric_labels and all(float(v) == int(float(v)) for v in labels)
+        prep.task = (
+            "classification"
+            if (not numeric_labels or (integral and len(labels) <= min(20, max(2, n // 5))))
+            else "regression"
+        )
+    if prep.task == "classification":
+        prep.classes = _sorted_classes(sorted(labels))
+    else:
+        mean = tstats[1] / tstats[0]
+        std = float(np.sqrt(max(tstats[2] / tstats[0] - mean * mean, 0.0)))
+        prep.target_mean, prep.target_std = mean, std if std > 0 else 1.0
+    prep.fitted = True
+    # pass 2: transform chunk by chunk into memory-mapped arrays
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    X = np.lib.format.open_memmap(
+        os.path.join(out, "X.npy"), mode="w+", dtype=np.float32, shape=(n, prep.n_inputs)
+    )
+    ydt, yshape = (np.int64, (n,)) if prep.task == "classification" else (np.float32, (n, 1))
+    Y = np.lib.format.open_memmap(os.path.join(out, "y.npy"), mode="w+", dtype=ydt, shape=yshape)
+    row = 0
+    for chunk in read_csv_chunks(path, chunk_rows):
+        k = len(chunk)
+        X[row : row + k] = prep.transform(chunk)
+        Y[row : row + k] = prep.encode_target(chunk)
+        row += k
+    X.flush()
+    Y.flush()
+    del X, Y
+    return (
+        prep,
+        np.load(os.path.join(out, "X.npy"), mmap_mode="r"),
+        np.load(os.path.join(out, "y.npy"), mmap_mode="r"),
+    )
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
