@@ -257,3 +257,15 @@ def test_the_load_path_never_executes_code():
             if name == "allow_pickle":
                 nxt = [t.string for t in tokens if t.start[0] == line]
                 assert "True" not in nxt, f"{path.name}:{line}: allow_pickle=True"
+
+
+def test_regression_dtype_that_is_not_a_string(tmp_path):
+    # found by atheris: a dtype given as a JSON list made the loader raise TypeError
+    path, data = good_file(tmp_path)
+    path.write_bytes(
+        rewrite_header(
+            data, lambda h: h[next(k for k in h if k != "__metadata__")].update({"dtype": ["F32"]})
+        )
+    )
+    with pytest.raises(cr.ModelFileError):
+        cr.load(path)

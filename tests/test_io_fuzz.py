@@ -83,3 +83,21 @@ def test_arbitrary_headers(tmp_path, meta, length_word):
     header = json.dumps({"__metadata__": meta}).encode()
     check(tmp_path / "f.chainrule", struct.pack("<Q", len(header)) + header)
     check(tmp_path / "g.chainrule", struct.pack("<Q", length_word) + header)
+
+
+def test_atheris_campaign_runs_clean():
+    """A short coverage-guided run (libFuzzer via atheris) in a subprocess."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("atheris")
+    script = Path(__file__).parent / "fuzz" / "atheris_loader.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "-atheris_runs=3000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Done 3000" in proc.stderr

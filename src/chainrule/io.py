@@ -268,7 +268,8 @@ def _read_header(data: bytes) -> dict[str, Any]:
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        if not isinstance(info, dict) or info.get("dtype") not in _DTYPES:
+        dtype = info.get("dtype") if isinstance(info, dict) else None
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise ModelFileError(f"tensor {name!r:.60} has an unknown or missing dtype")
         shape = info.get("shape")
         if not isinstance(shape, list) or not all(
@@ -371,7 +372,7 @@ def load(path: str | os.PathLike[str]) -> Any:
 
         try:
             return from_model_file(mf.model, info)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ModelFileError(
                 f"cannot rebuild the estimator in {os.fspath(path)!r}: {exc}"
             ) from None
