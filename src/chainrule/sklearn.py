@@ -232,6 +232,15 @@ class _BaseMLP(BaseEstimator):
             init_scheme="auto",
             dtype=dtype,
         )
+        # scikit-learn's initialisation: weights and biases from U(±√(f/(fan_in + fan_out))),
+        # f = 2 for the logistic activation and 6 otherwise (Glorot & Bengio)
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for layer in self._model:
+            if isinstance(layer, nn.Linear):
+                bound = np.sqrt(factor / (layer.in_features + layer.out_features))
+                nn.init.uniform_(layer.weight, -bound, bound, rng=rng)
+                if layer.bias is not None:
+                    nn.init.uniform_(layer.bias, -bound, bound, rng=rng)
         self._rng = rng
         self._optimizer: Any = None
         self.n_iter_ = 0
