@@ -98,6 +98,18 @@ def _where(row: int) -> str:
     return f"row {row + 1} (line {row + 2})"
 
 
+def _delimiter(fh: Any, delimiter: str | None) -> str:
+    """The given delimiter, or the one detected among ``, ; tab |`` in the file's start."""
+    if delimiter is not None:
+        return delimiter
+    sample = fh.read(65536)
+    fh.seek(0)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
 def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Table:
     """Read a CSV file with a header row into a :class:`Table` (values kept as strings).
 
@@ -111,14 +123,7 @@ def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Tabl
         raise ValueError(f"{p!r} is a directory, not a CSV file")
     try:
         with open(p, encoding="utf-8-sig", newline="") as fh:
-            sample = fh.read(65536)
-            fh.seek(0)
-            if delimiter is None:
-                try:
-                    delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-                except csv.Error:
-                    delimiter = ","
-            rows = list(csv.reader(fh, delimiter=delimiter))
+            rows = list(csv.reader(fh, delimiter=_delimiter(fh, delimiter)))
     except UnicodeDecodeError:
         raise ValueError(f"{p!r} is not a UTF-8 text file") from None
     except csv.Error as exc:
@@ -565,14 +570,7 @@ def read_csv_chunks(
     if not os.path.exists(p):
         raise FileNotFoundError(f"no such file: {p!r}")
     with open(p, encoding="utf-8-sig", newline="") as fh:
-        sample = fh.read(65536)
-        fh.seek(0)
-        if delimiter is None:
-            try:
-                delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-            except csv.Error:
-                delimiter = ","
-        reader = csv.reader(fh, delimiter=delimiter)
+        reader = csv.reader(fh, delimiter=_delimiter(fh, delimiter))
         header = None
         for row in reader:
             if row and any(f.strip() for f in row):
