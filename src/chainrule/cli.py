@@ -367,6 +367,11 @@ def _split_list(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def _names(value: Any) -> list[str]:
+    """Column names from a comma-separated string (flag) or a list (config file)."""
+    return _split_list(value) if isinstance(value, str) else [str(v) for v in value]
+
+
 def _parse_layers(text: Any) -> list[int]:
     if isinstance(text, (list, tuple)):
         items = list(text)
@@ -440,10 +445,8 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         patience=int(pick("patience")),
         dropout=float(pick("dropout")),
         weight_decay=float(pick("weight_decay")),
-        categorical=_split_list(pick("categorical"))
-        if isinstance(pick("categorical"), str)
-        else list(pick("categorical")),
-        drop=_split_list(pick("drop")) if isinstance(pick("drop"), str) else list(pick("drop")),
+        categorical=_names(pick("categorical")),
+        drop=_names(pick("drop")),
         plots=bool(pick("plots")),
         gradient_flow=bool(pick("gradient_flow")),
         report=bool(pick("report")),

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, _grad_mode, tensor
+from .tensor import Tensor, _grad_mode, _raw, tensor
 
 Rule = Callable[..., tuple[Any, ...]]
 RULES: dict[str, Rule] = {}
@@ -356,13 +356,9 @@ def clip(x: Any, lo: Any = None, hi: Any = None) -> Tensor:
     """Limit values to ``[lo, hi]``; the gradient passes only strictly inside the bounds."""
     if lo is None and hi is None:
         raise ValueError("clip needs at least one of lo and hi, got neither")
-    lo = -np.inf if lo is None else _raw_const(lo)
-    hi = np.inf if hi is None else _raw_const(hi)
+    lo = -np.inf if lo is None else _raw(lo)
+    hi = np.inf if hi is None else _raw(hi)
     return _apply("clip", lambda a, lo, hi: np.clip(a, lo, hi), (_t(x),), lo=lo, hi=hi)
-
-
-def _raw_const(v: Any) -> Any:
-    return v.data if isinstance(v, Tensor) else v
 
 
 RULES["clip"] = lambda g, out, x, lo, hi: (g * ((x > lo) & (x < hi)),)

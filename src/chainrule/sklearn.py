@@ -34,7 +34,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import nn
 from .nn import functional as F
 from .optim import SGD, Adam
-from .optim.clip import clip_grad_norm  # noqa: F401  (re-exported for symmetry)
 from .tensor import Tensor, enable_grad, no_grad
 from .training.callbacks import Callback
 from .training.fit import Trainer

@@ -188,10 +188,12 @@ def _explain(
     if nxt < len(layers) and not isinstance(layers[nxt], (Linear, Softmax, LogSoftmax)):
         act = layers[nxt]
         nxt += 1
+    # the next Linear's pre-activation carries δ_k for the backpropagated sum
+    next_lin_pos = next((k for k in range(nxt, len(layers)) if isinstance(layers[k], Linear)), None)
     model.zero_grad()
-    with enable_grad():
+    with enable_grad():  # one forward pass, keeping the gradients of z, a and the next z
         h: Any = as_input(X, lin.weight.dtype, "explain")
-        a_in = z = a_out = None
+        a_in = z = a_out = next_z = None
         for k, layer in enumerate(layers):
             if k == pos:
                 a_in = h
@@ -202,22 +204,9 @@ def _explain(
                 h = a_out
             else:
                 h = layer(h)
-        c = loss(h, y)
-        # the next Linear's pre-activation: δ_k for the backpropagated sum
-        next_lin_pos = next(
-            (k for k in range(nxt, len(layers)) if isinstance(layers[k], Linear)), None
-        )
-    next_z = None
-    if next_lin_pos is not None:
-        with enable_grad():
-            h2: Any = as_input(X, lin.weight.dtype, "explain")
-            for k, layer in enumerate(layers):
-                h2 = layer(h2)
                 if k == next_lin_pos:
-                    next_z = h2.retain_grad()
-            c2 = loss(h2, y)
-        c2.backward()
-        model.zero_grad()
+                    next_z = h.retain_grad()
+        c = loss(h, y)
     c.backward()
     assert a_in is not None and z is not None
     a_i = np.asarray(a_in.data, np.float64)[:, i]
@@ -236,17 +225,16 @@ def _explain(
     per_sample = dC_da * da_dz * a_i
     engine = float(lin.weight.grad[i, j])  # type: ignore[index]
     terms: list[tuple[int, float, float]] = []
-    if next_z is not None and next_lin_pos is not None:
-        w_next = layers[next_lin_pos].weight.data  # type: ignore[attr-defined]
-        d_next = next_z.grad.astype(np.float64).sum(axis=0)  # type: ignore[union-attr]
-        terms = sorted(
-            ((k, float(d_next[k]), float(w_next[j, k])) for k in range(w_next.shape[1])),
-            key=lambda t: -abs(t[1] * t[2]),
-        )
     recon_error = 0.0
     if next_z is not None and next_lin_pos is not None:
-        w_row = layers[next_lin_pos].weight.data[j].astype(np.float64)  # type: ignore[attr-defined]
-        recon = next_z.grad.astype(np.float64) @ w_row  # type: ignore[union-attr]
+        w_next = layers[next_lin_pos].weight.data  # type: ignore[attr-defined]
+        d_next = next_z.grad.astype(np.float64)  # type: ignore[union-attr]
+        totals = d_next.sum(axis=0)
+        terms = sorted(
+            ((k, float(totals[k]), float(w_next[j, k])) for k in range(w_next.shape[1])),
+            key=lambda t: -abs(t[1] * t[2]),
+        )
+        recon = d_next @ w_next[j].astype(np.float64)  # Σ_k δ_k w_jk, sample by sample
         recon_error = float(np.max(np.abs(recon - dC_da))) if len(recon) else 0.0
     value = float(lin.weight.data[i, j])
     total = float(per_sample.sum())

@@ -232,6 +232,12 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+def _with_l2(p: np.ndarray, g: np.ndarray, wd: float, out: np.ndarray) -> np.ndarray:
+    """``g + λ·w`` (the L2 penalty's gradient) written into ``out``."""
+    np.multiply(p, wd, out=out)
+    return np.add(g, out, out=out)  # type: ignore[no-any-return]
+
+
 class _FlatGroup:
     """One parameter group laid out in flat buffers (parameters, gradients, state, scratch)."""
 
@@ -362,8 +368,7 @@ class SGD(Optimizer):
     def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         if wd:
-            np.multiply(p, wd, out=tmp2)  # L2 penalty's gradient: g + λw
-            g = np.add(g, tmp2, out=tmp2)
+            g = _with_l2(p, g, wd, tmp2)
         if mu:
             buf = s["momentum_buffer"]
             if t == 1:
@@ -430,8 +435,7 @@ class Adam(Optimizer):
         wd = group["weight_decay"]
         if not wd:
             return g
-        np.multiply(p, wd, out=tmp2)  # L2: the penalty's gradient joins the moments
-        return np.add(g, tmp2, out=tmp2)
+        return _with_l2(p, g, wd, tmp2)  # L2: the penalty's gradient joins the moments
 
     def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         beta1, beta2 = group["betas"]
@@ -526,8 +530,7 @@ class RMSprop(Optimizer):
     def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         alpha, wd = group["alpha"], group["weight_decay"]
         if wd:
-            np.multiply(p, wd, out=tmp2)
-            g = np.add(g, tmp2, out=tmp2)
+            g = _with_l2(p, g, wd, tmp2)
         sq = s["square_avg"]
         sq *= alpha  # running mean of g²
         np.multiply(g, g, out=tmp)
@@ -592,8 +595,7 @@ class Adagrad(Optimizer):
     def _update(self, p, g, s, t, group, tmp, tmp2):  # type: ignore[no-untyped-def]
         wd = group["weight_decay"]
         if wd:
-            np.multiply(p, wd, out=tmp2)
-            g = np.add(g, tmp2, out=tmp2)
+            g = _with_l2(p, g, wd, tmp2)
         clr = group["lr"] / (1 + (t - 1) * group["lr_decay"])
         acc = s["sum"]
         np.multiply(g, g, out=tmp)

@@ -63,7 +63,7 @@ class FastMLP:
     ) -> None:
         self.linears, self.acts = linears, acts
         self.kind, self.scale, self.l2 = spec
-        self._shape_cache: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self._shape_cache: dict[tuple[int, Any], tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
     @classmethod
     def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FastMLP | None:
@@ -98,12 +98,14 @@ class FastMLP:
         return cls(linears, acts, spec)
 
     def _buffers(self, n: int, dtype: np.dtype[Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        got = self._shape_cache.get(n)
-        if got is None or got[0][0].dtype != dtype:
+        """Activations Z and errors D per layer for batches of ``n`` rows (a fit sees at most
+        two batch sizes: the full one and the last)."""
+        key = (n, dtype)
+        got = self._shape_cache.get(key)
+        if got is None:
             Z = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
             D = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
-            got = (Z, D)
-            self._shape_cache = {n: got, **{k: v for k, v in list(self._shape_cache.items())[:3]}}
+            got = self._shape_cache[key] = (Z, D)
         return got
 
     def ready(self, optimizer: Any) -> bool:
