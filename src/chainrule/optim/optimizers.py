@@ -450,12 +450,13 @@ class Adam(Optimizer):
         v += tmp
         if group["amsgrad"]:
             v = np.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
-        step_size = group["lr"] / (1 - beta1**t)  # bias correction of m
+        # η·m̂/(√v̂ + ε) with m̂ = m/(1-β1ᵗ), v̂ = v/(1-β2ᵗ), written as
+        # (η·c/(1-β1ᵗ))·m/(√v + ε·c) with c = √(1-β2ᵗ): one pass fewer over the buffers
+        c = math.sqrt(1 - beta2**t)
         np.sqrt(v, out=tmp)
-        tmp /= math.sqrt(1 - beta2**t)  # bias correction of v
-        tmp += group["eps"]
+        tmp += group["eps"] * c
         np.divide(m, tmp, out=tmp)
-        tmp *= step_size
+        tmp *= group["lr"] * c / (1 - beta1**t)
         p -= tmp
 
 

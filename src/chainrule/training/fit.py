@@ -146,6 +146,19 @@ def _as_data(name: str, value: Any, allow_1d: bool = True, purpose: str = "train
     return value
 
 
+def _all_finite(a: np.ndarray) -> bool:
+    """True if every element of the flat buffer ``a`` is finite.
+
+    ``a·a`` (one BLAS dot product, no temporary array) is finite exactly when every element
+    is, unless the sum of squares overflows; only then is the elementwise test run.
+    """
+    if a.ndim == 1 and a.dtype.kind == "f":
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(float(np.dot(a, a))):
+                return True
+    return bool(np.isfinite(a).all())
+
+
 def _check_finite(name: str, arr: np.ndarray, doing: str = "training") -> None:
     if arr.dtype.kind != "f" or isinstance(arr, np.memmap):
         return  # a memory-mapped set is checked batch by batch instead of read in full here
@@ -631,7 +644,7 @@ class Trainer:
     def _grads_finite(self) -> bool:
         flat = self._flat_now = self._flat_groups()
         if flat is not None:  # one pass per buffer instead of one per parameter
-            return all(bool(np.isfinite(f.G).all()) for f in flat)
+            return all(_all_finite(f.G) for f in flat)
         return all(p.grad is None or bool(np.isfinite(p.grad).all()) for p in self._params)
 
     def _step(self, epoch: int, batch: int, xb: np.ndarray) -> None:
@@ -661,7 +674,7 @@ class Trainer:
         except KeyboardInterrupt:
             self._restore_snapshot(targets)  # never leave a half-applied update
             raise
-        if not all(bool(np.isfinite(t).all()) for t in targets):
+        if not all(_all_finite(t) for t in targets):
             self._restore_snapshot(targets)
             name = next(
                 n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))
