@@ -1,5 +1,10 @@
 """Training speed side by side: chainrule, PyTorch eager, JAX (jit), scikit-learn, GEMM floor.
 
+Systems: chainrule_fit (``cr.fit`` with NumPy alone), chainrule_fast (``cr.fit`` with the
+``fast`` extra's compiled optimizer loop, numba; bitwise the same numbers), chainrule_loop (a
+plain forward/backward/step loop on the engine), PyTorch eager, JAX (whole step under jit),
+scikit-learn's MLPClassifier, and the GEMM-only floor.
+
 Every (system, case) runs in a fresh process, systems alternate inside each round, and the
 table reports medians over rounds: ms per step, samples/s, the ratio to PyTorch eager
 (higher = faster than PyTorch), efficiency = GEMM-only time / step time, final test accuracy
@@ -43,7 +48,7 @@ CASES = {
     "C128": {"widths": [784] + [128] * 8 + [10], "act": "tanh", "batch": 128, "steps": 150},
     "D": {"widths": [784, 256, 128, 10], "act": "relu", "batch": 0, "steps": 1},
 }
-SYSTEMS = ["chainrule_fit", "chainrule_loop", "torch", "jax", "sklearn", "gemm"]
+SYSTEMS = ["chainrule_fit", "chainrule_fast", "chainrule_loop", "torch", "jax", "sklearn", "gemm"]
 LR = 1e-3
 
 
@@ -98,11 +103,12 @@ def init_weights(widths: list[int], act: str) -> list[np.ndarray]:
 
 
 # ----- workers: one system, one case, in this process ----------------------------------------------
-def run_chainrule(cfg: dict[str, Any], data: Any, loop: bool) -> dict[str, Any]:
+def run_chainrule(cfg: dict[str, Any], data: Any, loop: bool, kernels: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     import chainrule as cr
 
     import_s = time.perf_counter() - t0
+    cr.optim.set_kernels(kernels)  # "numpy": the core alone; "numba": the fast extra
     Xtr, ytr, Xte, yte, _ = data
     binary = cfg["widths"][-1] == 1
     model = cr.nn.mlp(cfg["widths"], cfg["act"], rng=0)
@@ -388,9 +394,11 @@ def worker(system: str, case: str, quick: bool, path: str | None = None) -> dict
         cfg["batch"] = min(cfg["batch"], 64)
     data = read_data(path) if path else load_data(case, quick)
     if system == "chainrule_fit":
-        res = run_chainrule(cfg, data, loop=False)
+        res = run_chainrule(cfg, data, loop=False, kernels="numpy")
+    elif system == "chainrule_fast":
+        res = run_chainrule(cfg, data, loop=False, kernels="numba")
     elif system == "chainrule_loop":
-        res = run_chainrule(cfg, data, loop=True)
+        res = run_chainrule(cfg, data, loop=True, kernels="numpy")
     elif system == "torch":
         res = run_torch(cfg, data)
     elif system == "jax":
@@ -406,7 +414,9 @@ def worker(system: str, case: str, quick: bool, path: str | None = None) -> dict
 
 # ----- driver -----------------------------------------------------------------------------------------
 def available(system: str) -> bool:
-    mod = {"torch": "torch", "jax": "jax", "sklearn": "sklearn"}.get(system)
+    mod = {"torch": "torch", "jax": "jax", "sklearn": "sklearn", "chainrule_fast": "numba"}.get(
+        system
+    )
     if mod is None:
         return True
     import importlib.util

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import lr_scheduler
+from ._kernels import get_kernels, set_kernels
 from .clip import clip_grad_norm, clip_grad_norm_, clip_grad_value, clip_grad_value_
 from .optimizers import GD, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
@@ -18,5 +19,7 @@ __all__ = [
     "clip_grad_norm_",
     "clip_grad_value",
     "clip_grad_value_",
+    "get_kernels",
     "lr_scheduler",
+    "set_kernels",
 ]

@@ -25,6 +25,7 @@ import numpy as np
 
 from .._validation import check_number
 from ..tensor import Tensor, enable_grad
+from ._kernels import adam_kernel
 
 __all__ = ["GD", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
 
@@ -441,6 +442,30 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         g = self._decay(p, g, group, tmp2)
         m, v = s["exp_avg"], s["exp_avg_sq"]
+        c = math.sqrt(1 - beta2**t)
+        if (
+            p.ndim == 1
+            and not group["amsgrad"]
+            and g.dtype == p.dtype == m.dtype == v.dtype
+            and p.flags.c_contiguous
+            and g.flags.c_contiguous
+        ):
+            kernel = adam_kernel(p.size)  # the same arithmetic in one compiled loop (optional)
+            if kernel is not None:
+                f = p.dtype.type
+                kernel(
+                    p,
+                    g,
+                    m,
+                    v,
+                    f(beta1),
+                    f(1 - beta1),
+                    f(beta2),
+                    f(1 - beta2),
+                    f(group["eps"] * c),
+                    f(group["lr"] * c / (1 - beta1**t)),
+                )
+                return
         m *= beta1  # first moment estimate
         np.multiply(g, 1 - beta1, out=tmp)
         m += tmp
@@ -452,7 +477,6 @@ class Adam(Optimizer):
             v = np.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
         # η·m̂/(√v̂ + ε) with m̂ = m/(1-β1ᵗ), v̂ = v/(1-β2ᵗ), written as
         # (η·c/(1-β1ᵗ))·m/(√v + ε·c) with c = √(1-β2ᵗ): one pass fewer over the buffers
-        c = math.sqrt(1 - beta2**t)
         np.sqrt(v, out=tmp)
         tmp += group["eps"] * c
         np.divide(m, tmp, out=tmp)
