@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -447,3 +448,44 @@ def test_flat_buffer_finiteness_check_matches_elementwise_test(dtype):
                 b[pos] = bad
                 assert not _all_finite(b), (n, bad, pos)
     assert not _all_finite(np.array([[1.0, np.nan]], dtype))  # non-flat: elementwise
+
+
+def _blas_threads_during_fit(widths, batch_size, monkeypatch, env=None):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if env is not None:
+        monkeypatch.setenv("CHAINRULE_BLAS_THREADS", env)
+    seen = []
+
+    def record(*_):
+        info = threadpoolctl.threadpool_info()
+        seen.append(min(i["num_threads"] for i in info if i["user_api"] == "blas"))
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, widths[0])).astype(np.float32)
+    y = rng.integers(0, widths[-1], 64)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        cr.fit(
+            nn.mlp(widths, rng=0),
+            X,
+            y,
+            loss="cross_entropy",
+            epochs=1,
+            batch_size=batch_size,
+            verbose=0,
+            callbacks=[cr.training.callbacks.LambdaCallback(on_batch_end=record)],
+        )
+        after = threadpoolctl.threadpool_info()  # restored after fit
+        assert all(i["num_threads"] == 2 for i in after if i["user_api"] == "blas")
+    return seen
+
+
+def test_small_steps_train_with_one_blas_thread(monkeypatch):
+    from chainrule.training._threads import SMALL_STEP_MACS
+
+    assert SMALL_STEP_MACS > 32 * 30 * 64
+    assert set(_blas_threads_during_fit([30, 64, 2], 32, monkeypatch)) == {1}
+    # a large step keeps the threads it had; so does a small one with the policy turned off
+    assert SMALL_STEP_MACS <= 64 * 784 * 512
+    if os.cpu_count() and os.cpu_count() > 1:
+        assert set(_blas_threads_during_fit([784, 512, 2], 64, monkeypatch)) == {2}
+        assert set(_blas_threads_during_fit([30, 64, 2], 32, monkeypatch, env="keep")) == {2}

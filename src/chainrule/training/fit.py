@@ -426,6 +426,7 @@ class Trainer:
             start_epoch = self.epoch + 1
         self._fit_inputs = X
         self.stop_training = False
+        from ._threads import blas_threads_for
         from .fastpath import FastMLP
 
         self.optimizer.prepare()
@@ -444,21 +445,22 @@ class Trainer:
             # the divergence guard reports non-finite values itself: NumPy's overflow and
             # invalid-value warnings would only repeat it, batch after batch
             quiet = self.on_nonfinite != "ignore"
-            for epoch in range(start_epoch, self.epochs + 1):
-                try:
-                    with (
-                        np.errstate(over="ignore", invalid="ignore", divide="ignore")
-                        if quiet
-                        else contextlib.nullcontext()
-                    ):
-                        self._run_epoch(epoch, X, y, w, bs, shuffle, Xv, yv, wv)
-                except _StopEpochError:
-                    break
-                if self.stop_training:
-                    break
-            else:
-                if self.stop_reason is None:
-                    self.stop_reason = "epochs"
+            with blas_threads_for(self.model, bs):  # one BLAS thread for small steps
+                for epoch in range(start_epoch, self.epochs + 1):
+                    try:
+                        with (
+                            np.errstate(over="ignore", invalid="ignore", divide="ignore")
+                            if quiet
+                            else contextlib.nullcontext()
+                        ):
+                            self._run_epoch(epoch, X, y, w, bs, shuffle, Xv, yv, wv)
+                    except _StopEpochError:
+                        break
+                    if self.stop_training:
+                        break
+                else:
+                    if self.stop_reason is None:
+                        self.stop_reason = "epochs"
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
             self.stop_detail = "interrupted by the user (Ctrl-C)"
@@ -844,6 +846,16 @@ def fit(
     History
         Per-epoch ``loss``, ``val_loss``, metrics, ``lr`` and ``time``; ``stop_reason``,
         ``best_epoch`` and the end-of-fit ``summary``. Ctrl-C stops cleanly and returns it.
+
+    Notes
+    -----
+    Speed: plain MLPs (Linear layers and elementwise activations, a common loss) train through
+    a fused step without a graph, with the same formulas as ``backward()``. A model whose
+    largest matrix product per step is below 2²¹ multiply-adds trains with one BLAS thread
+    (as fast when the machine is idle, much steadier when it is busy; set the environment
+    variable ``CHAINRULE_BLAS_THREADS=keep`` to leave the threads alone). With numba installed
+    (``chainrule[fast]``), Adam on 64 Ki+ parameters runs as one compiled loop, bitwise equal
+    to NumPy's (:func:`chainrule.optim.set_kernels`).
 
     Examples
     --------
