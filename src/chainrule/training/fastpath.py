@@ -65,7 +65,7 @@ class FastMLP:
         self.kind, self.scale, self.l2 = spec
         self._starts: dict[tuple[int, int], np.ndarray] = {}
         self._shape_cache: dict[
-            tuple[int, Any], tuple[list[np.ndarray], list[np.ndarray], np.ndarray]
+            tuple[int, Any], tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]
         ] = {}
 
     @classmethod
@@ -102,15 +102,16 @@ class FastMLP:
 
     def _buffers(
         self, n: int, dtype: np.dtype[Any]
-    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-        """Activations Z and errors D per layer, and a column of ones, for batches of ``n``
-        rows (a fit sees at most two batch sizes: the full one and the last)."""
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+        """Activations Z and errors D per layer, a column of ones and a scratch buffer, for
+        batches of ``n`` rows (a fit sees at most two batch sizes: the full one and the last)."""
         key = (n, dtype)
         got = self._shape_cache.get(key)
         if got is None:
             Z = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
             D = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
-            got = self._shape_cache[key] = (Z, D, np.ones(n, dtype))
+            widest = max(lin.out_features for lin in self.linears)
+            got = self._shape_cache[key] = (Z, D, np.ones(n, dtype), np.empty(n * widest, dtype))
         return got
 
     def _row_starts(self, n: int, c: int) -> np.ndarray:
@@ -175,7 +176,7 @@ class FastMLP:
             )
         n = xb.shape[0]
         dtype = first.weight.data.dtype
-        Z, D, ones = self._buffers(n, dtype)
+        Z, D, ones, scratch = self._buffers(n, dtype)
         # ----- forward: Z_k = A_{k-1} W_k + b_k, then the activation in place -----
         a = xb
         outs: list[np.ndarray] = []
@@ -220,7 +221,8 @@ class FastMLP:
             if k > 0:
                 prev = D[k - 1]
                 np.matmul(delta, lin.weight.data.T, out=prev)
-                _backward_act(self.acts[k - 1], outs[k - 1], prev)
+                tmp = scratch[: prev.size].reshape(prev.shape)
+                _backward_act(self.acts[k - 1], outs[k - 1], prev, tmp)
                 delta = prev
         self.output = out
         return loss
@@ -303,16 +305,21 @@ def _activate(act: Any, z: np.ndarray) -> None:
         np.multiply(z, np.where(z > 0, 1, act.negative_slope).astype(z.dtype), out=z)
 
 
-def _backward_act(act: Any, a: np.ndarray, g: np.ndarray) -> None:
-    """``g ← g ⊙ f'(z)`` from the activation's output ``a`` (the engine's rules)."""
+def _backward_act(act: Any, a: np.ndarray, g: np.ndarray, tmp: np.ndarray) -> None:
+    """``g ← g ⊙ f'(z)`` from the activation's output ``a`` (the engine's rules); ``tmp`` is
+    scratch of ``g``'s shape, so no temporary array is allocated."""
     t = type(act)
     if act is None or t is Identity:
         return
     if t is ReLU:
         g *= a > 0
-    elif t is Tanh:
-        g *= 1 - a * a
-    elif t is Sigmoid:
-        g *= a * (1 - a)
+    elif t is Tanh:  # 1 - a²
+        np.multiply(a, a, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        g *= tmp
+    elif t is Sigmoid:  # a(1 - a)
+        np.subtract(1, a, out=tmp)
+        tmp *= a
+        g *= tmp
     elif t is LeakyReLU:
         g *= np.where(a > 0, 1, act.negative_slope).astype(g.dtype)
