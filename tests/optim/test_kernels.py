@@ -60,6 +60,7 @@ def test_auto_mode_uses_the_kernel_only_for_large_buffers():
     try:
         assert _kernels.adam_kernel(_kernels.MIN_SIZE - 1) is None
         assert _kernels.adam_kernel(_kernels.MIN_SIZE) is not None
+        assert _kernels.adam_kernel(_kernels.MIN_SIZE, np.float64) is not None
         optim.set_kernels("numpy")
         assert _kernels.adam_kernel(10**7) is None
     finally:
@@ -88,3 +89,35 @@ def test_fit_with_compiled_kernels_matches_numpy_bitwise():
         finally:
             optim.set_kernels(previous)
     assert out[0] == out[1]
+
+
+def test_kernel_falls_back_when_caching_or_compiling_fails(monkeypatch):
+    real_njit = numba.njit
+    calls = []
+
+    def no_cache(**kw):
+        calls.append(kw["cache"])
+        if kw["cache"]:
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_njit(**kw)
+
+    previous = optim.set_kernels("numba")
+    try:
+        monkeypatch.setattr(_kernels, "_compiled", {})
+        monkeypatch.setattr(numba, "njit", no_cache)
+        assert _kernels.adam_kernel(10) is not None  # compiled in memory instead
+        assert calls == [True, False]
+
+        def broken(**kw):
+            raise RuntimeError("no compiler")
+
+        monkeypatch.setattr(_kernels, "_compiled", {})
+        monkeypatch.setattr(numba, "njit", broken)
+        assert _kernels.adam_kernel(10) is None  # NumPy then
+        w = nn.Parameter(np.ones(3, np.float32))
+        opt = optim.Adam([w], lr=0.1)
+        (w * w).sum().backward()
+        opt.step()
+        np.testing.assert_allclose(w.data, 0.9, rtol=1e-6)  # Adam's first step: w - lr·sign(g)
+    finally:
+        optim.set_kernels(previous)

@@ -91,19 +91,33 @@ def _adam_loop(
         p[i] = p[i] - (mi / (np.sqrt(vi) + e)) * s
 
 
-def adam_kernel(size: int) -> Callable[..., None] | None:
+def adam_kernel(size: int, dtype: Any = np.float32) -> Callable[..., None] | None:
     """The compiled Adam loop for a flat buffer of ``size`` elements, or None to use NumPy.
 
     Called as ``kernel(p, g, m, v, β1, 1-β1, β2, 1-β2, e, s)`` with 1-D contiguous arrays of
     one dtype and scalars of that dtype; see :class:`chainrule.optim.Adam` for ``e`` and ``s``.
+    The loop is compiled (or loaded from numba's cache) for ``dtype`` on the first request; if
+    that fails — no writable cache directory and no compiler, say — NumPy is used instead.
     """
     if _mode == "numpy" or (_mode == "auto" and size < MIN_SIZE):
         return None
-    kernel = _compiled.get("adam")
-    if kernel is None:
-        numba = _load_numba()
-        if numba is None:
-            return None
-        jit = numba.njit(cache=True, error_model="numpy", nogil=True)
-        kernel = _compiled["adam"] = jit(_adam_loop)
+    key = f"adam-{np.dtype(dtype).name}"
+    if key in _compiled:
+        return _compiled[key]  # type: ignore[no-any-return]
+    numba = _load_numba()
+    if numba is None:
+        return None
+    kernel: Any = None
+    for cache in (True, False):  # a read-only install without a user cache: compile in memory
+        try:
+            jit = numba.njit(cache=cache, error_model="numpy", nogil=True)
+            candidate = jit(_adam_loop)
+            one = np.ones(1, dtype)
+            f = one.dtype.type
+            candidate(one, one.copy(), one.copy(), one.copy(), *(f(0.5),) * 6)  # compile now
+            kernel = candidate
+            break
+        except Exception:  # any failure means: use NumPy
+            continue
+    _compiled[key] = kernel
     return kernel  # type: ignore[no-any-return]

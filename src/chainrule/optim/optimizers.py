@@ -450,7 +450,7 @@ class Adam(Optimizer):
             and p.flags.c_contiguous
             and g.flags.c_contiguous
         ):
-            kernel = adam_kernel(p.size)  # the same arithmetic in one compiled loop (optional)
+            kernel = adam_kernel(p.size, p.dtype)  # the same arithmetic, one compiled loop
             if kernel is not None:
                 f = p.dtype.type
                 kernel(
