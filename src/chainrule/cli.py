@@ -639,6 +639,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_and_data(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """The --model, --data and --dataset options shared by the commands that use a model."""
+    parser.add_argument("--model", required=True, help="model file or run directory")
+    parser.add_argument("--data", help=data_help)
+    parser.add_argument("--dataset", help="a built-in data set")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule",
@@ -743,9 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser(
         "explain", help="a weight's gradient as the chain rule's product, with numbers"
     )
-    ex.add_argument("--model", required=True, help="model file or run directory")
-    ex.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns and target")
-    ex.add_argument("--dataset", help="a built-in data set")
+    _model_and_data(ex, "CSV/NPY/NPZ file with the model's columns and target")
     ex.add_argument("--weight", required=True, help='e.g. "2.weight[3,1]" (layer, input, unit)')
     ex.add_argument(
         "--rows", type=int, default=32, help="how many rows form the batch (default 32)"
@@ -754,11 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_explain)
 
     gc = sub.add_parser("gradcheck", help="check a model's gradients against finite differences")
-    gc.add_argument("--model", required=True, help="model file or run directory")
-    gc.add_argument(
-        "--data", help="CSV/NPY/NPZ file with the model's columns and target (default: random rows)"
+    _model_and_data(
+        gc, "CSV/NPY/NPZ file with the model's columns and target (default: random rows)"
     )
-    gc.add_argument("--dataset", help="a built-in data set")
     gc.add_argument("--rows", type=int, default=16, help="rows in the batch (default 16)")
     gc.add_argument(
         "--max-params",
@@ -774,18 +777,14 @@ def build_parser() -> argparse.ArgumentParser:
     bg.set_defaults(func=cmd_bench_grad)
 
     e = sub.add_parser("evaluate", help="metrics of a trained model on labelled data")
-    e.add_argument("--model", required=True, help="model file or run directory")
-    e.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns and its target")
-    e.add_argument("--dataset", help="a built-in data set")
+    _model_and_data(e, "CSV/NPY/NPZ file with the model's columns and its target")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "predict", help="predictions for new rows (class names and probabilities, or values)"
     )
-    p.add_argument("--model", required=True, help="model file or run directory")
-    p.add_argument("--data", help="CSV/NPY/NPZ file with the model's columns")
-    p.add_argument("--dataset", help="a built-in data set")
+    _model_and_data(p, "CSV/NPY/NPZ file with the model's columns")
     p.add_argument("--out", help="CSV file to write (default: standard output)")
     p.set_defaults(func=cmd_predict)
 

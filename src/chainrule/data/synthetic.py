@@ -26,6 +26,17 @@ def _noise(noise: Any) -> float:
     return float(noise)
 
 
+def _two_classes(
+    X: np.ndarray, n0: int, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label the first ``n0`` points 0 and the rest 1, add Gaussian noise, shuffle."""
+    n = len(X)
+    y = np.concatenate([np.zeros(n0, np.int64), np.ones(n - n0, np.int64)])
+    X = X + rng.normal(scale=_noise(noise), size=X.shape)
+    order = rng.permutation(n)
+    return X[order].astype(np.float32), y[order]
+
+
 def xor(
     n_samples: int = 400, noise: float = 0.1, seed: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -51,10 +62,7 @@ def moons(
             np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], axis=1),
         ]
     )
-    y = np.concatenate([np.zeros(n0, np.int64), np.ones(n - n0, np.int64)])
-    X = X + rng.normal(scale=_noise(noise), size=X.shape)
-    order = rng.permutation(n)
-    return X[order].astype(np.float32), y[order]
+    return _two_classes(X, n0, noise, rng)
 
 
 def circles(
@@ -69,10 +77,7 @@ def circles(
     X = np.concatenate(
         [np.stack([np.cos(t0), np.sin(t0)], 1), factor * np.stack([np.cos(t1), np.sin(t1)], 1)]
     )
-    y = np.concatenate([np.zeros(n0, np.int64), np.ones(n - n0, np.int64)])
-    X = X + rng.normal(scale=_noise(noise), size=X.shape)
-    order = rng.permutation(n)
-    return X[order].astype(np.float32), y[order]
+    return _two_classes(X, n0, noise, rng)
 
 
 def spirals(

@@ -28,7 +28,7 @@ __all__ = ["MIN_SIZE", "adam_kernel", "get_kernels", "set_kernels"]
 MIN_SIZE = 65_536
 _MODES = ("auto", "numba", "numpy")
 _mode = os.environ.get("CHAINRULE_KERNELS", "auto")
-_compiled: dict[str, Any] = {}
+_compiled: dict[tuple[str, np.dtype[Any]], Any] = {}  # (loop, dtype) -> kernel or None
 _numba_missing = False
 
 
@@ -101,7 +101,7 @@ def adam_kernel(size: int, dtype: Any = np.float32) -> Callable[..., None] | Non
     """
     if _mode == "numpy" or (_mode == "auto" and size < MIN_SIZE):
         return None
-    key = f"adam-{np.dtype(dtype).name}"
+    key = ("adam", np.dtype(dtype))
     if key in _compiled:
         return _compiled[key]  # type: ignore[no-any-return]
     numba = _load_numba()

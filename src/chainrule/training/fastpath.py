@@ -14,7 +14,7 @@ uses the engine.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -55,6 +55,18 @@ def loss_spec(loss_fn: Any) -> tuple[str, float, float] | None:
     return None
 
 
+class _Buffers(NamedTuple):
+    """Everything the step writes or reuses for batches of one size (a fit sees at most two:
+    the full batch and the last)."""
+
+    Z: list[np.ndarray]  # each layer's output, activation applied in place
+    D: list[np.ndarray]  # each layer's δ = ∂C/∂z
+    ones_rows: np.ndarray  # (n,): bias gradients as 1ᵀδ
+    ones_cols: np.ndarray  # (C,): softmax row sums as e·1
+    row_starts: np.ndarray  # [0, C, 2C, ...]: targets as positions in the flattened (n, C)
+    scratch: np.ndarray  # room for one δ: activation derivatives without temporaries
+
+
 class FastMLP:
     """The fused step for one (model, loss, optimizer); build with :meth:`create`."""
 
@@ -63,10 +75,7 @@ class FastMLP:
     ) -> None:
         self.linears, self.acts = linears, acts
         self.kind, self.scale, self.l2 = spec
-        self._starts: dict[tuple[int, int], np.ndarray] = {}
-        self._shape_cache: dict[
-            tuple[int, Any], tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]
-        ] = {}
+        self._shape_cache: dict[tuple[int, Any], _Buffers] = {}
 
     @classmethod
     def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FastMLP | None:
@@ -100,26 +109,21 @@ class FastMLP:
             return None
         return cls(linears, acts, spec)
 
-    def _buffers(
-        self, n: int, dtype: np.dtype[Any]
-    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-        """Activations Z and errors D per layer, a column of ones and a scratch buffer, for
-        batches of ``n`` rows (a fit sees at most two batch sizes: the full one and the last)."""
+    def _buffers(self, n: int, dtype: np.dtype[Any]) -> _Buffers:
+        """The step's arrays for batches of ``n`` rows, made once per batch size."""
         key = (n, dtype)
         got = self._shape_cache.get(key)
         if got is None:
-            Z = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
-            D = [np.empty((n, lin.out_features), dtype) for lin in self.linears]
-            widest = max(lin.out_features for lin in self.linears)
-            got = self._shape_cache[key] = (Z, D, np.ones(n, dtype), np.empty(n * widest, dtype))
-        return got
-
-    def _row_starts(self, n: int, c: int) -> np.ndarray:
-        """``[0, C, 2C, ...]`` for ``n`` rows (cached: a fit sees at most two batch sizes)."""
-        key = (n, c)
-        got = self._starts.get(key)
-        if got is None:
-            got = self._starts[key] = np.arange(n, dtype=np.int64) * c
+            widths = [lin.out_features for lin in self.linears]
+            c = widths[-1]
+            got = self._shape_cache[key] = _Buffers(
+                Z=[np.empty((n, w), dtype) for w in widths],
+                D=[np.empty((n, w), dtype) for w in widths],
+                ones_rows=np.ones(n, dtype),
+                ones_cols=np.ones(c, dtype),
+                row_starts=np.arange(n, dtype=np.int64) * c,
+                scratch=np.empty(n * max(widths), dtype),
+            )
         return got
 
     def ready(self, optimizer: Any) -> bool:
@@ -176,7 +180,8 @@ class FastMLP:
             )
         n = xb.shape[0]
         dtype = first.weight.data.dtype
-        Z, D, ones, scratch = self._buffers(n, dtype)
+        buf = self._buffers(n, dtype)
+        Z, D = buf.Z, buf.D
         # ----- forward: Z_k = A_{k-1} W_k + b_k, then the activation in place -----
         a = xb
         outs: list[np.ndarray] = []
@@ -190,7 +195,7 @@ class FastMLP:
         out = outs[-1]
         # ----- loss and δ = ∂C/∂z at the output -----
         delta = D[-1]
-        loss = self._loss_and_delta(out, yb, wb, delta)
+        loss = self._loss_and_delta(out, yb, wb, delta, buf)
         count = float(wb.sum()) if wb is not None else float(n)
         l2 = self.l2 / count if self.l2 and count > 0 else 0.0
         if l2:  # the penalty's value α/2·Σ‖W‖²/n (its gradient αW/n is added below)
@@ -216,19 +221,24 @@ class FastMLP:
                 gw += lin.weight.data * dtype.type(l2)
             # ∂C/∂b = Σ_rows δ as 1ᵀδ: one matrix-vector product, ~3× faster than
             # np.sum(δ, axis=0) for a (128, 256) float32 δ (measured)
-            np.matmul(ones, delta, out=gb)
+            np.matmul(buf.ones_rows, delta, out=gb)
             lin.weight.grad, lin.bias.grad = gw, gb  # type: ignore[union-attr]
             if k > 0:
                 prev = D[k - 1]
                 np.matmul(delta, lin.weight.data.T, out=prev)
-                tmp = scratch[: prev.size].reshape(prev.shape)
+                tmp = buf.scratch[: prev.size].reshape(prev.shape)
                 _backward_act(self.acts[k - 1], outs[k - 1], prev, tmp)
                 delta = prev
         self.output = out
         return loss
 
     def _loss_and_delta(
-        self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None, delta: np.ndarray
+        self,
+        out: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        delta: np.ndarray,
+        buf: _Buffers,
     ) -> float:
         n = out.shape[0]
         dtype = out.dtype
@@ -236,16 +246,15 @@ class FastMLP:
         col = None if w is None else (w / total).astype(dtype).reshape(-1, 1)
         if self.kind == "multiclass":
             # softmax and log-softmax from one shifted exponent: z - max, e = exp, s = Σe
-            c = out.shape[1]
             # the targets as positions in the flattened (n, C) array: 1-D gathers and
             # scatters, several times faster than delta[rows, idx] on small batches
-            at = np.asarray(y, dtype=np.int64).reshape(-1) + self._row_starts(n, c)
+            at = np.asarray(y, dtype=np.int64).reshape(-1) + buf.row_starts
             flat = delta.reshape(-1)
             np.subtract(out, _row_max(out), out=delta)
             picked = flat[at]
             np.exp(delta, out=delta)
             # Σ_j e_ij as e·1: NumPy's sum along a short last axis is 3–5× slower (measured)
-            s = np.matmul(delta, np.ones(c, dtype)).reshape(n, 1)
+            s = np.matmul(delta, buf.ones_cols).reshape(n, 1)
             picked -= np.log(s[:, 0])  # log-probability of the target class
             loss = -float(picked.sum()) / n if w is None else -float((picked * w).sum() / total)
             # (softmax − y)/n in two passes: e·(1/(n·s)), then −1/n at the targets
