@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "task": "auto",
     "layers": "100",
     "activation": "relu",
+    "init": "auto",
     "optimizer": "adam",
     "lr": 1e-3,
     "epochs": 200,
@@ -60,12 +61,16 @@ DEFAULTS: dict[str, Any] = {
     "patience": 10,
     "dropout": 0.0,
     "weight_decay": 0.0,
+    "clip_grad_norm": None,
     "categorical": "",
     "drop": "",
     "plots": True,
     "gradient_flow": False,
     "report": False,
 }
+
+
+INIT_SCHEMES = ("auto", "he", "glorot", "lecun", "default")  # mlp(init_scheme=...)
 
 
 class CLIError(ValueError):
@@ -83,6 +88,7 @@ class TrainSettings:
     task: str = DEFAULTS["task"]
     layers: Sequence[int] = (100,)
     activation: str = DEFAULTS["activation"]
+    init: str = DEFAULTS["init"]
     optimizer: str = DEFAULTS["optimizer"]
     lr: float = DEFAULTS["lr"]
     epochs: int = DEFAULTS["epochs"]
@@ -94,6 +100,7 @@ class TrainSettings:
     patience: int = DEFAULTS["patience"]
     dropout: float = DEFAULTS["dropout"]
     weight_decay: float = DEFAULTS["weight_decay"]
+    clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"]
     categorical: Sequence[str] = ()
     drop: Sequence[str] = ()
     plots: bool = True
@@ -111,6 +118,7 @@ class RunResult:
     metrics: dict[str, Any]
     files: dict[str, str]
     flow: Any = None
+    history_lr: float | None = None
 
 
 def _table_for(settings: TrainSettings) -> tuple[Table, str]:
@@ -184,6 +192,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         [prep.n_inputs, *settings.layers, prep.n_outputs],
         settings.activation,
         dropout=settings.dropout,
+        init_scheme=settings.init,
         rng=settings.seed,
     )
     loss = "cross_entropy" if prep.task == "classification" else "mse"
@@ -216,12 +225,17 @@ def run_training(settings: TrainSettings) -> RunResult:
         metrics=metric_names,
         callbacks=callbacks,
         verbose=settings.verbose,
+        clip_grad_norm=settings.clip_grad_norm,
     )
+    # weights kept from a diverged run can overflow: the figures say so, NumPy need not
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        test_scores = _score(prep, predict(model, prep.transform(test)), test)
+        train_scores = _score(prep, predict(model, X), train)
     result_metrics = {
         "task": prep.task,
         "data": settings.dataset or os.path.basename(settings.data or ""),
-        "test": _score(prep, predict(model, prep.transform(test)), test),
-        "train": _score(prep, predict(model, X), train),
+        "test": test_scores,
+        "train": train_scores,
         "epochs_run": len(history),
         "stop_reason": history.stop_reason,
         "best_epoch": history.best_epoch,
@@ -236,7 +250,7 @@ def run_training(settings: TrainSettings) -> RunResult:
     files: dict[str, str] = {}
     if settings.out:
         files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
-    return RunResult(model, prep, history, result_metrics, files, flow)
+    return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
 
 
 def _write_run(
@@ -445,6 +459,8 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         patience=int(pick("patience")),
         dropout=float(pick("dropout")),
         weight_decay=float(pick("weight_decay")),
+        init=str(pick("init")),
+        clip_grad_norm=None if pick("clip_grad_norm") is None else float(pick("clip_grad_norm")),
         categorical=_names(pick("categorical")),
         drop=_names(pick("drop")),
         plots=bool(pick("plots")),
@@ -452,9 +468,40 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         report=bool(pick("report")),
         verbose=0 if args.quiet else 1,
     )
+    if s.init not in INIT_SCHEMES:
+        raise CLIError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {s.init!r}")
+    if s.clip_grad_norm is not None and not s.clip_grad_norm > 0:
+        raise CLIError(f"--clip-grad-norm must be > 0, got {s.clip_grad_norm!r}")
     if s.task not in ("auto", "classification", "regression"):
         raise CLIError(f"--task must be auto, classification or regression, got {s.task!r}")
     return s
+
+
+def _chance_note(result: RunResult) -> str | None:
+    """A plain sentence when the test score is no better than a constant prediction."""
+    test = result.metrics["test"]
+    if result.preprocessor.task == "classification":
+        counts = np.asarray(test["confusion_matrix"]).sum(axis=1)
+        if counts.sum() == 0:
+            return None
+        base = float(counts.max() / counts.sum())
+        if test["accuracy"] > base + 0.02:
+            return None
+        return (
+            f"This model is no better than chance: test accuracy {test['accuracy']:.2%}, while "
+            f"always predicting the most frequent class gives {base:.2%}. Do not use it"
+            + (
+                f"; retrain with a lower learning rate (e.g. --lr {result.history_lr / 10:g})."
+                if result.history.stop_reason == "diverged" and result.history_lr
+                else "; see the advice above."
+            )
+        )
+    if not test["r2"] > 0.0:
+        return (
+            f"This model is no better than predicting the mean: test R² {test['r2']:.3g} "
+            "(0 is the mean's). Do not use it; see the advice above."
+        )
+    return None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -472,6 +519,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"({test['n']} rows)"
         )
     print(f"\n{score}; trained in {time.perf_counter() - t0:.1f}s")
+    chance = _chance_note(result)
+    if chance:
+        print(chance)
     print(f"Wrote to {settings.out}/:")
     descriptions = {
         "model": "the model with its preprocessing (chainrule predict --model "
@@ -683,6 +733,15 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--activation", help=f"hidden activation: {', '.join(sorted(ACTIVATIONS))} (default relu)"
     )
+    net.add_argument(
+        "--init",
+        help="initial weights: auto (default: He/Kaiming uniform for relu, leaky_relu, elu, "
+        "gelu; Glorot/Xavier uniform for tanh, softplus, identity, and for sigmoid with gain 4 "
+        "because its slope is 1/4), he (nn.init.kaiming_uniform_), glorot "
+        "(nn.init.xavier_uniform_, gain 4 for sigmoid), lecun (nn.init.lecun_normal_), default "
+        "(Linear's U(±1/√fan_in), the classic setting where deep sigmoid nets lose their "
+        "gradient)",
+    )
     net.add_argument("--optimizer", help=f"{', '.join(sorted(OPTIMIZERS))} (default adam)")
     net.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS['lr']})")
     net.add_argument("--epochs", type=int, help=f"default {DEFAULTS['epochs']}")
@@ -692,6 +751,13 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--dropout", type=float, help="dropout after each hidden layer (default 0)")
     net.add_argument(
         "--weight-decay", dest="weight_decay", type=float, help="L2 penalty (default 0)"
+    )
+    net.add_argument(
+        "--clip-grad-norm",
+        dest="clip_grad_norm",
+        type=float,
+        help="rescale the gradients so that their global L2 norm is at most this value "
+        "(default: no clipping)",
     )
     net.add_argument(
         "--seed", type=int, help="seed for splits, initial weights and shuffling (default 0)"
