@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "early_stopping": False,
     "patience": 10,
     "dropout": 0.0,
+    "batch_norm": False,
     "weight_decay": 0.0,
     "clip_grad_norm": None,
     "categorical": "",
@@ -99,6 +100,7 @@ class TrainSettings:
     early_stopping: bool = DEFAULTS["early_stopping"]
     patience: int = DEFAULTS["patience"]
     dropout: float = DEFAULTS["dropout"]
+    batch_norm: bool = DEFAULTS["batch_norm"]
     weight_decay: float = DEFAULTS["weight_decay"]
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"]
     categorical: Sequence[str] = ()
@@ -192,6 +194,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         [prep.n_inputs, *settings.layers, prep.n_outputs],
         settings.activation,
         dropout=settings.dropout,
+        batch_norm=settings.batch_norm,
         init_scheme=settings.init,
         rng=settings.seed,
     )
@@ -277,6 +280,7 @@ def _write_run(
     )
     history.to_csv(files["history"])
     atomic_write_text(files["metrics"], json.dumps(result, indent=2, default=float) + "\n")
+    figures: dict[str, Any] = {}  # also shown in the report
     if settings.plots:
         try:
             from .plots import confusion_matrix_figure, decision_boundary_figure
@@ -289,13 +293,15 @@ def _write_run(
                 fig = confusion_matrix_figure(cm, prep.classes or [], "confusion matrix (test set)")
                 files["confusion_matrix"] = os.path.join(out, "confusion_matrix.png")
                 fig.savefig(files["confusion_matrix"], dpi=100)
+                figures["Confusion matrix (test set)"] = fig
                 numeric = [f for f in prep.features if f["kind"] == "numeric"]
                 if len(prep.features) == 2 and len(numeric) == 2:
                     names = [f["name"] for f in numeric]
 
                     def classify(rows: np.ndarray) -> np.ndarray:
                         t = Table(names, {n: rows[:, i] for i, n in enumerate(names)}, "grid")
-                        return predict(model, prep.transform(t)).argmax(axis=1)
+                        with np.errstate(over="ignore", invalid="ignore"):
+                            return predict(model, prep.transform(t)).argmax(axis=1)
 
                     raw = np.stack([test.values[n].astype(np.float64) for n in names], axis=1)
                     fig = decision_boundary_figure(
@@ -303,6 +309,7 @@ def _write_run(
                     )
                     files["decision_boundary"] = os.path.join(out, "decision_boundary.png")
                     fig.savefig(files["decision_boundary"], dpi=100)
+                    figures["Decision boundary (test set)"] = fig
             if flow is not None:
                 files["gradient_flow"] = os.path.join(out, "gradient_flow.png")
                 flow.plot().savefig(files["gradient_flow"], dpi=100)
@@ -318,6 +325,8 @@ def _write_run(
             flow,
             scalars,
             title=f"chainrule: {result['data']}",
+            extra_figures=figures,
+            settings={**result["settings"], "task": result["task"]},
         )
     return files
 
@@ -458,6 +467,7 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         early_stopping=bool(pick("early_stopping")),
         patience=int(pick("patience")),
         dropout=float(pick("dropout")),
+        batch_norm=bool(pick("batch_norm")),
         weight_decay=float(pick("weight_decay")),
         init=str(pick("init")),
         clip_grad_norm=None if pick("clip_grad_norm") is None else float(pick("clip_grad_norm")),
@@ -749,6 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", dest="batch_size", type=int, help=f"default {DEFAULTS['batch_size']}"
     )
     net.add_argument("--dropout", type=float, help="dropout after each hidden layer (default 0)")
+    net.add_argument(
+        "--batch-norm",
+        dest="batch_norm",
+        action="store_const",
+        const=True,
+        help="batch normalisation before each hidden activation",
+    )
     net.add_argument(
         "--weight-decay", dest="weight_decay", type=float, help="L2 penalty (default 0)"
     )

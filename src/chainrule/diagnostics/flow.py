@@ -327,7 +327,7 @@ class GradientFlow(Callback):
                 )
                 + ". Re-initialise with He initialisation for ReLU-family activations or Glorot "
                 "for sigmoid/tanh (the default of mlp() and chainrule train; --init he / "
-                'init_scheme="he"), add batch normalisation, or '
+                'init_scheme="he"), add batch normalisation (--batch-norm), or '
                 f"{CLIP_ADVICE}."
             )
         if not exploding:
@@ -378,7 +378,7 @@ class GradientFlow(Callback):
                     f"{g0:.2g} at {self._label(first)}, median over {len(finite)} epoch"
                     f"{'s' if len(finite) != 1 else ''}){loss_text}, so the early layers barely "
                     "learn. Try a ReLU-family activation (--activation relu, with He "
-                    "initialisation), fewer layers, batch normalisation, Adam (--optimizer "
+                    "initialisation), fewer layers (--layers), batch normalisation (--batch-norm), Adam (--optimizer "
                     "adam) or a larger learning rate; with sigmoid or tanh keep Glorot "
                     "initialisation (--init glorot, their default)."
                 )
@@ -425,28 +425,62 @@ class GradientFlow(Callback):
                 out.append(scaling)
         return out
 
+    def cell(self, name: str, quantity: str, epoch: int = -1) -> tuple[float | None, str]:
+        """A table cell: the recorded value, or None with the reason it does not apply.
+
+        ``dead_fraction`` applies to layers followed by a ReLU-family activation,
+        ``saturated_fraction`` to layers followed by sigmoid or tanh; the output layer has no
+        activation after it (its outputs are logits or values).
+        """
+        act = self.activations.get(name)
+        if quantity in ("dead_fraction", "saturated_fraction", "act_rms", "act_mean", "act_std"):
+            if act is None:
+                return None, "no activation after this layer (its outputs are logits or values)"
+            if quantity == "dead_fraction" and act not in _RELU_LIKE:
+                return None, f"{act} units cannot die (only ReLU-family units output 0 for all)"
+            if quantity == "saturated_fraction" and act not in ("Sigmoid", "Tanh"):
+                return None, f"{act} does not saturate (only sigmoid and tanh flatten out)"
+        values = self.records[name][quantity]
+        if not values or not math.isfinite(values[epoch]):
+            return None, "not recorded (no finite value)"
+        return values[epoch], ""
+
     def plot(self) -> Any:
         """Per-layer gradient RMS across epochs, and per-layer activation distributions."""
-        from ..plots import require_matplotlib
+        from ..plots import integer_epoch_ticks, require_matplotlib
 
         Figure = require_matplotlib()
-        fig = Figure(figsize=(11, 4), layout="constrained")
+        fig = Figure(figsize=(12, 4.4), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2)
+        n_epochs = 0
         for n in self.layers:
             g = self.records[n]["grad_rms"]
-            ax1.plot(range(1, len(g) + 1), g, marker="o", ms=3, label=f"layer {n}")
+            n_epochs = max(n_epochs, len(g))
+            ax1.plot(range(1, len(g) + 1), g, marker="o", ms=3, label=self._label(n))
         ax1.set_yscale("log")
         ax1.set_xlabel("epoch")
-        ax1.set_ylabel("gradient RMS (weights)")
-        ax1.set_title("gradient flow per layer")
-        ax1.legend(fontsize=8)
+        ax1.set_ylabel("gradient RMS of the weights (log scale)")
+        ax1.set_title("gradient flow per layer (input layer first)")
+        ax1.legend(
+            fontsize=7,
+            title="layer (position: layer)",
+            title_fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
+        integer_epoch_ticks(ax1, range(1, n_epochs + 1))
         data = [(n, st.sample) for n, (_, st) in self._act.items() if st.sample is not None]
         if data:
             ax2.violinplot([d for _, d in data], showmedians=True)
             ax2.set_xticks(
-                range(1, len(data) + 1), labels=[f"after {n}" for n, _ in data], fontsize=8
+                range(1, len(data) + 1),
+                labels=[f"{self._label(n)}\n→ {self.activations.get(n, '')}" for n, _ in data],
+                fontsize=7,
+                rotation=20 if len(data) > 4 else 0,
             )
-            ax2.set_title("activation distributions (last batch)")
+            ax2.set_ylabel("activation value")
+            ax2.set_xlabel("hidden layer and its activation")
+            ax2.set_title("activation distributions (last training batch)")
         else:
             ax2.set_title("no activations recorded")
         return fig
