@@ -603,20 +603,40 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     table, target = _table_for(settings)
+    # the same training rows, preprocessing and model as 'chainrule train' with these options
+    probe = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop)
+    strat = probe.fit(table).task == "classification"
+    labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
+    train_idx, _ = train_test_split(labels, settings.test_split, seed=settings.seed, stratify=strat)
+    train = table.select(train_idx)
     prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
-        table
+        train
     )
     model = mlp(
-        [prep.n_inputs, *settings.layers, prep.n_outputs], settings.activation, rng=settings.seed
+        [prep.n_inputs, *settings.layers, prep.n_outputs],
+        settings.activation,
+        dropout=settings.dropout,
+        batch_norm=settings.batch_norm,
+        init_scheme=settings.init,
+        rng=settings.seed,
     )
     res = lr_find(
         model,
-        prep.transform(table),
-        prep.encode_target(table),
+        prep.transform(train),
+        prep.encode_target(train),
         _loss_for(prep),
         optimizer=settings.optimizer,
-        batch_size=settings.batch_size or 32,
+        batch_size=settings.batch_size or len(train),
         seed=settings.seed,
+        weight_decay=settings.weight_decay,
+        clip_grad_norm=settings.clip_grad_norm,
+    )
+    print(
+        f"model: {prep.n_inputs} inputs, hidden layers {','.join(map(str, settings.layers))}, "
+        f"{settings.activation}, {prep.n_outputs} outputs"
+        + (f", dropout {settings.dropout:g}" if settings.dropout else "")
+        + (", batch normalisation" if settings.batch_norm else "")
+        + f"; {len(train)} training rows"
     )
     print(res)
     if args.plot:
