@@ -414,7 +414,7 @@ class GradientFlow(Callback):
             elif top > 0.5:
                 out.append(
                     f"Weights change by up to {top:.0%} per epoch ({self._label(where)}): the "
-                    f"learning rate may be too high; try {lr / 3:.2g}."
+                    f"learning rate may be too high; try {lr / 3:.2g} (--lr {lr / 3:.2g})."
                     if lr
                     else f"Weights change by up to {top:.0%} per epoch ({self._label(where)}): the "
                     "learning rate may be too high."

@@ -195,7 +195,8 @@ def summarize(tr: Trainer) -> str:
         if still_falling and losses[-1] > 0.01 * losses[0]:
             advice.append(
                 "The loss was still falling at the last epoch: training may not have converged; "
-                "try more epochs or a larger learning rate."
+                "try more epochs (epochs= in fit, --epochs on the command line) or a larger "
+                "learning rate (lr=, --lr)."
             )
     if (
         len(losses) >= 2
@@ -204,8 +205,8 @@ def summarize(tr: Trainer) -> str:
         and not worse_than_trivial
     ):
         advice.append(
-            "The loss barely fell: try another learning rate and "
-            "check that the targets fit the loss."
+            "The loss barely fell: try another learning rate (lr= in fit, --lr on the command "
+            "line; chainrule lr-find suggests one) and check that the targets fit the loss."
         )
     scaling = input_scaling_advice(tr._fit_inputs) if hasattr(tr, "_fit_inputs") else None
     if scaling:
