@@ -71,11 +71,19 @@ class GradientFlow(Callback):
     Attributes (after ``fit``)
     --------------------------
     layers : list of str
-        The Linear layers' names, input first.
+        The Linear layers' names (their position in the model), input first.
+    labels : dict
+        Each layer's name as built, e.g. ``{"2": "2: Linear(32→10)"}``.
+    activations : dict
+        The activation that follows each hidden layer (``"ReLU"``, ``"Sigmoid"``, ...); the
+        output layer has none.
+    losses : list of float
+        The training loss of each epoch.
     records : dict
         ``records[name][quantity]`` is a list over epochs; quantities: ``grad_rms``,
-        ``weight_rms``, ``update_ratio``, ``act_mean``, ``act_std``, ``dead_fraction``,
-        ``saturated_fraction``.
+        ``weight_rms``, ``update_ratio``, ``act_mean``, ``act_std``, ``act_rms``,
+        ``dead_fraction``, ``saturated_fraction`` (NaN where it does not apply; see
+        :meth:`cell`).
     warnings : list of str
         Plain-language findings with suggestions (vanishing or exploding gradients, non-finite
         values, dead or saturated units, unscaled inputs, learning rate).
@@ -276,7 +284,7 @@ class GradientFlow(Callback):
           prediction's), or below ``SEVERE_VANISHING_RATIO`` in every epoch.
         """
         out: list[str] = []
-        if not self.layers or not self.records[self.layers[0]]["grad_rms"]:
+        if not self.layers:
             return out
         tr = self.trainer
         opt_name = type(getattr(tr, "optimizer", None)).__name__
@@ -292,6 +300,8 @@ class GradientFlow(Callback):
                 f"Gradients became NaN or infinite in {names}: {lower_lr}, scale the inputs, or "
                 f"{CLIP_ADVICE}."
             )
+        if not self.records[self.layers[0]]["grad_rms"]:
+            return out  # no epoch completed: nothing more to judge
         # ----- exploding: growth through depth, loss scale against the constant prediction
         growth = self._depth_growth(0)
         grows = growth is not None and growth[0] > GROWTH_TOTAL and growth[1] > GROWTH_PER_LAYER

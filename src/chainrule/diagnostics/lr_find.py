@@ -143,7 +143,7 @@ def lr_find(
     check_number("weight_decay", weight_decay, low=0)
     if clip_grad_norm is not None:
         check_number("clip_grad_norm", clip_grad_norm, low=0, low_inclusive=False)
-    extra = {"weight_decay": weight_decay} if weight_decay else {}
+    extra: dict[str, Any] = {"weight_decay": weight_decay} if weight_decay else {}
     opt = OPTIMIZERS[optimizer](params, lr=start_lr, **extra)  # type: ignore[call-arg]
     rng = as_generator(seed, "seed")
     lrs = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
