@@ -506,6 +506,11 @@ def _chance_note(result: RunResult) -> str | None:
                 else "; see the advice above."
             )
         )
+    if not np.isfinite(test["r2"]):
+        return (
+            "This model's predictions are not finite (its weights overflow): do not use it; see "
+            "the advice above."
+        )
     if not test["r2"] > 0.0:
         return (
             f"This model is no better than predicting the mean: test R² {test['r2']:.3g} "
@@ -524,10 +529,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"test accuracy {test['accuracy']:.2%}, macro F1 {test['f1']:.3f} ({test['n']} rows)"
         )
     else:
-        score = (
-            f"test R² {test['r2']:.3f}, MAE {test['mae']:.4g}, RMSE {test['rmse']:.4g} "
-            f"({test['n']} rows)"
-        )
+        r2 = f"{test['r2']:.3f}" if abs(test["r2"]) < 1e4 else f"{test['r2']:.3g}"
+        score = f"test R² {r2}, MAE {test['mae']:.4g}, RMSE {test['rmse']:.4g} ({test['n']} rows)"
     print(f"\n{score}; trained in {time.perf_counter() - t0:.1f}s")
     chance = _chance_note(result)
     if chance:

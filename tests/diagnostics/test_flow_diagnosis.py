@@ -195,3 +195,15 @@ def test_clip_grad_norm_option_tames_the_same_run(tmp_path, capsys):
     assert acc > 80
     bad = ["train", "--dataset", "iris", "--clip-grad-norm", "0", "--out", str(tmp_path)]
     assert main(bad) == 2
+
+
+def test_diverging_regression_reports_plain_figures(tmp_path, capsys):
+    args = ["train", "--dataset", "diabetes", "--optimizer", "sgd", "--lr", "3", "--epochs", "5",
+            "--no-plots", "-q", "--out", str(tmp_path / "run")]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(args) == 0
+    out = capsys.readouterr().out
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert not re.search(r"\d{12,}", out), out  # no 50-digit R²
+    assert "no better than predicting the mean" in out or "not finite" in out

@@ -52,7 +52,7 @@ def input_scaling_advice(X: Any, max_rows: int = 2_000) -> str | None:
     )
 
 
-def trivial_loss(loss_fn: Any, y: Any) -> tuple[float, str] | None:
+def trivial_loss(loss_fn: Any, y: Any, max_rows: int = 200_000) -> tuple[float, str] | None:
     """The loss of the best constant prediction for targets ``y``, with what that predictor is.
 
     The yardstick against which a training loss is "large" or "no better than chance":
@@ -63,12 +63,13 @@ def trivial_loss(loss_fn: Any, y: Any) -> tuple[float, str] | None:
     - mean squared error: the targets' variance (mean over outputs) — predicting the mean;
     - mean absolute error: the mean absolute deviation from the median.
 
-    Returns None for other losses or targets (class probabilities, weights, ...).
+    Returns None for other losses or targets (class probabilities, weights, ...). Big
+    targets are judged on a strided sample of ``max_rows`` rows.
     """
     from ..nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss
 
     try:
-        t = np.asarray(y)
+        t = np.asarray(y[:: max(1, len(y) // max_rows)])  # a strided sample of big data
     except (TypeError, ValueError):
         return None
     if t.size == 0 or getattr(loss_fn, "reduction", "mean") != "mean":
@@ -95,14 +96,15 @@ def trivial_loss(loss_fn: Any, y: Any) -> tuple[float, str] | None:
     return None
 
 
-def target_scaling_advice(loss_fn: Any, y: Any) -> str | None:
+def target_scaling_advice(loss_fn: Any, y: Any, max_rows: int = 200_000) -> str | None:
     """A sentence if regression targets look unscaled (standard deviation or mean above 10)."""
     from ..nn.losses import HuberLoss, L1Loss, MSELoss
 
     if not isinstance(loss_fn, (MSELoss, L1Loss, HuberLoss)):
         return None
     try:
-        t = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        t = np.asarray(y[:: max(1, len(y) // max_rows)], dtype=np.float64)
+        t = t.reshape(len(t), -1)
     except (TypeError, ValueError):
         return None
     if t.size == 0:
