@@ -677,11 +677,14 @@ class Trainer:
             self._restore_snapshot(targets)  # never leave a half-applied update
             raise
         if not all(_all_finite(t) for t in targets):
-            self._restore_snapshot(targets)
+            # find the parameter before restoring the snapshot: afterwards every weight is finite
             name = next(
-                n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))
+                (n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))),
+                None,
             )
-            self._diverged(epoch, batch, f"the update made '{name}' non-finite", xb)
+            self._restore_snapshot(targets)
+            what = f"'{name}'" if name is not None else "a parameter"
+            self._diverged(epoch, batch, f"the optimizer's update made {what} non-finite", xb, "")
 
     def _restore_snapshot(self, targets: list[np.ndarray]) -> None:
         for s, t in zip(self._snap, targets):
@@ -725,7 +728,9 @@ class Trainer:
                     )
         return "; every layer's output is finite, so the loss itself overflowed"
 
-    def _diverged(self, epoch: int, batch: int, what: str, xb: np.ndarray) -> None:
+    def _diverged(
+        self, epoch: int, batch: int, what: str, xb: np.ndarray, where: str | None = None
+    ) -> None:
         last, le, lb = self._last_finite
         lr = float(self.optimizer.param_groups[0]["lr"])
         bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
@@ -740,7 +745,8 @@ class Trainer:
             if not math.isnan(last)
             else "no finite loss before it"
         )
-        where = "" if bad_input else self._locate_nonfinite(xb)
+        if where is None:
+            where = "" if bad_input else self._locate_nonfinite(xb)
         msg = (
             f"training diverged at epoch {epoch}, batch {batch}: {what}{where} ({last_txt}). "
             f"The model keeps its last finite weights. Try: {advice}."
