@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._outputs import RunDirectory, check_run_out, predictions_path
 from .data import datasets
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
 from .io import ModelFileError, atomic_write_text, load_file, save
@@ -65,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "plots": True,
     "gradient_flow": False,
     "report": False,
+    "overwrite": False,
 }
 
 
@@ -99,6 +101,7 @@ class TrainSettings:
     plots: bool = True
     gradient_flow: bool = False
     report: bool = False
+    overwrite: bool = False
     verbose: int = 1
     callbacks: list[Any] = field(default_factory=list)
 
@@ -164,6 +167,8 @@ def run_training(settings: TrainSettings) -> RunResult:
             f"--optimizer must be one of {', '.join(sorted(OPTIMIZERS))}, "
             f"got {settings.optimizer!r}"
         )
+    if settings.out:  # refused before training, not after: a run already there is kept
+        check_run_out(settings.out, overwrite=settings.overwrite)
     table, target = _table_for(settings)
     if len(table) < 4:
         raise CLIError(f"{table.source} has only {len(table)} rows: too few to train and test")
@@ -249,32 +254,53 @@ def _write_run(
     test: Table,
     flow: Any = None,
 ) -> dict[str, str]:
-    out = settings.out or "."
-    os.makedirs(out, exist_ok=True)
+    # the run is built in a fresh sibling directory and renamed into place as one unit
+    with RunDirectory(settings.out or ".", overwrite=settings.overwrite) as run:
+        files = _write_run_files(run, settings, model, prep, history, result, train, test, flow)
+        run.commit()
+    return files
+
+
+def _write_run_files(
+    run: RunDirectory,
+    settings: TrainSettings,
+    model: Any,
+    prep: TabularPreprocessor,
+    history: Any,
+    result: dict[str, Any],
+    train: Table,
+    test: Table,
+    flow: Any = None,
+) -> dict[str, str]:
     files = {
-        "model": os.path.join(out, "model.chainrule"),
-        "history": os.path.join(out, "history.csv"),
-        "metrics": os.path.join(out, "metrics.json"),
+        "model": run.write(
+            "model.chainrule",
+            lambda path: save(
+                model,
+                path,
+                extra={"preprocessing": prep.to_dict(), "created_by": f"chainrule {__version__}"},
+            ),
+        ),
+        "history": run.write("history.csv", history.to_csv),
+        "metrics": run.write(
+            "metrics.json",
+            lambda path: atomic_write_text(
+                path, json.dumps(result, indent=2, default=float) + "\n"
+            ),
+        ),
     }
-    save(
-        model,
-        files["model"],
-        extra={"preprocessing": prep.to_dict(), "created_by": f"chainrule {__version__}"},
-    )
-    history.to_csv(files["history"])
-    atomic_write_text(files["metrics"], json.dumps(result, indent=2, default=float) + "\n")
     if settings.plots:
         try:
             from .plots import confusion_matrix_figure, decision_boundary_figure
 
             fig = history.plot()
-            files["curves"] = os.path.join(out, "curves.png")
-            fig.savefig(files["curves"], dpi=100)
+            files["curves"] = run.write("curves.png", lambda path: fig.savefig(path, dpi=100))
             if prep.task == "classification":
                 cm = np.array(result["test"]["confusion_matrix"])
                 fig = confusion_matrix_figure(cm, prep.classes or [], "confusion matrix (test set)")
-                files["confusion_matrix"] = os.path.join(out, "confusion_matrix.png")
-                fig.savefig(files["confusion_matrix"], dpi=100)
+                files["confusion_matrix"] = run.write(
+                    "confusion_matrix.png", lambda path: fig.savefig(path, dpi=100)
+                )
                 numeric = [f for f in prep.features if f["kind"] == "numeric"]
                 if len(prep.features) == 2 and len(numeric) == 2:
                     names = [f["name"] for f in numeric]
@@ -287,23 +313,25 @@ def _write_run(
                     fig = decision_boundary_figure(
                         classify, raw, prep.encode_target(test), prep.classes or [], names
                     )
-                    files["decision_boundary"] = os.path.join(out, "decision_boundary.png")
-                    fig.savefig(files["decision_boundary"], dpi=100)
+                    files["decision_boundary"] = run.write(
+                        "decision_boundary.png", lambda path: fig.savefig(path, dpi=100)
+                    )
             if flow is not None:
-                files["gradient_flow"] = os.path.join(out, "gradient_flow.png")
-                flow.plot().savefig(files["gradient_flow"], dpi=100)
+                fig = flow.plot()
+                files["gradient_flow"] = run.write(
+                    "gradient_flow.png", lambda path: fig.savefig(path, dpi=100)
+                )
         except ImportError as exc:
             print(f"chainrule: note: no plots ({exc})", file=sys.stderr)
     if settings.report:
         from .diagnostics import write_report
 
         scalars = {k: v for k, v in result["test"].items() if isinstance(v, (int, float))}
-        files["report"] = write_report(
-            os.path.join(out, "report.html"),
-            history,
-            flow,
-            scalars,
-            title=f"chainrule: {result['data']}",
+        files["report"] = run.write(
+            "report.html",
+            lambda path: write_report(
+                path, history, flow, scalars, title=f"chainrule: {result['data']}"
+            ),
         )
     return files
 
@@ -450,6 +478,7 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         plots=bool(pick("plots")),
         gradient_flow=bool(pick("gradient_flow")),
         report=bool(pick("report")),
+        overwrite=bool(pick("overwrite")),
         verbose=0 if args.quiet else 1,
     )
     if s.task not in ("auto", "classification", "regression"):
@@ -599,12 +628,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    path = None
+    if args.out:  # checked first: predictions never replace the input or a model file
+        protected = [("input data", args.data or ""), ("model file", _model_path(args.model))]
+        path = predictions_path(args.out, overwrite=args.overwrite, protected=protected)
     model, prep = _load_run(args.model)
     table = _input_table(args, prep)
     text = _predictions_csv(prep, predict(model, prep.transform(table)))
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {len(table)} predictions to {args.out}")
+    if path:
+        atomic_write_text(path, text)
+        print(f"wrote {len(table)} predictions to {path}")
     else:
         sys.stdout.write(text)
     return 0
@@ -721,6 +754,12 @@ def build_parser() -> argparse.ArgumentParser:
     out = t.add_argument_group("output")
     out.add_argument("--out", help="output directory (default runs/<data name>)")
     out.add_argument(
+        "--overwrite",
+        action="store_const",
+        const=True,
+        help="replace the run already in --out as a whole (refused without it)",
+    )
+    out.add_argument(
         "--no-plots", dest="plots", action="store_const", const=False, help="skip the PNG plots"
     )
     out.add_argument(
@@ -742,7 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: sweep the rate, suggest one")
     for a in t._actions:
-        if a.dest not in ("help", "out", "plots", "report", "gradient_flow") and a.option_strings:
+        skip = ("help", "out", "overwrite", "plots", "report", "gradient_flow")
+        if a.dest not in skip and a.option_strings:
             lf._add_action(a)
     lf.add_argument("--plot", help="write the loss-against-rate plot to this PNG")
     lf.set_defaults(func=cmd_lr_find)
@@ -785,7 +825,10 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="predictions for new rows (class names and probabilities, or values)"
     )
     _model_and_data(p, "CSV/NPY/NPZ file with the model's columns")
-    p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p.add_argument(
+        "--out", help="CSV file (or directory for DIR/predictions.csv) to write (default: stdout)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_predict)
 
     i = sub.add_parser("info", help="layers, shapes, parameter count and preprocessing of a model")
