@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._options import check_count, check_network_size, check_option
 from ._outputs import RunDirectory, check_run_out, predictions_path
 from .data import datasets
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
@@ -68,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "report": False,
     "overwrite": False,
 }
+
+
+GRADCHECK_MAX_ROWS = 100_000  # finite differences over more rows take hours and prove no more
 
 
 class CLIError(ValueError):
@@ -129,7 +133,7 @@ def _table_for(settings: TrainSettings) -> tuple[Table, str]:
         return table, "target"
     if not settings.target:
         raise CLIError("--data needs --target COLUMN (the column to predict)")
-    table = read_table(settings.data, settings.target)  # type: ignore[arg-type]
+    table = read_table(_data_path(settings.data or ""), settings.target)
     table.column(settings.target)
     return table, settings.target
 
@@ -185,6 +189,7 @@ def run_training(settings: TrainSettings) -> RunResult:
     train, test = table.select(train_idx), table.select(test_idx)
     prep.fit(train)  # scaling, categories and the target encoding come from training rows only
     X, y = prep.transform(train), prep.encode_target(train)
+    check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
     model = mlp(
         [prep.n_inputs, *settings.layers, prep.n_outputs],
         settings.activation,
@@ -345,6 +350,24 @@ def _model_path(path: str) -> str:
         return candidate
     if not os.path.exists(path):
         raise CLIError(f"no such model file or run directory: {path!r}")
+    if not os.path.isfile(path):
+        raise CLIError(
+            f"--model {path!r} is not a regular file (a device, pipe or socket); give a model "
+            "file or a run directory"
+        )
+    return path
+
+
+def _data_path(path: str) -> str:
+    """``--data``: a regular file; standard input (``-``), pipes and devices are refused."""
+    if path == "-":
+        raise CLIError(
+            "--data -: reading rows from standard input is not supported (the file is read more "
+            "than once); save them to a file and give its path"
+        )
+    if os.path.exists(path) and not os.path.isfile(path):
+        kind = "a directory" if os.path.isdir(path) else "not a regular file (a pipe or device)"
+        raise CLIError(f"--data {path!r} is {kind}; give a CSV, .npy or .npz file")
     return path
 
 
@@ -367,7 +390,7 @@ def _input_table(args: argparse.Namespace, prep: TabularPreprocessor) -> Table:
         )
     if not args.data:
         raise CLIError("give --data FILE (or --dataset NAME)")
-    return read_table(args.data, prep.target)
+    return read_table(_data_path(args.data), prep.target)
 
 
 def _predictions_csv(prep: TabularPreprocessor, out: np.ndarray) -> str:
@@ -442,13 +465,13 @@ def _load_config(path: str) -> dict[str, Any]:
 def _settings_from(args: argparse.Namespace) -> TrainSettings:
     cfg = _load_config(args.config) if args.config else {}
 
-    def pick(name: str) -> Any:
+    def pick(name: str) -> Any:  # every value checked for type and range, never coerced
         v = getattr(args, name, None)
         if v is not None:
-            return v
+            return check_option(name, v)
         if name in cfg:
-            return cfg[name]
-        return DEFAULTS.get(name)
+            return check_option(name, cfg[name], config=args.config)
+        return check_option(name, DEFAULTS.get(name))
 
     dataset, data = pick("dataset"), pick("data")
     out = pick("out") or os.path.join(
@@ -542,6 +565,9 @@ def _loss_for(prep: TabularPreprocessor) -> Any:
 def cmd_explain(args: argparse.Namespace) -> int:
     from .diagnostics import explain
 
+    check_count("--rows", args.rows)
+    if args.lr is not None:
+        check_option("lr", args.lr)
     model, prep = _load_run(args.model)
     X, y = _labelled(args, prep, args.rows)
     print(explain(model, X, y, _loss_for(prep), args.weight, lr=args.lr))
@@ -551,6 +577,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     from .diagnostics import gradcheck_model
 
+    check_count("--rows", args.rows, high=GRADCHECK_MAX_ROWS)  # "OK" over no rows checks nothing
+    check_count("--max-params", args.max_params)
     model, prep = _load_run(args.model)
     if args.data or args.dataset:
         X, y = _labelled(args, prep, args.rows)
@@ -575,6 +603,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
         table
     )
+    check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
     model = mlp(
         [prep.n_inputs, *settings.layers, prep.n_outputs], settings.activation, rng=settings.seed
     )
@@ -845,16 +874,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a reader that has gone is noticed here, not at interpreter exit
+        return status
+    except BrokenPipeError:  # the reader left (chainrule ... | head): stop quietly, as Unix tools
+        return _broken_pipe()
     except (CLIError, ModelFileError, ValueError, TypeError, ImportError, OSError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
             message = f"{message}: {exc.filename}"
         print(f"chainrule: error: {message}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(f"chainrule: error: out of memory ({exc or 'MemoryError'})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+
+
+def _broken_pipe() -> int:
+    """Standard output's reader has gone: silence the final flush and exit as SIGPIPE would."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in tests)
+        pass
+    return 128 + 13  # 141: what a shell reports for a command killed by SIGPIPE
 
 
 def _entry() -> None:  # console script
