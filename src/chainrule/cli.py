@@ -182,6 +182,8 @@ def run_training(settings: TrainSettings) -> RunResult:
         table
     )
     strat = probe.task == "classification"
+    if strat:
+        _check_classes(probe, table, target)
     labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
     train_idx, test_idx = train_test_split(
         labels, settings.test_split, seed=settings.seed, stratify=strat
@@ -247,6 +249,27 @@ def run_training(settings: TrainSettings) -> RunResult:
     if settings.out:
         files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
     return RunResult(model, prep, history, result_metrics, files, flow)
+
+
+def _check_classes(prep: TabularPreprocessor, table: Table, target: str) -> None:
+    """Refuse classification of a target that is a continuous quantity (one class per row)."""
+    n_classes, n = len(prep.classes or []), len(table)
+    if n_classes <= max(20, n // 2):
+        return
+    fractional = ""
+    for v in table.column(target):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(x) and x != round(x):
+            fractional = f" (non-integer numbers such as {x:g})"
+            break
+    raise CLIError(
+        f"--task classification: the target {target!r} has {n_classes} distinct values in {n} "
+        f"rows{fractional}, so most classes have a single row: it looks like a continuous "
+        "quantity; use --task regression (or auto)"
+    )
 
 
 def _write_run(
@@ -553,7 +576,23 @@ def _labelled(
         raise CLIError(f"{table.source} has no target column {prep.target!r}")
     if rows is not None:
         table = table.select(np.arange(min(rows, len(table))))
+    _check_target_finite(table, prep.target)
     return prep.transform(table), prep.encode_target(table)
+
+
+def _check_target_finite(table: Table, target: str | None) -> None:
+    """An infinite or NaN target (possible in .npy/.npz data) is refused by name and row."""
+    col = table.values.get(target or "")
+    if col is None or col.dtype.kind != "f":
+        return
+    bad = np.flatnonzero(~np.isfinite(col))
+    if len(bad):
+        raise CLIError(
+            f"{table.source}: the target column {target!r} holds {col[bad[0]]} at row "
+            f"{int(bad[0]) + 1}"
+            + (f" and {len(bad) - 1} more rows" if len(bad) > 1 else "")
+            + "; remove or fix those rows"
+        )
 
 
 def _loss_for(prep: TabularPreprocessor) -> Any:
@@ -640,6 +679,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = _input_table(args, prep)
     if prep.target not in table.values:
         raise CLIError(f"{table.source} has no target column {prep.target!r} to evaluate against")
+    _check_target_finite(table, prep.target)
     res = _score(prep, predict(model, prep.transform(table)), table)
     if args.json:
         print(json.dumps(res, indent=2, default=float))
@@ -879,7 +919,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except BrokenPipeError:  # the reader left (chainrule ... | head): stop quietly, as Unix tools
         return _broken_pipe()
-    except (CLIError, ModelFileError, ValueError, TypeError, ImportError, OSError) as exc:
+    except (
+        CLIError,
+        ModelFileError,
+        ValueError,
+        TypeError,
+        ImportError,
+        OSError,
+        OverflowError,
+    ) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
             message = f"{message}: {exc.filename}"

@@ -146,6 +146,18 @@ def _as_data(name: str, value: Any, allow_1d: bool = True, purpose: str = "train
     return value
 
 
+def _check_target_width(loss_fn: Any, y: np.ndarray, outputs: int) -> None:
+    """Targets of an elementwise loss need one value per model output: ``(n, outputs)``."""
+    per_sample = y[0].size if len(y) else 0
+    if per_sample != outputs or (outputs > 1 and y.shape[1:] != (outputs,)):
+        want = f"({len(y)},) or ({len(y)}, 1)" if outputs == 1 else f"({len(y)}, {outputs})"
+        raise ValueError(
+            f"{type(loss_fn).__name__}: the model has {outputs} output(s) per sample, so y must "
+            f"have shape {want}, got {y.shape}; give one target per output, or change the "
+            "model's last layer"
+        )
+
+
 def _all_finite(a: np.ndarray) -> bool:
     """True if every element of the flat buffer ``a`` is finite.
 
@@ -433,6 +445,8 @@ class Trainer:
         self._fast = FastMLP.create(self.model, self.loss_fn, self.optimizer)
         if self._fast is not None and self._fast.kind == "multiclass":
             self._fast.check_targets(y)
+        elif self._fast is not None:
+            _check_target_width(self.loss_fn, y, self._fast.linears[-1].out_features)
         self._modules = list(self.model.modules())
         self._flat_now: list[Any] | None = None
         self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
