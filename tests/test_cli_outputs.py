@@ -358,3 +358,16 @@ def test_concurrent_runs_without_overwrite_one_wins_whole(tmp_path, blobs):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["settings"]["layers"] == [model[0].out_features]
     assert sorted(os.listdir(tmp_path)) == ["blobs.csv", "shared"]
+
+
+def test_plots_never_replace_a_model_or_the_data(trained, blobs, capsys):
+    model = trained / "model.chainrule"
+    before, data_before = model.read_bytes(), blobs.read_bytes()
+    for args in (
+        ["lr-find", "--data", blobs, "--target", "label", "--plot", model],
+        ["lr-find", "--data", blobs, "--target", "label", "--plot", blobs],
+        ["bench-grad", "--plot", model],
+    ):
+        code, _, err = _run(args, capsys)
+        assert code == 2 and "never replace it" in err and err.count("\n") == 1
+    assert model.read_bytes() == before and blobs.read_bytes() == data_before

@@ -78,31 +78,41 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def predictions_path(out: str, *, overwrite: bool, protected: Sequence[tuple[str, str]]) -> str:
+def predictions_path(
+    out: str,
+    *,
+    overwrite: bool,
+    protected: Sequence[tuple[str, str]],
+    option: str = "--out",
+    default_name: str = "predictions.csv",
+    writing: str = "predictions",
+) -> str:
     """The file ``chainrule predict --out OUT`` may write, or a ValueError saying why not.
 
     ``OUT`` naming an existing directory means ``OUT/predictions.csv``. ``protected`` lists
-    ``(what, path)`` pairs (the input data, the model file) that are never written over.
+    ``(what, path)`` pairs (the input data, the model file) that are never written over, nor
+    is any model file; another existing file only with ``overwrite``.
     """
-    path = os.path.join(out, "predictions.csv") if os.path.isdir(out) else out
+    path = os.path.join(out, default_name) if os.path.isdir(out) else out
     if out.endswith(("/", os.sep)) and not os.path.isdir(out):
-        raise ValueError(f"--out {out!r}: no such directory")
+        raise ValueError(f"{option} {out!r}: no such directory")
     if os.path.lexists(path):
         for what, other in protected:
             if other and os.path.exists(other) and _same_file(path, other):
                 raise ValueError(
-                    f"--out {path!r} is the {what}: predictions never replace it; "
+                    f"{option} {path!r} is the {what}: {writing} never replace it; "
                     "choose another file"
                 )
         if os.path.isdir(path):
-            raise ValueError(f"--out {path!r} is a directory; give a file name")
+            raise ValueError(f"{option} {path!r} is a directory; give a file name")
         if is_model_file(path):
             raise ValueError(
-                f"--out {path!r} is a model file: predictions never replace it; choose another file"
+                f"{option} {path!r} is a model file: {writing} never replace it; "
+                "choose another file"
             )
         if not overwrite:
             raise ValueError(
-                f"--out {path!r} already exists; add --overwrite to replace it, or choose "
+                f"{option} {path!r} already exists; add --overwrite to replace it, or choose "
                 "another file"
             )
     return path

@@ -638,6 +638,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from .diagnostics import lr_find
 
     settings = _settings_from(args)
+    if args.plot:  # a plot never replaces the data or a model file
+        args.plot = _plot_path(args.plot, settings.data)
     table, target = _table_for(settings)
     prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
         table
@@ -663,9 +665,22 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_path(path: str, data: str | None) -> str:
+    return predictions_path(
+        path,
+        overwrite=True,
+        protected=[("input data", data or "")],
+        option="--plot",
+        writing="plots",
+        default_name="plot.png",
+    )
+
+
 def cmd_bench_grad(args: argparse.Namespace) -> int:
     from .diagnostics import bench_grad, bench_grad_figure, format_bench_grad
 
+    if args.plot:
+        args.plot = _plot_path(args.plot, None)
     rows = bench_grad()
     print(format_bench_grad(rows))
     if args.plot:

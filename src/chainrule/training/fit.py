@@ -859,7 +859,9 @@ def fit(
     resume_from : str, optional
         A checkpoint written by ``ModelCheckpoint``: restores the weights, optimizer and
         schedule state, generators, history and callbacks, and continues so that the result is
-        bitwise equal to an uninterrupted run.
+        bitwise equal to an uninterrupted run. Everything is checked before anything changes:
+        an unreadable or crafted checkpoint raises ``ModelFileError``, and a resume that fails
+        leaves the model and optimizer as they were.
 
     Returns
     -------
