@@ -371,3 +371,11 @@ def test_plots_never_replace_a_model_or_the_data(trained, blobs, capsys):
         code, _, err = _run(args, capsys)
         assert code == 2 and "never replace it" in err and err.count("\n") == 1
     assert model.read_bytes() == before and blobs.read_bytes() == data_before
+
+
+def test_predict_out_dash_is_standard_output(trained, blobs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(["predict", "--model", trained, "--data", blobs, "--out", "-"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "prediction,p(no),p(yes)" and len(out.splitlines()) == 81
+    assert not (tmp_path / "-").exists()

@@ -214,7 +214,12 @@ class RunDirectory:
                     ) from exc
                 if os.path.isdir(self.out) and not os.listdir(self.out):
                     continue  # it changed under us; try again
-            check_run_out(self.out, overwrite=self.overwrite)  # e.g. another run got there first
+            try:  # e.g. another run got there first
+                check_run_out(self.out, overwrite=self.overwrite)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc} (it was filled while this run trained; this run was not saved)"
+                ) from None
             old = os.path.join(self.parent, f".{self.base}.{secrets.token_hex(4)}.old")
             try:
                 os.rename(self.out, old)

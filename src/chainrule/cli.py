@@ -713,7 +713,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     path = None
-    if args.out:  # checked first: predictions never replace the input or a model file
+    if args.out and args.out != "-":  # checked first: never replace the input or a model file
         protected = [("input data", args.data or ""), ("model file", _model_path(args.model))]
         path = predictions_path(args.out, overwrite=args.overwrite, protected=protected)
     model, prep = _load_run(args.model)
@@ -910,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_and_data(p, "CSV/NPY/NPZ file with the model's columns")
     p.add_argument(
-        "--out", help="CSV file (or directory for DIR/predictions.csv) to write (default: stdout)"
+        "--out", help="CSV file (or DIR for DIR/predictions.csv) to write (default or -: stdout)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_predict)
