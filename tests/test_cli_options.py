@@ -269,3 +269,17 @@ def test_a_reader_that_leaves_ends_the_command_quietly(command, run_dir):
         os.close(write_end)
     assert proc.stderr == ""  # no "[Errno 32] Broken pipe", no "Exception ignored"
     assert proc.returncode == 141  # as a shell reports a command ended by SIGPIPE
+
+
+def test_run_training_checks_settings_from_python():
+    from chainrule.cli import TrainSettings, run_training
+
+    with pytest.raises(ValueError, match=r"--batch-size must be >= 1 \(an integer\), got 0"):
+        run_training(TrainSettings(dataset="iris", batch_size=0, verbose=0))
+    with pytest.raises(TypeError, match="--early-stopping must be true or false, got the string"):
+        run_training(TrainSettings(dataset="iris", early_stopping="false", verbose=0))  # type: ignore[arg-type]
+
+
+def test_config_that_is_a_device_is_refused(capsys):
+    code, _, err = _run(["train", "--config", "/dev/zero"], capsys)
+    assert "is not a regular file" in _one_line_error(code, err)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._options import check_count, check_network_size, check_option
+from ._options import OPTIONS, check_count, check_network_size, check_option
 from ._outputs import RunDirectory, check_run_out, predictions_path
 from .data import datasets
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
@@ -161,6 +161,9 @@ def _score(prep: TabularPreprocessor, out: np.ndarray, table: Table) -> dict[str
 
 def run_training(settings: TrainSettings) -> RunResult:
     """Load, split, preprocess, train, score on the test split, and write the run's files."""
+    for name, value in vars(settings).items():  # the same checks as the CLI's options
+        if name in OPTIONS and not (name == "batch_size" and value is None):
+            check_option(name, list(value) if isinstance(value, tuple) else value)
     if settings.activation not in ACTIVATIONS:
         raise CLIError(
             f"--activation must be one of {', '.join(sorted(ACTIVATIONS))}, "
@@ -472,6 +475,8 @@ def _load_config(path: str) -> dict[str, Any]:
             raise CLIError("--config needs Python 3.11+ or the tomli package") from None
     if not os.path.exists(path):
         raise CLIError(f"no such config file: {path!r}")
+    if not os.path.isfile(path):
+        raise CLIError(f"--config {path!r} is not a regular file; give a TOML file")
     try:
         with open(path, "rb") as fh:
             cfg = tomllib.load(fh)
