@@ -188,3 +188,13 @@ def test_metrics_refuse_scalars_and_mismatched_shapes(metric):
     assert metric(np.arange(5.0), np.arange(5.0).reshape(5, 1)) == metric(
         np.arange(5.0), np.arange(5.0)
     )
+
+
+def test_a_text_target_with_one_value_per_row_is_refused(tmp_path, capsys):
+    path = tmp_path / "ids.csv"
+    path.write_text("a,name\n" + "".join(f"{i * 0.37:.2f},person{i}\n" for i in range(60)))
+    code, _, err = _run(
+        ["train", "--data", path, "--target", "name", "--out", tmp_path / "r", "-q"], capsys
+    )
+    line = _one_line_error(code, err)
+    assert "has 60 distinct values in 60 rows" in line and "identifier or free text" in line

@@ -259,19 +259,24 @@ def _check_classes(prep: TabularPreprocessor, table: Table, target: str) -> None
     n_classes, n = len(prep.classes or []), len(table)
     if n_classes <= max(20, n // 2):
         return
-    fractional = ""
+    fractional, numeric = "", True
     for v in table.column(target):
         try:
             x = float(v)
         except (TypeError, ValueError):
+            numeric = False
             continue
-        if np.isfinite(x) and x != round(x):
+        if not fractional and np.isfinite(x) and x != round(x):
             fractional = f" (non-integer numbers such as {x:g})"
-            break
+    head = f"classification: the target {target!r} has {n_classes} distinct values in {n} rows"
+    if not numeric:  # text: an identifier or free text, not classes
+        raise CLIError(
+            f"{head}, so most classes have a single row: it looks like an identifier or free "
+            "text; choose another --target"
+        )
     raise CLIError(
-        f"--task classification: the target {target!r} has {n_classes} distinct values in {n} "
-        f"rows{fractional}, so most classes have a single row: it looks like a continuous "
-        "quantity; use --task regression (or auto)"
+        f"--task {head}{fractional}, so most classes have a single row: it looks like a "
+        "continuous quantity; use --task regression (or auto)"
     )
 
 
