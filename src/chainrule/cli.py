@@ -750,8 +750,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("preprocessing:")
         for line in TabularPreprocessor.from_dict(pre).describe().splitlines():
             print(f"  {line}")
-    if mf.training is not None:
+    if isinstance(mf.training, dict):
         print(f"checkpoint: after epoch {mf.training.get('epoch')}")
+    elif mf.training is not None:
+        print("checkpoint: training state unreadable (resuming from it will be refused)")
     return 0
 
 

@@ -221,3 +221,18 @@ def test_a_sound_checkpoint_still_resumes_exactly(checkpoint, tmp_path):
     assert h1.history["loss"] == h2.history["loss"]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("training", [[1, 2], "x", 5])
+def test_training_state_that_is_not_a_table(training, tmp_path, capsys):
+    from chainrule.cli import main
+
+    path = tmp_path / "odd.chainrule"
+    model_io._write(str(path), nn.mlp([2, 3, 2], rng=0), {}, training=training)
+    X, y = np.zeros((10, 2), np.float32), np.zeros(10, np.int64)
+    with pytest.raises(cr.ModelFileError, match="without training state"):
+        cr.fit(
+            nn.mlp([2, 3, 2], rng=0), X, y, loss="cross_entropy", verbose=0, resume_from=str(path)
+        )
+    assert main(["info", "--model", str(path)]) == 0
+    assert "training state unreadable" in capsys.readouterr().out
