@@ -40,7 +40,8 @@ examples:
   chainrule evaluate --model runs/digits --dataset digits
   chainrule predict --model runs/houses --data new_houses.csv --out predictions.csv
   chainrule info --model runs/houses/model.chainrule
-  chainrule train --dataset digits --gradient-flow --report
+  chainrule train --dataset digits --gradient-flow --report --out runs/digits-flow
+  chainrule train --dataset digits --epochs 400 --out runs/digits --overwrite
   chainrule explain --model runs/digits --dataset digits --weight "2.weight[3,1]" --lr 0.001
   chainrule lr-find --dataset digits --plot lr.png
   chainrule gradcheck --model runs/digits --dataset digits
