@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 
 from .._random import as_generator
 from .._validation import check_number
+from ._moments import Moments, moments, standardize
 
 __all__ = [
     "MISSING",
@@ -110,6 +112,18 @@ def _delimiter(fh: Any, delimiter: str | None) -> str:
         return ","
 
 
+def _check_header(header: list[str], p: str) -> None:
+    """Refuse empty or repeated column names (one pass: linear in the number of columns)."""
+    if any(not h for h in header):
+        raise ValueError(
+            f"{p!r}: the header has an empty column name (column {header.index('') + 1})"
+        )
+    counts = Counter(header)
+    dupes = sorted(h for h, c in counts.items() if c > 1)
+    if dupes:
+        raise ValueError(f"{p!r}: duplicate column names in the header: {', '.join(dupes)}")
+
+
 def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Table:
     """Read a CSV file with a header row into a :class:`Table` (values kept as strings).
 
@@ -132,13 +146,7 @@ def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Tabl
     if not rows:
         raise ValueError(f"{p!r} is empty: expected a header row and data rows")
     header = [h.strip() for h in rows[0]]
-    if any(not h for h in header):
-        raise ValueError(
-            f"{p!r}: the header has an empty column name (column {header.index('') + 1})"
-        )
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise ValueError(f"{p!r}: duplicate column names in the header: {', '.join(dupes)}")
+    _check_header(header, p)
     body = rows[1:]
     if not body:
         raise ValueError(f"{p!r} has a header but no data rows")
@@ -213,6 +221,11 @@ def _parse_numbers(
             out[i] = math.nan
             continue
         if not math.isfinite(out[i]):
+            if "inf" not in s.lower() and "nan" not in s.lower():  # "1e400": too large
+                raise ValueError(
+                    f"{source}: the value {s!r} in column {name!r} at {_where(i)} is beyond the "
+                    f"range of float64 (±{np.finfo(np.float64).max:.4g}); rescale the column"
+                )
             missing.append(i)
     return out, missing, bad
 
@@ -224,12 +237,40 @@ def _sorted_classes(values: Sequence[str]) -> list[str]:
         return sorted(values)
 
 
-def _label_strings(col: np.ndarray) -> np.ndarray:
-    if col.dtype.kind in "biuf":
-        return np.array(
-            [f"{v:g}" if float(v) != int(v) else str(int(v)) for v in col], dtype=object
+TARGET_LIMIT = 2.0**1020  # ≈ 1.1e307: a 16th of float64's largest value
+
+
+def _check_target_range(nums: np.ndarray, name: str, source: str) -> None:
+    """Refuse a regression target so large that predictions and errors would overflow."""
+    big = float(np.max(np.abs(nums))) if len(nums) else 0.0
+    if big > TARGET_LIMIT:
+        raise ValueError(
+            f"{source}: the target column {name!r} has values up to {big:.4g}, too close to the "
+            f"largest float64 ({np.finfo(np.float64).max:.4g}) for predictions and errors to be "
+            f"represented (limit {TARGET_LIMIT:.3g}); divide the column by a power of ten first"
         )
-    return np.array([str(v).strip() for v in col], dtype=object)
+
+
+def _canonical_label(v: Any) -> str:
+    """One name per class: labels equal as numbers (``1``, ``1.0``, ``1e0``) are one class.
+
+    Integral numbers are written as integers (``"1"``), other numbers in the shortest form that
+    reads back to the same float64 (``"0.5"``); text is kept as written (stripped).
+    """
+    s = str(v).strip()
+    try:
+        x = float(s)
+    except ValueError:
+        return s
+    if not math.isfinite(x):
+        return s
+    return str(int(x)) if x == int(x) else repr(x)
+
+
+def _label_strings(col: np.ndarray) -> np.ndarray:
+    uniq, inverse = np.unique(np.asarray(col).astype(str), return_inverse=True)
+    names = np.array([_canonical_label(u) for u in uniq], dtype=object)
+    return names[inverse.reshape(-1)]
 
 
 class TabularPreprocessor:
@@ -305,12 +346,12 @@ class TabularPreprocessor:
                     f"{name!r} at {_where(bad[0])}"
                 )
             else:
-                std = float(nums.std())
+                mean, std = moments(nums)
                 self.features.append(
                     {
                         "name": name,
                         "kind": "numeric",
-                        "mean": float(nums.mean()),
+                        "mean": mean,
                         "std": std if std > 0 else 1.0,
                     }
                 )
@@ -352,9 +393,10 @@ class TabularPreprocessor:
                     f"{self.target!r} at {_where(bad[0])} (task is regression)"
                 )
             self.classes = None
+            _check_target_range(nums, self.target or "", table.source)
             if self.scale_target:
-                std = float(nums.std())
-                self.target_mean, self.target_std = float(nums.mean()), std if std > 0 else 1.0
+                mean, std = moments(nums)
+                self.target_mean, self.target_std = mean, std if std > 0 else 1.0
 
     # ----- transforming ------------------------------
     @property
@@ -412,7 +454,7 @@ class TabularPreprocessor:
                     raise ValueError(
                         f"{table.source}: {what} in column {f['name']!r} at {_where(i)}"
                     )
-                blocks.append(((nums - f["mean"]) / f["std"]).reshape(n, 1))
+                blocks.append(standardize(nums, f["mean"], f["std"]).reshape(n, 1))
             else:
                 cats = f["categories"]
                 index = {c: k for k, c in enumerate(cats)}
@@ -439,6 +481,8 @@ class TabularPreprocessor:
             out = np.empty(len(labels), np.int64)
             for i, v in enumerate(labels):
                 k = index.get(v)
+                if k is None:  # a model file written before labels were made canonical
+                    k = index.get(str(col[i]).strip())
                 if k is None:
                     raise ValueError(
                         f"{table.source}: target {v!r} at {_where(i)} is not one of the classes "
@@ -450,7 +494,8 @@ class TabularPreprocessor:
         if missing or bad:
             i = (missing or bad)[0]
             raise ValueError(f"{table.source}: invalid target {str(col[i])!r} at {_where(i)}")
-        return ((nums - self.target_mean) / self.target_std).astype(np.float32).reshape(-1, 1)
+        z = standardize(nums, self.target_mean, self.target_std)
+        return z.astype(np.float32).reshape(-1, 1)
 
     def target_values(self, table: Table) -> np.ndarray:
         """The raw target: class indices, or regression values in original units."""
@@ -578,9 +623,7 @@ def read_csv_chunks(
                 break
         if header is None:
             raise ValueError(f"{p!r} is empty: expected a header row and data rows")
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise ValueError(f"{p!r}: duplicate column names in the header: {', '.join(dupes)}")
+        _check_header(header, p)
         start = 0
         rows: list[list[str]] = []
         for row in reader:
@@ -629,7 +672,9 @@ def csv_to_npy(
     probe: TabularPreprocessor | None = None
     n = 0
     labels: set[str] = set()
-    tstats = [0, 0.0, 0.0]
+    tstats = Moments()
+    tstats_max = 0.0
+    first_bad: tuple[int, str] | None = None
     for chunk in read_csv_chunks(path, chunk_rows):
         if probe is None:
             probe = TabularPreprocessor(target, task, categorical, drop)
@@ -651,18 +696,17 @@ def csv_to_npy(
                 else ("mixed" if bad else "numeric")
             )
             kinds.setdefault(name, set()).add(kind)
-            s = stats.setdefault(name, {"n": 0, "mean": 0.0, "m2": 0.0, "cats": set()})
+            s = stats.setdefault(name, {"moments": Moments(), "cats": set()})
             if kind == "categorical":
                 s["cats"].update(str(v).strip() for v in col)
+                if len(s["cats"]) > MAX_CATEGORIES:
+                    raise ValueError(
+                        f"column {name!r} has more than {MAX_CATEGORIES} distinct text values: "
+                        f"too many to one-hot encode (limit {MAX_CATEGORIES}); drop it if it is "
+                        "an identifier"
+                    )
             elif kind == "numeric":
-                k = len(nums)
-                mean_b = float(nums.mean())
-                m2_b = float(((nums - mean_b) ** 2).sum())
-                tot = s["n"] + k
-                delta = mean_b - s["mean"]
-                s["mean"] += delta * k / tot
-                s["m2"] += m2_b + delta * delta * s["n"] * k / tot
-                s["n"] = tot
+                s["moments"].update(nums)
             else:
                 raise ValueError(
                     f"{chunk.source}: non-numeric value {str(col[bad[0]])!r} in numeric column "
@@ -670,6 +714,8 @@ def csv_to_npy(
                 )
         tcol = chunk.values[target]
         tn, tmiss, tbad = _parse_numbers(tcol, target, chunk.source)
+        if tbad and first_bad is None:
+            first_bad = (getattr(chunk, "row_offset", 0) + tbad[0], str(tcol[tbad[0]]))
         if tmiss:
             raise ValueError(
                 f"{chunk.source}: missing target value at "
@@ -677,9 +723,8 @@ def csv_to_npy(
             )
         labels.update(_label_strings(tcol).tolist() if len(labels) < 10_000 else [])
         if not tbad:
-            tstats[0] += len(tn)
-            tstats[1] += float(tn.sum())
-            tstats[2] += float((tn.astype(np.float64) ** 2).sum())
+            tstats.update(tn)
+            tstats_max = max(tstats_max, float(np.max(np.abs(tn))))
         n += len(chunk)
     if probe is None or n == 0:
         raise ValueError(f"{os.fspath(path)!r} has a header but no data rows")
@@ -695,9 +740,9 @@ def csv_to_npy(
                 {"name": name, "kind": "categorical", "categories": sorted(s["cats"])}
             )
         else:
-            std = float(np.sqrt(s["m2"] / s["n"]))
+            mean, std = s["moments"].result()
             prep.features.append(
-                {"name": name, "kind": "numeric", "mean": s["mean"], "std": std if std > 0 else 1.0}
+                {"name": name, "kind": "numeric", "mean": mean, "std": std if std > 0 else 1.0}
             )
     numeric_labels = all(_is_number(v) for v in labels)
     if prep.task == "auto":
@@ -709,9 +754,19 @@ def csv_to_npy(
         )
     if prep.task == "classification":
         prep.classes = _sorted_classes(sorted(labels))
+        if len(prep.classes) < 2:
+            raise ValueError(
+                f"the target column {target!r} has a single class "
+                f"({prep.classes[0]!r}); classification needs at least two"
+            )
     else:
-        mean = tstats[1] / tstats[0]
-        std = float(np.sqrt(max(tstats[2] / tstats[0] - mean * mean, 0.0)))
+        if first_bad is not None:
+            raise ValueError(
+                f"{os.path.basename(os.fspath(path))}: non-numeric target {first_bad[1]!r} in "
+                f"column {target!r} at {_where(first_bad[0])} (task is regression)"
+            )
+        _check_target_range(np.array([tstats_max]), target, os.path.basename(os.fspath(path)))
+        mean, std = tstats.result()
         prep.target_mean, prep.target_std = mean, std if std > 0 else 1.0
     prep.fitted = True
     # pass 2: transform chunk by chunk into memory-mapped arrays
