@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 
 from .._random import as_generator
 from .._validation import check_number
+from ._arrayfile import check_array_file
 from ._moments import Moments, moments, standardize
 
 __all__ = [
@@ -39,17 +41,30 @@ MAX_CATEGORIES = 200
 
 @dataclass
 class Table:
-    """Named columns: float arrays (numbers) or object arrays of strings (as read)."""
+    """Named columns: float arrays (numbers) or object arrays of strings (as read).
+
+    ``rows`` and ``lines`` (optional) give, for each row, its position among the file's data
+    rows and the line of the file it starts on, so messages name the right place even after
+    quoted fields spanning lines, skipped blank lines, or a split into training and test rows.
+    """
 
     columns: list[str]
     values: dict[str, np.ndarray]
     source: str = "data"
+    rows: np.ndarray | None = None
+    lines: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values[self.columns[0]]) if self.columns else 0
 
     def select(self, rows: np.ndarray) -> Table:
-        return Table(list(self.columns), {c: v[rows] for c, v in self.values.items()}, self.source)
+        return Table(
+            list(self.columns),
+            {c: v[rows] for c, v in self.values.items()},
+            self.source,
+            (self.rows if self.rows is not None else np.arange(len(self)))[rows],
+            None if self.lines is None else self.lines[rows],
+        )
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.values:
@@ -96,8 +111,12 @@ class Table:
         return cls(columns, values, source)
 
 
-def _where(row: int) -> str:
-    return f"row {row + 1} (line {row + 2})"
+def _where(row: int, table: Any = None) -> str:
+    """``row R (line L)`` for row ``row`` of ``table``, as numbered in the file it came from."""
+    rows, lines = getattr(table, "rows", None), getattr(table, "lines", None)
+    r = int(rows[row]) if rows is not None else row
+    line = int(lines[row]) if lines is not None else r + 2
+    return f"row {r + 1} (line {line})"
 
 
 def _delimiter(fh: Any, delimiter: str | None) -> str:
@@ -137,12 +156,17 @@ def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Tabl
         raise ValueError(f"{p!r} is a directory, not a CSV file")
     try:
         with open(p, encoding="utf-8-sig", newline="") as fh:
-            rows = list(csv.reader(fh, delimiter=_delimiter(fh, delimiter)))
+            reader = csv.reader(fh, delimiter=_delimiter(fh, delimiter))
+            rows, starts, line = [], [], 0
+            for r in reader:
+                if r and any(f.strip() for f in r):
+                    rows.append(r)
+                    starts.append(line + 1)  # the line this record starts on
+                line = reader.line_num
     except UnicodeDecodeError:
         raise ValueError(f"{p!r} is not a UTF-8 text file") from None
     except csv.Error as exc:
         raise ValueError(f"{p!r} is not valid CSV: {exc}") from None
-    rows = [r for r in rows if r and any(f.strip() for f in r)]
     if not rows:
         raise ValueError(f"{p!r} is empty: expected a header row and data rows")
     header = [h.strip() for h in rows[0]]
@@ -150,13 +174,15 @@ def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Tabl
     body = rows[1:]
     if not body:
         raise ValueError(f"{p!r} has a header but no data rows")
+    lines = np.array(starts[1:], dtype=np.int64)
     for i, r in enumerate(body):
         if len(r) != len(header):
             raise ValueError(
-                f"{p!r}: {_where(i)} has {len(r)} fields, the header has {len(header)}"
+                f"{p!r}: row {i + 1} (line {lines[i]}) has {len(r)} fields, the header has "
+                f"{len(header)}"
             )
     cols = {h: np.array([r[j].strip() for r in body], dtype=object) for j, h in enumerate(header)}
-    return Table(header, cols, os.path.basename(p))
+    return Table(header, cols, os.path.basename(p), np.arange(len(body)), lines)
 
 
 def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> Table:
@@ -167,6 +193,7 @@ def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> 
     p = os.fspath(path)
     if not os.path.exists(p):
         raise FileNotFoundError(f"no such file: {p!r}")
+    check_array_file(p)  # sizes checked against what the file holds before NumPy allocates
     try:
         obj = np.load(p, allow_pickle=False, mmap_mode=None)
     except (ValueError, OSError) as exc:
@@ -228,6 +255,28 @@ def _parse_numbers(
                 )
             missing.append(i)
     return out, missing, bad
+
+
+_FORMATTED_NUMBER = re.compile(
+    r"[+-]?(\d{1,3}(,\d{3})+(\.\d+)?"  # 1,234 or 1,234.5
+    r"|\d{1,3}(\.\d{3})+(,\d+)?"  # 1.234.567 or 1.234,5
+    r"|\d{1,3}([ \u00a0\u202f']\d{3})+([.,]\d+)?"  # 1 234 or 1'234.5
+    r"|\d*,\d+)"  # 3,14
+)
+
+
+def _refuse_formatted_numbers(col: np.ndarray, bad: list[int], name: str, table: Any) -> None:
+    """Refuse a column whose unreadable values are all numbers with thousands separators or
+    decimal commas ("1,234", "1.234,5", "3,14"): read as text they would silently become
+    categories (or a confusing "non-numeric value")."""
+    values = [str(col[i]).strip() for i in bad]
+    if values and all(_FORMATTED_NUMBER.fullmatch(v) for v in values):
+        raise ValueError(
+            f"{table.source}: column {name!r} holds numbers written with thousands separators "
+            f"or a decimal comma ({values[0]!r} at {_where(bad[0], table)}); numbers must be "
+            "written like 1234.5: remove the separators and use '.' for decimals (or declare "
+            "the column categorical if these are codes)"
+        )
 
 
 def _sorted_classes(values: Sequence[str]) -> list[str]:
@@ -327,10 +376,13 @@ class TabularPreprocessor:
             nums, missing, bad = _parse_numbers(col, name, table.source)
             if missing:
                 raise ValueError(
-                    f"{table.source}: missing value in column {name!r} at {_where(missing[0])}"
+                    f"{table.source}: missing value in column {name!r} at "
+                    f"{_where(missing[0], table)}"
                     + (f" and {len(missing) - 1} more rows" if len(missing) > 1 else "")
                     + "; fill or remove them first"
                 )
+            if bad and name not in self.categorical:
+                _refuse_formatted_numbers(col, bad, name, table)
             categorical = name in self.categorical or (bad and len(bad) == len(col))
             if categorical:
                 cats = sorted({str(v).strip() for v in col})
@@ -343,7 +395,7 @@ class TabularPreprocessor:
             elif bad:
                 raise ValueError(
                     f"{table.source}: non-numeric value {str(col[bad[0]])!r} in numeric column "
-                    f"{name!r} at {_where(bad[0])}"
+                    f"{name!r} at {_where(bad[0], table)}"
                 )
             else:
                 mean, std = moments(nums)
@@ -366,7 +418,7 @@ class TabularPreprocessor:
         if missing:
             raise ValueError(
                 f"{table.source}: missing target value in column {self.target!r} at "
-                f"{_where(missing[0])}"
+                f"{_where(missing[0], table)}"
             )
         task = self.task
         if task == "auto":
@@ -390,7 +442,7 @@ class TabularPreprocessor:
             if bad:
                 raise ValueError(
                     f"{table.source}: non-numeric target {str(col[bad[0]])!r} in column "
-                    f"{self.target!r} at {_where(bad[0])} (task is regression)"
+                    f"{self.target!r} at {_where(bad[0], table)} (task is regression)"
                 )
             self.classes = None
             _check_target_range(nums, self.target or "", table.source)
@@ -452,7 +504,7 @@ class TabularPreprocessor:
                     i = (missing or bad)[0]
                     what = "missing value" if missing else f"non-numeric value {str(col[i])!r}"
                     raise ValueError(
-                        f"{table.source}: {what} in column {f['name']!r} at {_where(i)}"
+                        f"{table.source}: {what} in column {f['name']!r} at {_where(i, table)}"
                     )
                 blocks.append(standardize(nums, f["mean"], f["std"]).reshape(n, 1))
             else:
@@ -464,7 +516,7 @@ class TabularPreprocessor:
                     if k is None:
                         raise ValueError(
                             f"{table.source}: column {f['name']!r} has the category {str(v)!r} at "
-                            f"{_where(i)}, unseen in training; known: {', '.join(cats)}"
+                            f"{_where(i, table)}, unseen in training; known: {', '.join(cats)}"
                         )
                     onehot[i, k] = 1.0
                 blocks.append(onehot)
@@ -485,15 +537,17 @@ class TabularPreprocessor:
                     k = index.get(str(col[i]).strip())
                 if k is None:
                     raise ValueError(
-                        f"{table.source}: target {v!r} at {_where(i)} is not one of the classes "
-                        f"the model knows: {', '.join(self.classes or [])}"
+                        f"{table.source}: target {v!r} at {_where(i, table)} is not one of the "
+                        f"classes the model knows: {', '.join(self.classes or [])}"
                     )
                 out[i] = k
             return out
         nums, missing, bad = _parse_numbers(col, self.target, table.source)
         if missing or bad:
             i = (missing or bad)[0]
-            raise ValueError(f"{table.source}: invalid target {str(col[i])!r} at {_where(i)}")
+            raise ValueError(
+                f"{table.source}: invalid target {str(col[i])!r} at {_where(i, table)}"
+            )
         z = standardize(nums, self.target_mean, self.target_std)
         return z.astype(np.float32).reshape(-1, 1)
 
@@ -626,26 +680,38 @@ def read_csv_chunks(
         _check_header(header, p)
         start = 0
         rows: list[list[str]] = []
+        lines: list[int] = []
+        line = reader.line_num
         for row in reader:
+            first, line = line + 1, reader.line_num  # the record spans lines first..line
             if not row or not any(f.strip() for f in row):
                 continue
             if len(row) != len(header):
                 raise ValueError(
-                    f"{p!r}: {_where(start + len(rows))} has {len(row)} fields, "
+                    f"{p!r}: row {start + len(rows) + 1} (line {first}) has {len(row)} fields, "
                     f"the header has {len(header)}"
                 )
             rows.append(row)
+            lines.append(first)
             if len(rows) == chunk_rows:
-                yield _chunk_table(header, rows, p, start)
+                yield _chunk_table(header, rows, p, start, lines)
                 start += len(rows)
-                rows = []
+                rows, lines = [], []
         if rows:
-            yield _chunk_table(header, rows, p, start)
+            yield _chunk_table(header, rows, p, start, lines)
 
 
-def _chunk_table(header: list[str], rows: list[list[str]], path: str, start: int) -> Table:
+def _chunk_table(
+    header: list[str], rows: list[list[str]], path: str, start: int, lines: list[int]
+) -> Table:
     cols = {h: np.array([r[j].strip() for r in rows], dtype=object) for j, h in enumerate(header)}
-    t = Table(list(header), cols, os.path.basename(path))
+    t = Table(
+        list(header),
+        cols,
+        os.path.basename(path),
+        np.arange(start, start + len(rows)),
+        np.array(lines, dtype=np.int64),
+    )
     t.row_offset = start  # type: ignore[attr-defined]
     return t
 
@@ -674,7 +740,7 @@ def csv_to_npy(
     labels: set[str] = set()
     tstats = Moments()
     tstats_max = 0.0
-    first_bad: tuple[int, str] | None = None
+    first_bad: tuple[str, str] | None = None
     for chunk in read_csv_chunks(path, chunk_rows):
         if probe is None:
             probe = TabularPreprocessor(target, task, categorical, drop)
@@ -684,12 +750,13 @@ def csv_to_npy(
         for name in names:
             col = chunk.values[name]
             nums, missing, bad = _parse_numbers(col, name, chunk.source)
-            offset = getattr(chunk, "row_offset", 0)
             if missing:
                 raise ValueError(
                     f"{chunk.source}: missing value in column {name!r} at "
-                    f"{_where(offset + missing[0])}"
+                    f"{_where(missing[0], chunk)}"
                 )
+            if bad and name not in categorical:
+                _refuse_formatted_numbers(col, bad, name, chunk)
             kind = (
                 "categorical"
                 if (name in categorical or len(bad) == len(col))
@@ -710,17 +777,14 @@ def csv_to_npy(
             else:
                 raise ValueError(
                     f"{chunk.source}: non-numeric value {str(col[bad[0]])!r} in numeric column "
-                    f"{name!r} at {_where(offset + bad[0])}"
+                    f"{name!r} at {_where(bad[0], chunk)}"
                 )
         tcol = chunk.values[target]
         tn, tmiss, tbad = _parse_numbers(tcol, target, chunk.source)
         if tbad and first_bad is None:
-            first_bad = (getattr(chunk, "row_offset", 0) + tbad[0], str(tcol[tbad[0]]))
+            first_bad = (_where(tbad[0], chunk), str(tcol[tbad[0]]))
         if tmiss:
-            raise ValueError(
-                f"{chunk.source}: missing target value at "
-                f"{_where(getattr(chunk, 'row_offset', 0) + tmiss[0])}"
-            )
+            raise ValueError(f"{chunk.source}: missing target value at {_where(tmiss[0], chunk)}")
         labels.update(_label_strings(tcol).tolist() if len(labels) < 10_000 else [])
         if not tbad:
             tstats.update(tn)
@@ -763,7 +827,7 @@ def csv_to_npy(
         if first_bad is not None:
             raise ValueError(
                 f"{os.path.basename(os.fspath(path))}: non-numeric target {first_bad[1]!r} in "
-                f"column {target!r} at {_where(first_bad[0])} (task is regression)"
+                f"column {target!r} at {first_bad[0]} (task is regression)"
             )
         _check_target_range(np.array([tstats_max]), target, os.path.basename(os.fspath(path)))
         mean, std = tstats.result()
