@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def check_array_file(path: str) -> None:
     )
 
 
-def _check_npy(fh: IO[bytes], available: int, label: str) -> None:
+def _check_npy(fh: Any, available: int, label: str) -> None:
     """Check one ``.npy`` stream's header against the ``available`` bytes (header included)."""
     try:
         version = np.lib.format.read_magic(fh)

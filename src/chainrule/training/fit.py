@@ -356,9 +356,7 @@ class Trainer:
         fd = self._fd[1]
         view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         for k, r in enumerate(rows.tolist()):
-            got = os.preadv(
-                fd, [view[k * row_bytes : (k + 1) * row_bytes]], start + r * row_stride
-            )
+            got = os.preadv(fd, [view[k * row_bytes : (k + 1) * row_bytes]], start + r * row_stride)
             if got != row_bytes:
                 raise ValueError(f"{filename!r} ended early: row {r} is incomplete")
         return out
