@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._model_limits import check_architecture
 from .nn.layers import LAYERS
 from .nn.module import Module
 
@@ -148,7 +149,7 @@ def build(arch: Any, _depth: int = 0) -> Module:
         return cls(**config)
     except ModelFileError:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ModelFileError(f"invalid configuration for layer {name}: {exc}") from None
 
 
@@ -344,6 +345,8 @@ def _load_file(path: str | os.PathLike[str]) -> ModelFile:
     if tensor_digest(tensors, meta) != meta.get("chainrule.sha256"):
         raise ModelFileError(f"{str(p)!r} is corrupted: the tensors' SHA-256 does not match")
     arch = _json_field(meta, "chainrule.architecture")
+    stored = sum(v.size for k, v in tensors.items() if k.startswith("model/"))
+    check_architecture(arch, stored, ModelFileError)  # before anything is allocated
     model = build(arch)
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
     try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,8 @@ import numpy as np
 
 from .._random import as_generator
 from .._validation import check_number
+from ._arrayfile import check_array_file
+from ._moments import Moments, moments, standardize
 
 __all__ = [
     "MISSING",
@@ -37,17 +41,30 @@ MAX_CATEGORIES = 200
 
 @dataclass
 class Table:
-    """Named columns: float arrays (numbers) or object arrays of strings (as read)."""
+    """Named columns: float arrays (numbers) or object arrays of strings (as read).
+
+    ``rows`` and ``lines`` (optional) give, for each row, its position among the file's data
+    rows and the line of the file it starts on, so messages name the right place even after
+    quoted fields spanning lines, skipped blank lines, or a split into training and test rows.
+    """
 
     columns: list[str]
     values: dict[str, np.ndarray]
     source: str = "data"
+    rows: np.ndarray | None = None
+    lines: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values[self.columns[0]]) if self.columns else 0
 
     def select(self, rows: np.ndarray) -> Table:
-        return Table(list(self.columns), {c: v[rows] for c, v in self.values.items()}, self.source)
+        return Table(
+            list(self.columns),
+            {c: v[rows] for c, v in self.values.items()},
+            self.source,
+            (self.rows if self.rows is not None else np.arange(len(self)))[rows],
+            None if self.lines is None else self.lines[rows],
+        )
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.values:
@@ -94,8 +111,12 @@ class Table:
         return cls(columns, values, source)
 
 
-def _where(row: int) -> str:
-    return f"row {row + 1} (line {row + 2})"
+def _where(row: int, table: Any = None) -> str:
+    """``row R (line L)`` for row ``row`` of ``table``, as numbered in the file it came from."""
+    rows, lines = getattr(table, "rows", None), getattr(table, "lines", None)
+    r = int(rows[row]) if rows is not None else row
+    line = int(lines[row]) if lines is not None else r + 2
+    return f"row {r + 1} (line {line})"
 
 
 def _delimiter(fh: Any, delimiter: str | None) -> str:
@@ -108,6 +129,18 @@ def _delimiter(fh: Any, delimiter: str | None) -> str:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
+
+
+def _check_header(header: list[str], p: str) -> None:
+    """Refuse empty or repeated column names (one pass: linear in the number of columns)."""
+    if any(not h for h in header):
+        raise ValueError(
+            f"{p!r}: the header has an empty column name (column {header.index('') + 1})"
+        )
+    counts = Counter(header)
+    dupes = sorted(h for h, c in counts.items() if c > 1)
+    if dupes:
+        raise ValueError(f"{p!r}: duplicate column names in the header: {', '.join(dupes)}")
 
 
 def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Table:
@@ -123,32 +156,33 @@ def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Tabl
         raise ValueError(f"{p!r} is a directory, not a CSV file")
     try:
         with open(p, encoding="utf-8-sig", newline="") as fh:
-            rows = list(csv.reader(fh, delimiter=_delimiter(fh, delimiter)))
+            reader = csv.reader(fh, delimiter=_delimiter(fh, delimiter))
+            rows, starts, line = [], [], 0
+            for r in reader:
+                if r and any(f.strip() for f in r):
+                    rows.append(r)
+                    starts.append(line + 1)  # the line this record starts on
+                line = reader.line_num
     except UnicodeDecodeError:
         raise ValueError(f"{p!r} is not a UTF-8 text file") from None
     except csv.Error as exc:
         raise ValueError(f"{p!r} is not valid CSV: {exc}") from None
-    rows = [r for r in rows if r and any(f.strip() for f in r)]
     if not rows:
         raise ValueError(f"{p!r} is empty: expected a header row and data rows")
     header = [h.strip() for h in rows[0]]
-    if any(not h for h in header):
-        raise ValueError(
-            f"{p!r}: the header has an empty column name (column {header.index('') + 1})"
-        )
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise ValueError(f"{p!r}: duplicate column names in the header: {', '.join(dupes)}")
+    _check_header(header, p)
     body = rows[1:]
     if not body:
         raise ValueError(f"{p!r} has a header but no data rows")
+    lines = np.array(starts[1:], dtype=np.int64)
     for i, r in enumerate(body):
         if len(r) != len(header):
             raise ValueError(
-                f"{p!r}: {_where(i)} has {len(r)} fields, the header has {len(header)}"
+                f"{p!r}: row {i + 1} (line {lines[i]}) has {len(r)} fields, the header has "
+                f"{len(header)}"
             )
     cols = {h: np.array([r[j].strip() for r in body], dtype=object) for j, h in enumerate(header)}
-    return Table(header, cols, os.path.basename(p))
+    return Table(header, cols, os.path.basename(p), np.arange(len(body)), lines)
 
 
 def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> Table:
@@ -159,6 +193,7 @@ def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> 
     p = os.fspath(path)
     if not os.path.exists(p):
         raise FileNotFoundError(f"no such file: {p!r}")
+    check_array_file(p)  # sizes checked against what the file holds before NumPy allocates
     try:
         obj = np.load(p, allow_pickle=False, mmap_mode=None)
     except (ValueError, OSError) as exc:
@@ -219,8 +254,35 @@ def _parse_numbers(
             out[i] = math.nan
             continue
         if not math.isfinite(out[i]):
+            if "inf" not in s.lower() and "nan" not in s.lower():  # "1e400": too large
+                raise ValueError(
+                    f"{source}: the value {s!r} in column {name!r} at {_where(i)} is beyond the "
+                    f"range of float64 (±{np.finfo(np.float64).max:.4g}); rescale the column"
+                )
             missing.append(i)
     return out, missing, bad
+
+
+_FORMATTED_NUMBER = re.compile(
+    r"[+-]?(\d{1,3}(,\d{3})+(\.\d+)?"  # 1,234 or 1,234.5
+    r"|\d{1,3}(\.\d{3})+(,\d+)?"  # 1.234.567 or 1.234,5
+    r"|\d{1,3}([ \u00a0\u202f']\d{3})+([.,]\d+)?"  # 1 234 or 1'234.5
+    r"|\d*,\d+)"  # 3,14
+)
+
+
+def _refuse_formatted_numbers(col: np.ndarray, bad: list[int], name: str, table: Any) -> None:
+    """Refuse a column whose unreadable values are all numbers with thousands separators or
+    decimal commas ("1,234", "1.234,5", "3,14"): read as text they would silently become
+    categories (or a confusing "non-numeric value")."""
+    values = [str(col[i]).strip() for i in bad]
+    if values and all(_FORMATTED_NUMBER.fullmatch(v) for v in values):
+        raise ValueError(
+            f"{table.source}: column {name!r} holds numbers written with thousands separators "
+            f"or a decimal comma ({values[0]!r} at {_where(bad[0], table)}); numbers must be "
+            "written like 1234.5: remove the separators and use '.' for decimals (or declare "
+            "the column categorical if these are codes)"
+        )
 
 
 def _sorted_classes(values: Sequence[str]) -> list[str]:
@@ -230,12 +292,40 @@ def _sorted_classes(values: Sequence[str]) -> list[str]:
         return sorted(values)
 
 
-def _label_strings(col: np.ndarray) -> np.ndarray:
-    if col.dtype.kind in "biuf":
-        return np.array(
-            [f"{v:g}" if float(v) != int(v) else str(int(v)) for v in col], dtype=object
+TARGET_LIMIT = 2.0**1020  # ≈ 1.1e307: a 16th of float64's largest value
+
+
+def _check_target_range(nums: np.ndarray, name: str, source: str) -> None:
+    """Refuse a regression target so large that predictions and errors would overflow."""
+    big = float(np.max(np.abs(nums))) if len(nums) else 0.0
+    if big > TARGET_LIMIT:
+        raise ValueError(
+            f"{source}: the target column {name!r} has values up to {big:.4g}, too close to the "
+            f"largest float64 ({np.finfo(np.float64).max:.4g}) for predictions and errors to be "
+            f"represented (limit {TARGET_LIMIT:.3g}); divide the column by a power of ten first"
         )
-    return np.array([str(v).strip() for v in col], dtype=object)
+
+
+def _canonical_label(v: Any) -> str:
+    """One name per class: labels equal as numbers (``1``, ``1.0``, ``1e0``) are one class.
+
+    Integral numbers are written as integers (``"1"``), other numbers in the shortest form that
+    reads back to the same float64 (``"0.5"``); text is kept as written (stripped).
+    """
+    s = str(v).strip()
+    try:
+        x = float(s)
+    except ValueError:
+        return s
+    if not math.isfinite(x):
+        return s
+    return str(int(x)) if x == int(x) else repr(x)
+
+
+def _label_strings(col: np.ndarray) -> np.ndarray:
+    uniq, inverse = np.unique(np.asarray(col).astype(str), return_inverse=True)
+    names = np.array([_canonical_label(u) for u in uniq], dtype=object)
+    return names[inverse.reshape(-1)]
 
 
 class TabularPreprocessor:
@@ -292,10 +382,13 @@ class TabularPreprocessor:
             nums, missing, bad = _parse_numbers(col, name, table.source)
             if missing:
                 raise ValueError(
-                    f"{table.source}: missing value in column {name!r} at {_where(missing[0])}"
+                    f"{table.source}: missing value in column {name!r} at "
+                    f"{_where(missing[0], table)}"
                     + (f" and {len(missing) - 1} more rows" if len(missing) > 1 else "")
                     + "; fill or remove them first"
                 )
+            if bad and name not in self.categorical:
+                _refuse_formatted_numbers(col, bad, name, table)
             categorical = name in self.categorical or (bad and len(bad) == len(col))
             if categorical:
                 cats = sorted({str(v).strip() for v in col})
@@ -308,15 +401,15 @@ class TabularPreprocessor:
             elif bad:
                 raise ValueError(
                     f"{table.source}: non-numeric value {str(col[bad[0]])!r} in numeric column "
-                    f"{name!r} at {_where(bad[0])}"
+                    f"{name!r} at {_where(bad[0], table)}"
                 )
             else:
-                std = float(nums.std())
+                mean, std = moments(nums)
                 self.features.append(
                     {
                         "name": name,
                         "kind": "numeric",
-                        "mean": float(nums.mean()),
+                        "mean": mean,
                         "std": std if std > 0 else 1.0,
                     }
                 )
@@ -331,7 +424,7 @@ class TabularPreprocessor:
         if missing:
             raise ValueError(
                 f"{table.source}: missing target value in column {self.target!r} at "
-                f"{_where(missing[0])}"
+                f"{_where(missing[0], table)}"
             )
         task = self.task
         if task == "auto":
@@ -355,12 +448,13 @@ class TabularPreprocessor:
             if bad:
                 raise ValueError(
                     f"{table.source}: non-numeric target {str(col[bad[0]])!r} in column "
-                    f"{self.target!r} at {_where(bad[0])} (task is regression)"
+                    f"{self.target!r} at {_where(bad[0], table)} (task is regression)"
                 )
             self.classes = None
+            _check_target_range(nums, self.target or "", table.source)
             if self.scale_target:
-                std = float(nums.std())
-                self.target_mean, self.target_std = float(nums.mean()), std if std > 0 else 1.0
+                mean, std = moments(nums)
+                self.target_mean, self.target_std = mean, std if std > 0 else 1.0
 
     # ----- transforming ------------------------------
     @property
@@ -416,9 +510,9 @@ class TabularPreprocessor:
                     i = (missing or bad)[0]
                     what = "missing value" if missing else f"non-numeric value {str(col[i])!r}"
                     raise ValueError(
-                        f"{table.source}: {what} in column {f['name']!r} at {_where(i)}"
+                        f"{table.source}: {what} in column {f['name']!r} at {_where(i, table)}"
                     )
-                blocks.append(((nums - f["mean"]) / f["std"]).reshape(n, 1))
+                blocks.append(standardize(nums, f["mean"], f["std"]).reshape(n, 1))
             else:
                 cats = f["categories"]
                 index = {c: k for k, c in enumerate(cats)}
@@ -428,7 +522,7 @@ class TabularPreprocessor:
                     if k is None:
                         raise ValueError(
                             f"{table.source}: column {f['name']!r} has the category {str(v)!r} at "
-                            f"{_where(i)}, unseen in training; known: {', '.join(cats)}"
+                            f"{_where(i, table)}, unseen in training; known: {', '.join(cats)}"
                         )
                     onehot[i, k] = 1.0
                 blocks.append(onehot)
@@ -445,18 +539,23 @@ class TabularPreprocessor:
             out = np.empty(len(labels), np.int64)
             for i, v in enumerate(labels):
                 k = index.get(v)
+                if k is None:  # a model file written before labels were made canonical
+                    k = index.get(str(col[i]).strip())
                 if k is None:
                     raise ValueError(
-                        f"{table.source}: target {v!r} at {_where(i)} is not one of the classes "
-                        f"the model knows: {', '.join(self.classes or [])}"
+                        f"{table.source}: target {v!r} at {_where(i, table)} is not one of the "
+                        f"classes the model knows: {', '.join(self.classes or [])}"
                     )
                 out[i] = k
             return out
         nums, missing, bad = _parse_numbers(col, self.target, table.source)
         if missing or bad:
             i = (missing or bad)[0]
-            raise ValueError(f"{table.source}: invalid target {str(col[i])!r} at {_where(i)}")
-        return ((nums - self.target_mean) / self.target_std).astype(np.float32).reshape(-1, 1)
+            raise ValueError(
+                f"{table.source}: invalid target {str(col[i])!r} at {_where(i, table)}"
+            )
+        z = standardize(nums, self.target_mean, self.target_std)
+        return z.astype(np.float32).reshape(-1, 1)
 
     def target_values(self, table: Table) -> np.ndarray:
         """The raw target: class indices, or regression values in original units."""
@@ -584,31 +683,41 @@ def read_csv_chunks(
                 break
         if header is None:
             raise ValueError(f"{p!r} is empty: expected a header row and data rows")
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise ValueError(f"{p!r}: duplicate column names in the header: {', '.join(dupes)}")
+        _check_header(header, p)
         start = 0
         rows: list[list[str]] = []
+        lines: list[int] = []
+        line = reader.line_num
         for row in reader:
+            first, line = line + 1, reader.line_num  # the record spans lines first..line
             if not row or not any(f.strip() for f in row):
                 continue
             if len(row) != len(header):
                 raise ValueError(
-                    f"{p!r}: {_where(start + len(rows))} has {len(row)} fields, "
+                    f"{p!r}: row {start + len(rows) + 1} (line {first}) has {len(row)} fields, "
                     f"the header has {len(header)}"
                 )
             rows.append(row)
+            lines.append(first)
             if len(rows) == chunk_rows:
-                yield _chunk_table(header, rows, p, start)
+                yield _chunk_table(header, rows, p, start, lines)
                 start += len(rows)
-                rows = []
+                rows, lines = [], []
         if rows:
-            yield _chunk_table(header, rows, p, start)
+            yield _chunk_table(header, rows, p, start, lines)
 
 
-def _chunk_table(header: list[str], rows: list[list[str]], path: str, start: int) -> Table:
+def _chunk_table(
+    header: list[str], rows: list[list[str]], path: str, start: int, lines: list[int]
+) -> Table:
     cols = {h: np.array([r[j].strip() for r in rows], dtype=object) for j, h in enumerate(header)}
-    t = Table(list(header), cols, os.path.basename(path))
+    t = Table(
+        list(header),
+        cols,
+        os.path.basename(path),
+        np.arange(start, start + len(rows)),
+        np.array(lines, dtype=np.int64),
+    )
     t.row_offset = start  # type: ignore[attr-defined]
     return t
 
@@ -635,7 +744,9 @@ def csv_to_npy(
     probe: TabularPreprocessor | None = None
     n = 0
     labels: set[str] = set()
-    tstats = [0, 0.0, 0.0]
+    tstats = Moments()
+    tstats_max = 0.0
+    first_bad: tuple[str, str] | None = None
     for chunk in read_csv_chunks(path, chunk_rows):
         if probe is None:
             probe = TabularPreprocessor(target, task, categorical, drop)
@@ -645,47 +756,45 @@ def csv_to_npy(
         for name in names:
             col = chunk.values[name]
             nums, missing, bad = _parse_numbers(col, name, chunk.source)
-            offset = getattr(chunk, "row_offset", 0)
             if missing:
                 raise ValueError(
                     f"{chunk.source}: missing value in column {name!r} at "
-                    f"{_where(offset + missing[0])}"
+                    f"{_where(missing[0], chunk)}"
                 )
+            if bad and name not in categorical:
+                _refuse_formatted_numbers(col, bad, name, chunk)
             kind = (
                 "categorical"
                 if (name in categorical or len(bad) == len(col))
                 else ("mixed" if bad else "numeric")
             )
             kinds.setdefault(name, set()).add(kind)
-            s = stats.setdefault(name, {"n": 0, "mean": 0.0, "m2": 0.0, "cats": set()})
+            s = stats.setdefault(name, {"moments": Moments(), "cats": set()})
             if kind == "categorical":
                 s["cats"].update(str(v).strip() for v in col)
+                if len(s["cats"]) > MAX_CATEGORIES:
+                    raise ValueError(
+                        f"column {name!r} has more than {MAX_CATEGORIES} distinct text values: "
+                        f"too many to one-hot encode (limit {MAX_CATEGORIES}); drop it if it is "
+                        "an identifier"
+                    )
             elif kind == "numeric":
-                k = len(nums)
-                mean_b = float(nums.mean())
-                m2_b = float(((nums - mean_b) ** 2).sum())
-                tot = s["n"] + k
-                delta = mean_b - s["mean"]
-                s["mean"] += delta * k / tot
-                s["m2"] += m2_b + delta * delta * s["n"] * k / tot
-                s["n"] = tot
+                s["moments"].update(nums)
             else:
                 raise ValueError(
                     f"{chunk.source}: non-numeric value {str(col[bad[0]])!r} in numeric column "
-                    f"{name!r} at {_where(offset + bad[0])}"
+                    f"{name!r} at {_where(bad[0], chunk)}"
                 )
         tcol = chunk.values[target]
         tn, tmiss, tbad = _parse_numbers(tcol, target, chunk.source)
+        if tbad and first_bad is None:
+            first_bad = (_where(tbad[0], chunk), str(tcol[tbad[0]]))
         if tmiss:
-            raise ValueError(
-                f"{chunk.source}: missing target value at "
-                f"{_where(getattr(chunk, 'row_offset', 0) + tmiss[0])}"
-            )
+            raise ValueError(f"{chunk.source}: missing target value at {_where(tmiss[0], chunk)}")
         labels.update(_label_strings(tcol).tolist() if len(labels) < 10_000 else [])
         if not tbad:
-            tstats[0] += len(tn)
-            tstats[1] += float(tn.sum())
-            tstats[2] += float((tn.astype(np.float64) ** 2).sum())
+            tstats.update(tn)
+            tstats_max = max(tstats_max, float(np.max(np.abs(tn))))
         n += len(chunk)
     if probe is None or n == 0:
         raise ValueError(f"{os.fspath(path)!r} has a header but no data rows")
@@ -701,9 +810,9 @@ def csv_to_npy(
                 {"name": name, "kind": "categorical", "categories": sorted(s["cats"])}
             )
         else:
-            std = float(np.sqrt(s["m2"] / s["n"]))
+            mean, std = s["moments"].result()
             prep.features.append(
-                {"name": name, "kind": "numeric", "mean": s["mean"], "std": std if std > 0 else 1.0}
+                {"name": name, "kind": "numeric", "mean": mean, "std": std if std > 0 else 1.0}
             )
     numeric_labels = all(_is_number(v) for v in labels)
     if prep.task == "auto":
@@ -715,9 +824,19 @@ def csv_to_npy(
         )
     if prep.task == "classification":
         prep.classes = _sorted_classes(sorted(labels))
+        if len(prep.classes) < 2:
+            raise ValueError(
+                f"the target column {target!r} has a single class "
+                f"({prep.classes[0]!r}); classification needs at least two"
+            )
     else:
-        mean = tstats[1] / tstats[0]
-        std = float(np.sqrt(max(tstats[2] / tstats[0] - mean * mean, 0.0)))
+        if first_bad is not None:
+            raise ValueError(
+                f"{os.path.basename(os.fspath(path))}: non-numeric target {first_bad[1]!r} in "
+                f"column {target!r} at {first_bad[0]} (task is regression)"
+            )
+        _check_target_range(np.array([tstats_max]), target, os.path.basename(os.fspath(path)))
+        mean, std = tstats.result()
         prep.target_mean, prep.target_std = mean, std if std > 0 else 1.0
     prep.fitted = True
     # pass 2: transform chunk by chunk into memory-mapped arrays

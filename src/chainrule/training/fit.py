@@ -171,6 +171,31 @@ def _all_finite(a: np.ndarray) -> bool:
     return bool(np.isfinite(a).all())
 
 
+def _file_position(X: np.memmap) -> int | None:
+    """Byte position in its file of ``X[0]``, or None if rows cannot be read with ``pread``.
+
+    A view of a memory map (``mm[2000:]``, ``mm[::-3]``) keeps its parent's ``offset``, which is
+    where the *mapping* starts in the file, not where the view does: the view's first row is
+    ``offset`` plus its distance from the mapped array's first byte. Each row must itself be
+    one contiguous run of bytes (any row stride, negative too), and the mapping must show the
+    file (not copy-on-write, ``mode="c"``, whose private writes ``pread`` would not see).
+    """
+    root: Any = X
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if (
+        X.ndim == 0
+        or getattr(root, "_mmap", None) is None
+        or root.base is not root._mmap
+        or getattr(X, "mode", None) == "c"
+        or not isinstance(getattr(root, "offset", None), int)
+        or not (X.ndim == 1 or X[:1].flags.c_contiguous)  # each row contiguous
+        or X.strides[0] == 0
+    ):
+        return None
+    return int(root.offset) + (X.ctypes.data - root.ctypes.data)
+
+
 def _check_finite(name: str, arr: np.ndarray, doing: str = "training") -> None:
     if arr.dtype.kind != "f" or isinstance(arr, np.memmap):
         return  # a memory-mapped set is checked batch by batch instead of read in full here
@@ -329,16 +354,13 @@ class Trainer:
         the kernel's page cache.
         """
         filename = getattr(X, "filename", None)
-        if (
-            filename is None
-            or not X.flags.c_contiguous
-            or getattr(X, "_mmap", None) is None
-            or not hasattr(os, "preadv")
-        ):
+        start = _file_position(X)
+        if filename is None or start is None or not hasattr(os, "preadv"):
             return np.array(X[idx])
         rows = np.arange(len(X))[idx] if not isinstance(idx, np.ndarray) else idx
         out = np.empty((len(rows), *X.shape[1:]), X.dtype)
         row_bytes = out[0].nbytes if len(rows) else 0
+        row_stride = X.strides[0] if X.ndim else 0
         if self._fd is None or self._fd[0] != filename:
             if self._fd is not None:
                 os.close(self._fd[1])
@@ -346,9 +368,7 @@ class Trainer:
         fd = self._fd[1]
         view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         for k, r in enumerate(rows.tolist()):
-            got = os.preadv(
-                fd, [view[k * row_bytes : (k + 1) * row_bytes]], X.offset + r * row_bytes
-            )
+            got = os.preadv(fd, [view[k * row_bytes : (k + 1) * row_bytes]], start + r * row_stride)
             if got != row_bytes:
                 raise ValueError(f"{filename!r} ended early: row {r} is incomplete")
         return out

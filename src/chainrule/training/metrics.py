@@ -7,6 +7,7 @@ labels; ``log_loss`` receives predicted probabilities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,10 +122,29 @@ def log_loss(y_true: Any, proba: Any, eps: float | None = None) -> float:
     return float(-np.mean(np.log(p[np.arange(len(y)), y.astype(np.int64).reshape(-1)])))
 
 
+def _power_of_two_scale(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``a / 2**e``, ``b / 2**e`` and ``e``, with ``2**e`` near the largest magnitude.
+
+    Dividing by a power of two is exact, so errors and spreads of values near 1e300 are
+    computed without their squares overflowing; ordinary magnitudes are left as they are.
+    """
+    a = a.astype(np.float64)
+    b = b.astype(np.float64).reshape(a.shape)
+    if a.size == 0:
+        return a, b, 0
+    with np.errstate(invalid="ignore"):
+        big = float(max(np.max(np.abs(a)), np.max(np.abs(b))))
+    if not (math.isfinite(big) and big > 0) or 1e-150 < big < 1e150:
+        return a, b, 0
+    e = math.frexp(big)[1]
+    return np.ldexp(a, -e), np.ldexp(b, -e), e
+
+
 def mae(y_true: Any, y_pred: Any) -> float:
     """Mean absolute error."""
     a, b = _check_pair(y_true, y_pred, "mae")
-    return float(np.mean(np.abs(a.astype(np.float64) - b.reshape(a.shape))))
+    a, b, e = _power_of_two_scale(a, b)
+    return math.ldexp(float(np.mean(np.abs(a - b))), e)
 
 
 def mse(y_true: Any, y_pred: Any) -> float:
@@ -134,15 +154,18 @@ def mse(y_true: Any, y_pred: Any) -> float:
 
 
 def rmse(y_true: Any, y_pred: Any) -> float:
-    """Root mean squared error."""
-    return float(np.sqrt(mse(y_true, y_pred)))
+    """Root mean squared error (finite for every finite input, even where the MSE overflows)."""
+    a, b = _check_pair(y_true, y_pred, "rmse")
+    a, b, e = _power_of_two_scale(a, b)
+    return math.ldexp(float(np.sqrt(np.mean((a - b) ** 2))), e)
 
 
 def r2(y_true: Any, y_pred: Any) -> float:
     """Coefficient of determination ``1 - Σ(y - ŷ)² / Σ(y - ȳ)²`` (averaged over outputs)."""
     a, b = _check_pair(y_true, y_pred, "r2")
-    a = a.astype(np.float64).reshape(len(a), -1)
-    b = b.astype(np.float64).reshape(a.shape)
+    a, b, _ = _power_of_two_scale(a, b)  # the ratio is the same in any power-of-two unit
+    a = a.reshape(len(a), -1)
+    b = b.reshape(a.shape)
     ss_res = ((a - b) ** 2).sum(axis=0)
     ss_tot = ((a - a.mean(axis=0)) ** 2).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,0 +1,112 @@
+"""What a model file's architecture may ask for, checked before any layer is built.
+
+Building ``Linear(10**6, 10**6)`` allocates 4 TB before the weights are compared with the file;
+``BatchNorm1d(10**9)`` 16 GB; a dtype ``"V2000000000"`` 2 GB per element. :func:`check_architecture`
+walks the architecture's JSON first and refuses (with :class:`~chainrule.io.ModelFileError`):
+
+- more than ``MAX_MODULES`` layers in all (400 000 ReLUs took 8.8 s to build);
+- a ``dtype`` that is not a floating-point type of at most 8 bytes;
+- integers beyond ±2**53 in a layer's configuration (``negative_slope=10**400``);
+- layers whose parameters and buffers would hold more elements than the file's model tensors
+  do. Every parameter and buffer of a valid file is stored in it, so a valid file always passes,
+  and the memory a file can make the loader allocate is bounded by the file's own size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_MODULES", "check_architecture"]
+
+MAX_MODULES = 10_000
+
+
+def _size(v: Any) -> int | None:
+    """A non-negative integer configuration value, or None (the layer itself will judge it)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    return None
+
+
+def _elements(name: str, config: dict[str, Any]) -> int:
+    """Number of elements the layer ``name`` allocates for its parameters and buffers."""
+    if name == "Linear":
+        n_in, n_out = _size(config.get("in_features")), _size(config.get("out_features"))
+        if n_in is None or n_out is None:
+            return 0
+        return n_in * n_out + (n_out if config.get("bias", True) else 0)
+    if name == "BatchNorm1d":
+        n = _size(config.get("num_features"))
+        if n is None:
+            return 0
+        affine = 2 * n if config.get("affine", True) else 0
+        stats = 2 * n + 1 if config.get("track_running_stats", True) else 0
+        return affine + stats
+    return 0
+
+
+def _check_values(name: str, value: Any, error: type[Exception]) -> None:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53:
+            raise error(
+                f"invalid configuration for layer {name}: an integer of {v.bit_length()} bits "
+                "is too large"
+            )
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise error(f"invalid configuration for layer {name}: {v} is not a finite number")
+
+
+def check_architecture(arch: Any, stored_elements: int, error: type[Exception]) -> None:
+    """Refuse an architecture that would allocate more than the file holds (see module doc).
+
+    Parameters
+    ----------
+    arch : the architecture JSON (``{"type": ..., "config": ...}``), as read from the file.
+    stored_elements : the number of elements in the file's model tensors.
+    error : the exception type to raise (``ModelFileError``).
+    """
+    total = 0
+    modules = 0
+    stack = [arch]
+    while stack:
+        node = stack.pop()
+        modules += 1
+        if modules > MAX_MODULES:
+            raise error(f"the architecture has more than {MAX_MODULES} layers")
+        if not isinstance(node, dict):
+            continue  # build() names the problem
+        name, config = node.get("type"), node.get("config", {})
+        if not isinstance(name, str) or not isinstance(config, dict):
+            continue
+        if name == "Sequential":
+            layers = config.get("layers")
+            if isinstance(layers, list):
+                stack.extend(layers)
+            continue
+        _check_values(name, config, error)
+        dtype = config.get("dtype")
+        if dtype is not None:
+            try:
+                dt = np.dtype(dtype) if isinstance(dtype, str) else None
+            except (TypeError, ValueError):
+                dt = None
+            if dt is None or dt.kind != "f" or dt.itemsize > 8:
+                raise error(
+                    f"invalid configuration for layer {name}: dtype must be float32 or float64, "
+                    f"got {dtype!r:.40}"
+                )
+        total += _elements(name, config)
+        if total > stored_elements:
+            raise error(
+                f"the architecture's layers need {total:,} or more weights but the file holds "
+                f"{stored_elements:,} (first too large: {name} with {config!r:.80})"
+            )
