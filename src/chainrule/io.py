@@ -7,7 +7,8 @@ caller attached (``chainrule.extra``: preprocessing, class names), the training 
 checkpoint (``chainrule.training``) and a SHA-256 over every tensor (``chainrule.sha256``).
 
 Loading never executes code: no pickle, no eval, no import by name. The architecture names
-layers from a fixed table (:data:`chainrule.nn.LAYERS`). The SHA-256 covers the tensors and
+layers from a table held in the loading process: chainrule's layers (:data:`chainrule.nn.LAYERS`)
+and the classes registered with ``@cr.nn.register_module``. The SHA-256 covers the tensors and
 every metadata entry, so any single flipped bit is detected. Any malformed, truncated, corrupted or
 foreign file raises :class:`ModelFileError`, and nothing else. Files are written atomically
 (temporary file, fsync, rename): a crash mid-save leaves the previous file intact.
@@ -27,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .nn.layers import LAYERS
 from .nn.module import Module
+from .nn.registry import build_module, describe_module
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -112,44 +113,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 # ----- architecture ------------------------------
 def describe(model: Module) -> dict[str, Any]:
-    """The JSON-able description ``{"type": ..., "config": ...}`` that rebuilds ``model``."""
-    name = type(model).__name__
-    if LAYERS.get(name) is not type(model):
-        raise TypeError(
-            f"{name} is not one of chainrule's layers ({', '.join(sorted(LAYERS))}): it cannot "
-            "be described in a model file; save model.state_dict() instead"
-        )
-    return {"type": name, "config": model.get_config()}
+    """The JSON-able description ``{"type": ..., "config": ...}`` that rebuilds ``model``.
+
+    Raises TypeError naming the first module (at any depth) that is neither a chainrule layer
+    nor registered with ``@cr.nn.register_module``.
+    """
+    return describe_module(model)
 
 
 def build(arch: Any, _depth: int = 0) -> Module:
     """Rebuild a model from :func:`describe`'s output; raises ModelFileError if it is invalid."""
-    if _depth > _MAX_DEPTH:
-        raise ModelFileError("architecture is nested too deeply")
-    if not isinstance(arch, dict) or not isinstance(arch.get("type"), str):
-        raise ModelFileError(
-            f"architecture entry must be an object with a 'type', got {arch!r:.80}"
-        )
-    name = arch["type"]
-    cls = LAYERS.get(name)
-    if cls is None:
-        raise ModelFileError(
-            f"architecture names an unknown layer {name!r:.60}; known: {', '.join(sorted(LAYERS))}"
-        )
-    config = arch.get("config", {})
-    if not isinstance(config, dict):
-        raise ModelFileError(f"config of layer {name} must be an object")
-    try:
-        if name == "Sequential":
-            layers = config.get("layers")
-            if not isinstance(layers, list) or set(config) != {"layers"}:
-                raise ModelFileError("Sequential config must be {'layers': [...]}")
-            return cls(*[build(layer, _depth + 1) for layer in layers])
-        return cls(**config)
-    except ModelFileError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"invalid configuration for layer {name}: {exc}") from None
+    return build_module(arch, ModelFileError, _depth, _MAX_DEPTH)
 
 
 # ----- tensors ------------------------------

@@ -230,6 +230,11 @@ class Trainer:
         params = list(model.parameters())
         if not params:
             raise ValueError("model has no parameters to train")
+        if not any(p.requires_grad for p in params):
+            raise ValueError(
+                "every parameter of the model is frozen (requires_grad=False): there is nothing "
+                "to train; unfreeze some with p.requires_grad_(True)"
+            )
         self.dtype = params[0].dtype
         if isinstance(optimizer, str):
             if optimizer not in OPTIMIZERS:
