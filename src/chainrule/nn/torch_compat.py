@@ -95,7 +95,7 @@ def from_torch_state_dict(model: Module, state_dict: Mapping[str, Any], strict: 
         if name in current and arr.dtype.kind in "biuf" and current[name].dtype != arr.dtype:
             if current[name].dtype.kind == "f" or arr.dtype.kind != "f":
                 arr = arr.astype(current[name].dtype)
-        converted[name] = np.ascontiguousarray(arr)
+        converted[name] = np.asarray(arr, order="C")
     model.load_state_dict(converted, strict=strict)
     return model
 
@@ -123,7 +123,7 @@ def to_torch_state_dict(model: Module, *, tensors: bool = False) -> dict[str, An
     linears = _linear_weights(model)
     out: dict[str, Any] = {}
     for name, value in model.state_dict().items():
-        out[name] = np.ascontiguousarray(value.T if name in linears else value)
+        out[name] = np.asarray(value.T if name in linears else value, order="C")
     if tensors:
         import torch
 
