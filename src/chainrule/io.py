@@ -455,6 +455,8 @@ def load_state_dict(path: str | os.PathLike[str]) -> OrderedDict[str, np.ndarray
                 f"cannot load {os.fspath(path)!r}: corrupted, the tensors' SHA-256 does not match"
             )
     if meta.get("chainrule.format") == FORMAT:
+        with contextlib.suppress(ModelFileError):  # in the model's order, if it can be built
+            return load_file(path).model.state_dict()
         tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
     order = sorted(tensors)
     with contextlib.suppress(json.JSONDecodeError, TypeError, RecursionError):

@@ -979,11 +979,12 @@ def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.nd
     z = predict(model, X, batch_size)
     if z.dtype.kind != "f":
         z = z.astype(np.float64)
-    if z.ndim >= 2 and z.shape[-1] > 1:
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
-    e = np.exp(-np.abs(z))  # σ(z) from e^{-|z|} ≤ 1: never overflows
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)  # type: ignore[no-any-return]
+    with np.errstate(under="ignore"):  # a probability that rounds to 0 is right
+        if z.ndim >= 2 and z.shape[-1] > 1:
+            e = np.exp(z - z.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+        e = np.exp(-np.abs(z))  # σ(z) from e^{-|z|} ≤ 1: never overflows
+        return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)  # type: ignore[no-any-return]
 
 
 def evaluate(
