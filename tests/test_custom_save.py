@@ -258,3 +258,32 @@ def test_state_dict_file_from_safetensors_torch(tmp_path):
     np.testing.assert_allclose(
         model(x).data, tm(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+@nn.register_module
+class Stack(nn.Sequential):
+    """A registered subclass of a chainrule container records its own arguments."""
+
+    def __init__(self, n, depth=2):
+        super().__init__(*[nn.Linear(n, n, rng=i) for i in range(depth)])
+
+
+def test_registered_subclass_of_sequential(tmp_path):
+    model = Stack(3, depth=3)
+    assert cr.io.describe(model) == {"type": "Stack", "config": {"n": 3, "depth": 3}}
+    cr.save(model, tmp_path / "s.chainrule")
+    again = cr.load(tmp_path / "s.chainrule")
+    assert type(again) is Stack and len(again) == 3
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(again(x).data, model(x).data)
+
+
+def test_gradient_flow_watches_a_partly_frozen_model_without_moving_it():
+    X, y = data()
+    model = nn.mlp([3, 4, 2], rng=0)
+    model[0].requires_grad_(False)
+    w0 = model[0].weight.data.copy()
+    flow = cr.GradientFlow()
+    cr.fit(model, X, y, loss="cross_entropy", epochs=2, verbose=0, callbacks=[flow])
+    np.testing.assert_array_equal(model[0].weight.data, w0)
+    assert flow.layers == ["0", "2"]

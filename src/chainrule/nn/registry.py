@@ -93,10 +93,11 @@ def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
 
 
 def _own_attrs(klass: type) -> set[str]:
-    """Attribute names defined by ``klass`` or a base below Module (not Module's own)."""
+    """Attribute names defined by ``klass`` or its user-defined bases (not by chainrule's
+    classes: a registered subclass of Sequential records its own constructor arguments)."""
     names: set[str] = set()
     for base in klass.__mro__:
-        if base is Module or not issubclass(base, Module):
+        if not issubclass(base, Module) or base.__module__.startswith("chainrule."):
             break
         names.update(vars(base))
     return names
@@ -166,8 +167,9 @@ def describe_module(model: Module, where: str = "model") -> dict[str, Any]:
                 ]
             },
         }
+    captured = model.__dict__.get("_init_args")
     try:
-        config = model.get_config()
+        config = dict(captured.config) if isinstance(captured, _InitArgs) else model.get_config()
     except NotImplementedError as exc:
         raise TypeError(f"cannot save {where}: {exc}") from None
     if not isinstance(config, dict):
