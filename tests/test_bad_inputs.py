@@ -240,8 +240,12 @@ CASES = {
     ),
     ("fit", "checkpoint of a custom module"): (
         lambda: cr.fit(
-            type("Mine", (nn.Sequential,), {})(nn.Linear(3, 2)), X, Y, loss="cross_entropy",
-            verbose=0, callbacks=[cr.ModelCheckpoint("c.chainrule")],
+            type("Mine", (nn.Sequential,), {})(nn.Linear(3, 2)),
+            X,
+            Y,
+            loss="cross_entropy",
+            verbose=0,
+            callbacks=[cr.ModelCheckpoint("c.chainrule")],
         ),
         r"checkpoints need a model file.*register_module",
     ),

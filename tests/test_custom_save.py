@@ -30,7 +30,10 @@ class Net(nn.Module):
         super().__init__()
         self.inp = nn.Linear(n_in, widths[0], rng=rng)
         # registered modules nested in lists of lists and a dict of a Sequential
-        self.blocks = [[Block(w, rng=rng) for w in widths[:1]], [Block(widths[-1], "relu", rng=rng)]]
+        self.blocks = [
+            [Block(w, rng=rng) for w in widths[:1]],
+            [Block(widths[-1], "relu", rng=rng)],
+        ]
         self.heads = {"main": nn.Sequential(nn.Linear(widths[-1], n_out, rng=rng))}
 
     def forward(self, x):
@@ -90,7 +93,10 @@ def test_architecture_records_the_constructor_arguments(tmp_path):
     assert arch["config"]["extra"] == 2
     inner = arch["config"]["backbone"]["__module__"]
     assert inner["type"] == "Sequential"
-    assert inner["config"]["layers"][1] == {"type": "Block", "config": {"width": 2, "activation": "relu"}}
+    assert inner["config"]["layers"][1] == {
+        "type": "Block",
+        "config": {"width": 2, "activation": "relu"},
+    }
     json.dumps(arch)  # plain JSON
     cr.save(model, tmp_path / "w.chainrule")
     again = cr.load(tmp_path / "w.chainrule")
@@ -121,7 +127,11 @@ def test_get_config_overrides_the_captured_arguments(tmp_path):
 
 def test_dtype_and_generator_arguments(tmp_path):
     model = Block(3, dtype=np.float64, rng=np.random.default_rng(0))
-    assert cr.io.describe(model)["config"] == {"width": 3, "dtype": {"__dtype__": "float64"}, "rng": None}
+    assert cr.io.describe(model)["config"] == {
+        "width": 3,
+        "dtype": {"__dtype__": "float64"},
+        "rng": None,
+    }
     cr.save(model, tmp_path / "b.chainrule")
     again = cr.load(tmp_path / "b.chainrule")
     assert again.lin.weight.dtype == np.float64
@@ -158,7 +168,7 @@ def test_registry_refuses_builtin_names_and_clashes():
     with pytest.raises(ValueError, match="chainrule layer"):
 
         @nn.register_module
-        class Linear(nn.Module):  # noqa: F811
+        class Linear(nn.Module):
             pass
 
     class Other(nn.Module):
@@ -188,8 +198,17 @@ def test_checkpoint_and_resume_with_a_custom_module(tmp_path):
     def run(epochs, resume):
         model = Net(3, 2, rng=0)
         h = cr.fit(
-            model, X, y, loss="cross_entropy", optimizer="sgd", lr=0.1, epochs=epochs, seed=1,
-            batch_size=8, verbose=0, callbacks=[cr.ModelCheckpoint(ckpt)],
+            model,
+            X,
+            y,
+            loss="cross_entropy",
+            optimizer="sgd",
+            lr=0.1,
+            epochs=epochs,
+            seed=1,
+            batch_size=8,
+            verbose=0,
+            callbacks=[cr.ModelCheckpoint(ckpt)],
             resume_from=ckpt if resume else None,
         )
         return model, h
@@ -209,7 +228,12 @@ def test_unsaveable_model_is_refused_when_fit_starts_not_after_an_epoch(tmp_path
     w0 = model.lin.weight.data.copy()
     with pytest.raises(TypeError, match=r"checkpoints need a model file.*register_module"):
         cr.fit(
-            model, X, y, loss="cross_entropy", epochs=3, verbose=0,
+            model,
+            X,
+            y,
+            loss="cross_entropy",
+            epochs=3,
+            verbose=0,
             callbacks=[cr.ModelCheckpoint(tmp_path / "c.chainrule")],
         )
     np.testing.assert_array_equal(model.lin.weight.data, w0)  # not one step was taken

@@ -26,7 +26,11 @@ def torch_mlp():
 
 def ours():
     return nn.Sequential(
-        nn.Linear(4, 4, rng=1), nn.Tanh(), nn.Linear(4, 3, rng=2), nn.BatchNorm1d(3), nn.ReLU(),
+        nn.Linear(4, 4, rng=1),
+        nn.Tanh(),
+        nn.Linear(4, 3, rng=2),
+        nn.BatchNorm1d(3),
+        nn.ReLU(),
         nn.Linear(3, 2, rng=3),
     )
 
@@ -88,8 +92,9 @@ def test_fit_takes_a_dataloader_a_generator_and_a_list_of_batches():
     X = rng.normal(size=(64, 3)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
     ref = nn.mlp([3, 8, 2], rng=0)
-    h_ref = cr.fit(ref, X, y, loss="cross_entropy", batch_size=16, epochs=3, seed=0,
-                   shuffle=False, verbose=0)
+    h_ref = cr.fit(
+        ref, X, y, loss="cross_entropy", batch_size=16, epochs=3, seed=0, shuffle=False, verbose=0
+    )
     ds = torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
     sources = {
         "loader": lambda: torch.utils.data.DataLoader(ds, batch_size=16, shuffle=False),

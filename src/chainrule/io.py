@@ -22,10 +22,10 @@ import json
 import os
 import secrets
 import struct
-from dataclasses import dataclass, field
-from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -411,7 +411,9 @@ def save_state_dict(model_or_state: Any, path: str | os.PathLike[str]) -> None:
             raise TypeError(f"state dict keys must be strings, got {name!r}")
         if type(value).__module__.split(".")[0] == "torch":
             value = value.detach().cpu().numpy()
-        arr = np.asarray(getattr(value, "data", value) if not isinstance(value, np.ndarray) else value)
+        arr = np.asarray(
+            getattr(value, "data", value) if not isinstance(value, np.ndarray) else value
+        )
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"state dict entry '{name}' must be numeric, got dtype {arr.dtype}")
         tensors[name] = np.asarray(arr, order="C")
@@ -449,12 +451,14 @@ def load_state_dict(path: str | os.PathLike[str]) -> OrderedDict[str, np.ndarray
             f"cannot load {os.fspath(path)!r}: not a valid safetensors file: {exc}"
         ) from None
     meta = _metadata_of(data) or {}
-    if meta.get("chainrule.format") in (STATE_DICT_FORMAT, FORMAT):
-        if tensor_digest(tensors, meta) != meta.get("chainrule.sha256"):
-            raise ModelFileError(
-                f"cannot load {os.fspath(path)!r}: corrupted, the tensors' SHA-256 does not match"
-            )
-    if meta.get("chainrule.format") == FORMAT:
+    fmt = meta.get("chainrule.format")
+    if fmt in (STATE_DICT_FORMAT, FORMAT) and tensor_digest(tensors, meta) != meta.get(
+        "chainrule.sha256"
+    ):
+        raise ModelFileError(
+            f"cannot load {os.fspath(path)!r}: corrupted, the tensors' SHA-256 does not match"
+        )
+    if fmt == FORMAT:
         with contextlib.suppress(ModelFileError):  # in the model's order, if it can be built
             return load_file(path).model.state_dict()
         tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}

@@ -183,7 +183,7 @@ def test_load_state_dict_takes_python_lists_in_the_parameters_dtype():
     model.to(np.float64)
     model.load_state_dict({**model.state_dict(), "2.bias": [1]})
     assert model[2].bias.data.tolist() == [1.0]
-    with pytest.raises(ValueError, match="'0.weight' cannot be read"):
+    with pytest.raises(ValueError, match=r"'0\.weight' cannot be read"):
         model.load_state_dict({**model.state_dict(), "0.weight": [[1.0], [1.0, 2.0]]})
 
 

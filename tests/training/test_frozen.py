@@ -147,12 +147,13 @@ def test_partly_frozen_trajectory_matches_pytorch(make_opt, make_torch):
     for n, p in model.named_parameters():
         p.requires_grad = n not in frozen
     tmodel = torch.nn.Sequential(
-        torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 5), torch.nn.Tanh(),
+        torch.nn.Linear(3, 6),
+        torch.nn.Tanh(),
+        torch.nn.Linear(6, 5),
+        torch.nn.Tanh(),
         torch.nn.Linear(5, 3),
     ).double()
-    tmodel.load_state_dict(
-        {k: torch.tensor(v) for k, v in nn.to_torch_state_dict(model).items()}
-    )
+    tmodel.load_state_dict({k: torch.tensor(v) for k, v in nn.to_torch_state_dict(model).items()})
     for n, p in tmodel.named_parameters():
         p.requires_grad_(n not in frozen)
     topt = make_torch(list(tmodel.parameters()))  # PyTorch accepts frozen tensors too
@@ -162,8 +163,17 @@ def test_partly_frozen_trajectory_matches_pytorch(make_opt, make_torch):
         topt.zero_grad()
         torch.nn.functional.cross_entropy(tmodel(Xt), yt).backward()
         topt.step()
-    cr.fit(model, X, y, loss="cross_entropy", optimizer=opt, epochs=6, batch_size=None,
-           shuffle=False, verbose=0)
+    cr.fit(
+        model,
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=opt,
+        epochs=6,
+        batch_size=None,
+        shuffle=False,
+        verbose=0,
+    )
     ours = nn.to_torch_state_dict(model)
     for k, v in tmodel.state_dict().items():
         np.testing.assert_allclose(ours[k], v.numpy(), rtol=1e-9, atol=1e-12, err_msg=k)

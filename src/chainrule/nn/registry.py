@@ -108,7 +108,7 @@ def _capture_init_args(klass: type[Module]) -> None:
     sig = inspect.signature(init)
 
     @functools.wraps(init)
-    def __init__(self: Module, *args: Any, **kwargs: Any) -> None:
+    def __init__(self: Module, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         init(self, *args, **kwargs)
         if type(self) is klass:  # the outermost class records, not its registered bases
             bound = sig.bind(self, *args, **kwargs)
@@ -261,4 +261,3 @@ def _decode(value: Any, error: type[Exception], depth: int, max_depth: int) -> A
             return dt
         return {k: _decode(v, error, depth + 1, max_depth) for k, v in value.items()}
     return value
-

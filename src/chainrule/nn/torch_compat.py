@@ -40,7 +40,9 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
         raise TypeError(f"state dict entry '{name}' is not an array: {exc}") from None
 
 
-def from_torch_state_dict(model: Module, state_dict: Mapping[str, Any], strict: bool = True) -> Module:
+def from_torch_state_dict(
+    model: Module, state_dict: Mapping[str, Any], strict: bool = True
+) -> Module:
     """Load a PyTorch state dict into ``model``, transposing each ``Linear`` weight.
 
     The model must have PyTorch's structure and names (``Sequential`` indices, attribute names
@@ -92,9 +94,13 @@ def from_torch_state_dict(model: Module, state_dict: Mapping[str, Any], strict: 
                     f"(out_features, in_features) = {torch_shape}"
                 )
             arr = arr.T
-        if name in current and arr.dtype.kind in "biuf" and current[name].dtype != arr.dtype:
-            if current[name].dtype.kind == "f" or arr.dtype.kind != "f":
-                arr = arr.astype(current[name].dtype)
+        want = current[name].dtype if name in current else arr.dtype
+        if (
+            arr.dtype.kind in "biuf"
+            and want != arr.dtype
+            and (want.kind == "f" or arr.dtype.kind != "f")
+        ):
+            arr = arr.astype(want)  # a float never becomes an integer buffer silently
         converted[name] = np.asarray(arr, order="C")
     model.load_state_dict(converted, strict=strict)
     return model

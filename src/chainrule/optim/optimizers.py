@@ -72,9 +72,7 @@ class Optimizer:
         for i, p in enumerate(ps):
             if not isinstance(p, Tensor):
                 hint = (
-                    "; pass model.parameters()"
-                    if callable(getattr(p, "parameters", None))
-                    else ""
+                    "; pass model.parameters()" if callable(getattr(p, "parameters", None)) else ""
                 )
                 raise TypeError(f"params[{i}] must be a Tensor, got {type(p).__name__}{hint}")
             # a frozen parameter (requires_grad=False) is accepted, as in PyTorch: it has no
