@@ -254,7 +254,7 @@ def _decode(value: Any, error: type[Exception], depth: int, max_depth: int) -> A
         if set(value) == {"__dtype__"}:
             try:
                 dt = np.dtype(str(value["__dtype__"]))
-            except TypeError:
+            except Exception:  # NumPy raises several kinds for a malformed name
                 raise error(f"unknown dtype {value['__dtype__']!r:.40}") from None
             if dt.kind not in "biuf":
                 raise error(f"dtype {dt} is not allowed in an architecture")
