@@ -166,6 +166,11 @@ def test_optimizer_given_the_model_says_pass_parameters():
         optim.Adam(model)
     with pytest.raises(TypeError, match=r"pass model\.parameters\(\)"):
         optim.SGD([model], lr=0.1)
+    with pytest.raises(TypeError, match=r"'parameters'; call it: model\.parameters\(\)"):
+        optim.SGD(model.parameters, lr=0.1)
+    assert model.cpu() is model
+    with pytest.raises(ValueError, match="CPU only"):
+        model.cuda()
 
 
 def test_load_state_dict_takes_python_lists_in_the_parameters_dtype():

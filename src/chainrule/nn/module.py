@@ -327,6 +327,14 @@ class Module:
                 m.dtype = dt
         return self
 
+    def cpu(self) -> Module:
+        """Does nothing (chainrule runs on the CPU); returns ``self``."""
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """Raises: chainrule runs on the CPU only."""
+        return self.to("cuda")
+
     def double(self) -> Module:
         return self.to(np.float64)
 

@@ -50,6 +50,11 @@ class Optimizer:
                 f"params must be an iterable of tensors, got the model itself "
                 f"({type(params).__name__}); pass model.parameters()"
             )
+        if callable(params) and not hasattr(params, "__iter__"):
+            raise TypeError(
+                f"params must be an iterable of tensors, got {type(params).__name__} "
+                f"{getattr(params, '__name__', '')!r}; call it: model.parameters()"
+            )
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
