@@ -142,3 +142,18 @@ def test_predict_returns_logits_and_predict_proba_matches_torch():
         pb = cr.predict_proba(binary, big)
     np.testing.assert_allclose(pb, torch.sigmoid(torch.from_numpy(z)).numpy(), rtol=1e-6)
     assert pb.shape == (3, 1)
+
+
+def test_nested_lists_of_numbers_stay_data_not_batches():
+    from chainrule.training._inputs import is_batches
+
+    assert not is_batches([[1.0, 2.0], [3.0, 4.0]])
+    assert not is_batches([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0, 4.0]]])
+    assert not is_batches(np.zeros((3, 2)))
+    assert is_batches([(np.zeros((2, 2)), np.zeros(2))])
+    assert is_batches(iter([]))
+    model = nn.mlp([2, 1], rng=0)
+    np.testing.assert_array_equal(
+        cr.predict(model, [[1.0, 2.0], [3.0, 4.0]]),
+        cr.predict(model, np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)),
+    )

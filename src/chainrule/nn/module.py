@@ -502,7 +502,7 @@ class ModuleDict(Module):
 
     Keeps insertion order; supports ``[key]``, assignment, ``del``, ``in``, ``len``, iteration
     over keys, ``keys()``, ``items()``, ``values()``, ``update()`` and ``pop()``. Parameter
-    names use the key (``"heads.left.weight"``).
+    names use the key (``"heads.left.weight"``). ``clear()`` empties it.
     """
 
     def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None):
@@ -549,6 +549,9 @@ class ModuleDict(Module):
 
     def pop(self, key: str) -> Module:
         return self._items.pop(key)
+
+    def clear(self) -> None:
+        self._items.clear()
 
     def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
         pairs = modules.items() if isinstance(modules, Mapping) else modules

@@ -26,9 +26,9 @@ def as_array(value: Any) -> Any:
 def is_batches(X: Any) -> bool:
     """True if ``X`` looks like an iterable of batches rather than one array-like.
 
-    Arrays, tensors and lists of numbers are data; a generator, an iterator, a DataLoader-like
-    object (iterable, no ``__array__``, not a sequence of numbers) or a list whose first item
-    is an ``(x, y)`` pair of arrays are batches.
+    Arrays, tensors and (nested) lists of numbers are data; a generator, an iterator, a
+    DataLoader-like object (iterable, no ``__array__``, not a list or tuple) or a list whose
+    first item is a tuple ``(x, y)`` or ``(x, y, w)`` of arrays are batches.
     """
     if isinstance(X, (np.ndarray, Tensor, str, bytes, dict)) or hasattr(X, "__array__"):
         return False
@@ -36,8 +36,8 @@ def is_batches(X: Any) -> bool:
         if not X:
             return False
         first = X[0]
-        return (
-            isinstance(first, (tuple, list))
+        return (  # a tuple (not a list: nested lists are rows of data) of arrays
+            isinstance(first, tuple)
             and len(first) in (2, 3)
             and all(np.ndim(as_array(part)) >= 1 for part in first)
         )
