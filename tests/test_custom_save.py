@@ -311,3 +311,15 @@ def test_gradient_flow_watches_a_partly_frozen_model_without_moving_it():
     cr.fit(model, X, y, loss="cross_entropy", epochs=2, verbose=0, callbacks=[flow])
     np.testing.assert_array_equal(model[0].weight.data, w0)
     assert flow.layers == ["0", "2"]
+
+
+def test_module_dict_and_list_round_trip(tmp_path):
+    model = nn.ModuleDict(
+        {"enc": nn.ModuleList([nn.Linear(3, 3, rng=0), Block(3)]), "dec": nn.Linear(3, 1, rng=1)}
+    )
+    cr.save(model, tmp_path / "d.chainrule")
+    again = cr.load(tmp_path / "d.chainrule")
+    assert isinstance(again, nn.ModuleDict) and list(again) == ["enc", "dec"]
+    assert isinstance(again["enc"], nn.ModuleList) and type(again["enc"][1]) is Block
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v)

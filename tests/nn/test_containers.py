@@ -156,6 +156,7 @@ def test_to_accepts_a_torch_device():
 
     model = nn.mlp([2, 2], rng=0)
     assert model.to(torch.device("cpu")) is model
+    assert model.to(torch.float64)[0].weight.dtype == np.float64
     with pytest.raises(ValueError, match="CPU only"):
         model.to(torch.device("meta"))
 

@@ -312,6 +312,8 @@ class Module:
                     dtype = None
         if dtype is None:
             return self
+        if type(dtype).__module__.split(".")[0] == "torch":  # torch.float64 -> "float64"
+            dtype = str(dtype).rsplit(".", 1)[-1]
         dt = np.dtype(dtype)
         if dt.kind != "f":
             raise TypeError(f"dtype must be a floating-point type, got {dt}")
