@@ -236,7 +236,35 @@ CASES = {
     # ----- model files -----
     ("save", "custom module"): (
         lambda: cr.save(type("Mine", (nn.Module,), {})(), "x.chainrule"),
-        "not one of chainrule's layers",
+        r"Mine is neither a chainrule layer nor registered.*@cr\.nn\.register_module",
+    ),
+    ("fit", "checkpoint of a custom module"): (
+        lambda: cr.fit(
+            type("Mine", (nn.Sequential,), {})(nn.Linear(3, 2)),
+            X,
+            Y,
+            loss="cross_entropy",
+            verbose=0,
+            callbacks=[cr.ModelCheckpoint("c.chainrule")],
+        ),
+        r"checkpoints need a model file.*register_module",
+    ),
+    ("fit", "batches without targets"): (
+        lambda: cr.fit(model(), iter([X, X]), loss="cross_entropy", verbose=0),
+        r"batch 0 is a ndarray, not an \(x, y\) pair",
+    ),
+    ("optim.Adam", "the model itself"): (
+        lambda: optim.Adam(model()),
+        r"got the model itself \(Sequential\); pass model\.parameters\(\)",
+    ),
+    ("Module.to", "a GPU"): (lambda: model().to("cuda"), "CPU only"),
+    ("Module.load_state_dict", "transposed Linear weight"): (
+        lambda: model().load_state_dict({**model().state_dict(), "0.weight": np.zeros((4, 3))}),
+        r"transpose.*from_torch_state_dict",
+    ),
+    ("predict", "tuple output"): (
+        lambda: cr.predict(type("Two", (nn.Module,), {"forward": lambda s, x: (x, x)})(), X),
+        r"returned a tuple of 2 outputs",
     ),
     ("load", "not a file"): (lambda: cr.load("."), "directory"),
     # ----- data -----

@@ -57,7 +57,7 @@ def test_custom_modules_and_nonfinite_weights_are_refused(tmp_path):
             super().__init__()
             self.lin = nn.Linear(2, 2, rng=0)
 
-    with pytest.raises(TypeError, match="Mine is not one of chainrule's layers"):
+    with pytest.raises(TypeError, match=r"Mine is neither a chainrule layer nor registered"):
         cr.save(Mine(), tmp_path / "x.chainrule")
     model = nn.mlp([2, 2], rng=0)
     model[0].weight.data[0, 0] = np.nan

@@ -23,7 +23,7 @@ from .diagnostics import gradcheck_model as gradcheck_model
 from .diagnostics import lr_find as lr_find
 from .functional import grad, value_and_grad
 from .gradcheck import GradcheckError, gradcheck
-from .io import ModelFileError, load, save
+from .io import ModelFileError, load, load_state_dict, save, save_state_dict
 from .ops import (
     abs,
     add,
@@ -77,6 +77,7 @@ from .training import (
     evaluate,
     fit,
     predict,
+    predict_proba,
 )
 from .training import callbacks as callbacks
 from .training import metrics as metrics
@@ -116,6 +117,7 @@ __all__ = [
     "leaky_relu",
     "linear",
     "load",
+    "load_state_dict",
     "log",
     "log_softmax",
     "logsumexp",
@@ -133,9 +135,11 @@ __all__ = [
     "optim",
     "pow",
     "predict",
+    "predict_proba",
     "relu",
     "reshape",
     "save",
+    "save_state_dict",
     "set_grad_enabled",
     "sigmoid",
     "softmax",

@@ -94,6 +94,8 @@ def check_architecture(arch: Any, stored_elements: int, error: type[Exception]) 
             continue
         _check_values(name, config, error)
         dtype = config.get("dtype")
+        if isinstance(dtype, dict) and set(dtype) == {"__dtype__"}:  # a registered module's form
+            dtype = dtype["__dtype__"]
         if dtype is not None:
             try:
                 dt = np.dtype(dtype) if isinstance(dtype, str) else None

@@ -7,7 +7,8 @@ caller attached (``chainrule.extra``: preprocessing, class names), the training 
 checkpoint (``chainrule.training``) and a SHA-256 over every tensor (``chainrule.sha256``).
 
 Loading never executes code: no pickle, no eval, no import by name. The architecture names
-layers from a fixed table (:data:`chainrule.nn.LAYERS`). The SHA-256 covers the tensors and
+layers from a table held in the loading process: chainrule's layers (:data:`chainrule.nn.LAYERS`)
+and the classes registered with ``@cr.nn.register_module``. The SHA-256 covers the tensors and
 every metadata entry, so any single flipped bit is detected. Any malformed, truncated, corrupted or
 foreign file raises :class:`ModelFileError`, and nothing else. Files are written atomically
 (temporary file, fsync, rename): a crash mid-save leaves the previous file intact.
@@ -21,6 +22,8 @@ import json
 import os
 import secrets
 import struct
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from ._model_limits import check_architecture
-from .nn.layers import LAYERS
 from .nn.module import Module
+from .nn.registry import build_module, describe_module
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -41,7 +44,9 @@ __all__ = [
     "describe",
     "load",
     "load_file",
+    "load_state_dict",
     "save",
+    "save_state_dict",
 ]
 
 FORMAT = "chainrule"
@@ -113,44 +118,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 # ----- architecture ------------------------------
 def describe(model: Module) -> dict[str, Any]:
-    """The JSON-able description ``{"type": ..., "config": ...}`` that rebuilds ``model``."""
-    name = type(model).__name__
-    if LAYERS.get(name) is not type(model):
-        raise TypeError(
-            f"{name} is not one of chainrule's layers ({', '.join(sorted(LAYERS))}): it cannot "
-            "be described in a model file; save model.state_dict() instead"
-        )
-    return {"type": name, "config": model.get_config()}
+    """The JSON-able description ``{"type": ..., "config": ...}`` that rebuilds ``model``.
+
+    Raises TypeError naming the first module (at any depth) that is neither a chainrule layer
+    nor registered with ``@cr.nn.register_module``.
+    """
+    return describe_module(model)
 
 
 def build(arch: Any, _depth: int = 0) -> Module:
     """Rebuild a model from :func:`describe`'s output; raises ModelFileError if it is invalid."""
-    if _depth > _MAX_DEPTH:
-        raise ModelFileError("architecture is nested too deeply")
-    if not isinstance(arch, dict) or not isinstance(arch.get("type"), str):
-        raise ModelFileError(
-            f"architecture entry must be an object with a 'type', got {arch!r:.80}"
-        )
-    name = arch["type"]
-    cls = LAYERS.get(name)
-    if cls is None:
-        raise ModelFileError(
-            f"architecture names an unknown layer {name!r:.60}; known: {', '.join(sorted(LAYERS))}"
-        )
-    config = arch.get("config", {})
-    if not isinstance(config, dict):
-        raise ModelFileError(f"config of layer {name} must be an object")
-    try:
-        if name == "Sequential":
-            layers = config.get("layers")
-            if not isinstance(layers, list) or set(config) != {"layers"}:
-                raise ModelFileError("Sequential config must be {'layers': [...]}")
-            return cls(*[build(layer, _depth + 1) for layer in layers])
-        return cls(**config)
-    except ModelFileError:
-        raise
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ModelFileError(f"invalid configuration for layer {name}: {exc}") from None
+    return build_module(arch, ModelFileError, _depth, _MAX_DEPTH)
 
 
 # ----- tensors ------------------------------
@@ -218,8 +196,10 @@ def save(
 
     Parameters
     ----------
-    model : Module
-        A model built from chainrule's layers (e.g. ``Sequential`` / ``nn.mlp``).
+    model : Module or mapping
+        A model built from chainrule's layers (e.g. ``Sequential`` / ``nn.mlp``) and modules
+        registered with ``@cr.nn.register_module``. A mapping (``model.state_dict()``) is
+        written with :func:`save_state_dict`.
     path : str or PathLike
         The file to write (conventionally ``*.chainrule`` or ``*.safetensors``).
     extra : dict, optional
@@ -240,6 +220,9 @@ def save(
       (2): Linear(in_features=4, out_features=2, bias=True)
     )  # 26 parameters
     """
+    if isinstance(model, Mapping):  # torch.save(model.state_dict(), path)'s habit
+        save_state_dict(model, path)
+        return
     if not isinstance(model, Module) and hasattr(model, "__chainrule_save__"):
         module, more = model.__chainrule_save__()  # a chainrule.sklearn estimator
         _write(path, module, {**(extra or {}), **more}, allow_nonfinite=allow_nonfinite)
@@ -365,9 +348,12 @@ def _load_file(path: str | os.PathLike[str]) -> ModelFile:
 def load(path: str | os.PathLike[str]) -> Any:
     """Load the model saved in ``path`` (a model file or a checkpoint), in eval mode.
 
-    A file saved from a ``chainrule.sklearn`` estimator gives back the fitted estimator.
+    A file saved from a ``chainrule.sklearn`` estimator gives back the fitted estimator; a file
+    written by :func:`save_state_dict` (or ``cr.save(state_dict, path)``) gives back the dict.
     Raises ModelFileError for any malformed or corrupted file; never executes code from it.
     """
+    if _format_of(path) == STATE_DICT_FORMAT:
+        return load_state_dict(path)
     mf = load_file(path)
     info = mf.extra.get("sklearn_estimator")
     if info is not None:
@@ -380,3 +366,144 @@ def load(path: str | os.PathLike[str]) -> Any:
                 f"cannot rebuild the estimator in {os.fspath(path)!r}: {exc}"
             ) from None
     return mf.model
+
+
+# ----- state dicts (weights only, any module) ------------------------------
+STATE_DICT_FORMAT = "chainrule.state_dict"
+
+
+def save_state_dict(model_or_state: Any, path: str | os.PathLike[str]) -> None:
+    """Write the weights of any module (or a state dict) to a safetensors file, atomically.
+
+    The file holds one tensor per entry under its dotted name, and a SHA-256 over all of
+    them; any safetensors reader opens it. Loading gives back the dict; put it into a model
+    built by your code with ``model.load_state_dict(cr.load_state_dict(path))``. To save the
+    architecture as well, register the class with ``@cr.nn.register_module`` and use
+    :func:`save`.
+
+    Parameters
+    ----------
+    model_or_state : Module or mapping of str to array_like
+        A module (its ``state_dict()`` is written) or a state dict.
+    path : str or PathLike
+
+    Examples
+    --------
+    >>> import os, tempfile, chainrule as cr
+    >>> model = cr.nn.mlp([3, 4, 2], rng=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.safetensors")
+    >>> cr.save_state_dict(model, path)
+    >>> model.load_state_dict(cr.load_state_dict(path))
+    >>> list(cr.load_state_dict(path))
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    """
+    from safetensors.numpy import save as st_save
+
+    if isinstance(model_or_state, Module):
+        state: Mapping[str, Any] = model_or_state.state_dict()
+    elif isinstance(model_or_state, Mapping):
+        state = model_or_state
+    else:
+        raise TypeError(
+            "save_state_dict expects a Module or a state dict (mapping of names to arrays), "
+            f"got {type(model_or_state).__name__}"
+        )
+    tensors: dict[str, np.ndarray] = {}
+    for name, value in state.items():
+        if not isinstance(name, str):
+            raise TypeError(f"state dict keys must be strings, got {name!r}")
+        if type(value).__module__.split(".")[0] == "torch":
+            value = value.detach().cpu().numpy()
+        arr = np.asarray(
+            getattr(value, "data", value) if not isinstance(value, np.ndarray) else value
+        )
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"state dict entry '{name}' must be numeric, got dtype {arr.dtype}")
+        tensors[name] = np.asarray(arr, order="C")
+    meta = {
+        "chainrule.format": STATE_DICT_FORMAT,
+        "chainrule.version": str(VERSION),
+        "chainrule.order": json.dumps(list(tensors)),  # safetensors sorts; keep the model's order
+    }
+    meta["chainrule.sha256"] = tensor_digest(tensors, meta)
+    try:
+        data = st_save(tensors, metadata=meta)
+    except Exception as exc:  # safetensors raises its own error type
+        raise ValueError(f"could not serialise the state dict: {exc}") from None
+    atomic_write_bytes(path, data)
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> OrderedDict[str, np.ndarray]:
+    """Read a state dict (names to NumPy arrays) from a safetensors file.
+
+    Reads files written by :func:`save_state_dict` (checking their SHA-256), any other
+    safetensors file (e.g. ``safetensors.torch.save_file``; PyTorch's Linear weights then need
+    :func:`chainrule.nn.from_torch_state_dict`), and chainrule model files (their weights).
+    Never executes code. Raises ModelFileError for a malformed or corrupted file.
+    """
+    from safetensors.numpy import load as st_load
+
+    p = Path(path)
+    if p.is_dir():
+        raise ModelFileError(f"cannot load {os.fspath(path)!r}: it is a directory")
+    data = p.read_bytes()
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # SafetensorError and friends: the file is malformed
+        raise ModelFileError(
+            f"cannot load {os.fspath(path)!r}: not a valid safetensors file: {exc}"
+        ) from None
+    meta = _metadata_of(data) or {}
+    fmt = meta.get("chainrule.format")
+    if fmt in (STATE_DICT_FORMAT, FORMAT) and tensor_digest(tensors, meta) != meta.get(
+        "chainrule.sha256"
+    ):
+        raise ModelFileError(
+            f"cannot load {os.fspath(path)!r}: corrupted, the tensors' SHA-256 does not match"
+        )
+    if fmt == FORMAT:
+        with contextlib.suppress(ModelFileError):  # in the model's order, if it can be built
+            return load_file(path).model.state_dict()
+        tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+    order = sorted(tensors)
+    with contextlib.suppress(json.JSONDecodeError, TypeError, RecursionError):
+        saved = json.loads(meta.get("chainrule.order", "null"))
+        if isinstance(saved, list) and sorted(map(str, saved)) == order:
+            order = [str(k) for k in saved]
+    return OrderedDict((k, tensors[k]) for k in order)
+
+
+def _header_of(data: bytes) -> dict[str, Any] | None:
+    """The safetensors JSON header of ``data``, or None if it cannot be read."""
+    if len(data) < 8:
+        return None
+    (n,) = struct.unpack("<Q", data[:8])
+    if n == 0 or n > MAX_HEADER_BYTES or 8 + n > len(data):
+        return None
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _metadata_of(data: bytes) -> dict[str, str] | None:
+    meta = (_header_of(data) or {}).get("__metadata__")
+    return meta if isinstance(meta, dict) else None
+
+
+def _format_of(path: str | os.PathLike[str]) -> str | None:
+    """The ``chainrule.format`` entry of the file at ``path`` (None if unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return None
+            (n,) = struct.unpack("<Q", head)
+            if n == 0 or n > MAX_HEADER_BYTES:
+                return None
+            meta = _metadata_of(head + fh.read(n))
+    except OSError:
+        return None
+    fmt = (meta or {}).get("chainrule.format")
+    return fmt if isinstance(fmt, str) else None

@@ -31,7 +31,9 @@ from .losses import (
     MSELoss,
     NLLLoss,
 )
-from .module import Module, Parameter, Sequential
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .registry import register_module
+from .torch_compat import from_torch_state_dict, to_torch_state_dict
 
 __all__ = [
     "ACTIVATIONS",
@@ -52,6 +54,8 @@ __all__ = [
     "LogSoftmax",
     "MSELoss",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "NLLLoss",
     "Parameter",
     "ReLU",
@@ -60,7 +64,10 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "from_torch_state_dict",
     "functional",
     "init",
     "mlp",
+    "register_module",
+    "to_torch_state_dict",
 ]

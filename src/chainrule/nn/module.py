@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..tensor import Tensor, _as_array
 
-__all__ = ["Module", "Parameter", "Sequential"]
+__all__ = ["Module", "ModuleDict", "ModuleList", "Parameter", "Sequential"]
+
+# device names a PyTorch user may pass to .to(); only "cpu" is accepted
+_DEVICES = {"cpu", "cuda", "mps", "xpu", "xla", "meta", "hip", "ipu", "vulkan", "mkldnn"}
+
+
+class _InitArgs:
+    """The constructor arguments captured by ``register_module`` (not entered by discovery,
+    so a module passed as an argument is found only where the class stores it)."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
 
 
 class Parameter(Tensor):
@@ -85,18 +98,20 @@ class Module:
 
     # ----- discovery -----
     def _walk(self, kind: type[Any]) -> Iterator[tuple[str, Any]]:
-        """Attributes of type ``kind``, also inside lists, tuples and dicts, with their names."""
-        for name, value in vars(self).items():
+        """Attributes of type ``kind``, also inside lists, tuples and dicts nested to any depth,
+        with dotted names (``self.h = [[a, b], [c]]`` gives ``h.0.1`` for ``b``)."""
+        stack: list[tuple[str, Any]] = list(reversed(vars(self).items()))
+        seen: set[int] = set()  # containers already entered (a list that holds itself)
+        while stack:
+            name, value = stack.pop()
             if isinstance(value, kind):
                 yield name, value
-            elif isinstance(value, (list, tuple)):
-                for i, v in enumerate(value):
-                    if isinstance(v, kind):
-                        yield f"{name}.{i}", v
-            elif isinstance(value, dict):
-                for k, v in value.items():
-                    if isinstance(v, kind):
-                        yield f"{name}.{k}", v
+            elif isinstance(value, (list, tuple, dict)):
+                if id(value) in seen:
+                    continue
+                seen.add(id(value))
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                stack.extend(reversed([(f"{name}.{k}", v) for k, v in items]))
 
     def _named_children(self) -> Iterator[tuple[str, Module]]:
         return self._walk(Module)
@@ -153,6 +168,22 @@ class Module:
             for b in getattr(m, "_buffer_names", ()):
                 yield (f"{mname}.{b}" if mname else b), getattr(m, b)
 
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn(m)`` on every sub-module and then on this module (PyTorch's order: children
+        first); returns ``self``. E.g. ``model.apply(init_weights)``."""
+        for m in reversed(list(self.modules())):
+            fn(m)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (``False``) or unfreeze every parameter in place; returns ``self``.
+
+        A frozen parameter gets no gradient, so no optimizer moves it (also in ``cr.fit``).
+        """
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     def num_parameters(self) -> int:
         """The number of trainable scalars."""
         return sum(p.size for p in self.parameters())
@@ -178,6 +209,14 @@ class Module:
             raise TypeError(
                 f"state must be a mapping of names to arrays, got {type(state).__name__}"
             )
+        for key, value in state.items():
+            if type(value).__module__.split(".")[0] == "torch":
+                raise TypeError(
+                    f"state dict entry '{key}' is a PyTorch tensor: PyTorch's Linear stores its "
+                    "weight as (out_features, in_features), chainrule's as (in_features, "
+                    "out_features); load it with cr.nn.from_torch_state_dict(model, state_dict), "
+                    "which transposes what needs it"
+                )
         params = dict(self.named_parameters())
         buffers = {n: (m, b) for n, m, b in self._buffer_owners()}
         expected = list(params) + list(buffers)
@@ -192,16 +231,34 @@ class Module:
         for name in expected:
             if name not in state:
                 continue
-            value = np.asarray(state[name].data if isinstance(state[name], Tensor) else state[name])
+            raw = state[name].data if isinstance(state[name], Tensor) else state[name]
             current = (
                 params[name].data
                 if name in params
                 else np.asarray(getattr(buffers[name][0], buffers[name][1]))
             )
+            if isinstance(raw, np.ndarray):
+                value = raw
+            else:  # Python numbers and (nested) lists take the entry's dtype
+                try:
+                    value = np.asarray(raw, dtype=current.dtype)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(
+                        f"state dict entry '{name}' cannot be read as an array of "
+                        f"{current.dtype}: {exc}"
+                    ) from None
             if value.shape != current.shape:
+                hint = ""
+                if value.ndim == 2 and value.shape == current.shape[::-1]:
+                    hint = (
+                        f"; it is the transpose: chainrule's Linear stores weight as "
+                        f"(in_features, out_features) = {current.shape}, PyTorch's as "
+                        "(out_features, in_features); use cr.nn.from_torch_state_dict(model, sd) "
+                        "for PyTorch weights, or pass the array's .T"
+                    )
                 raise ValueError(
                     f"state dict entry '{name}' has shape {value.shape}, the model's has shape "
-                    f"{current.shape}"
+                    f"{current.shape}{hint}"
                 )
             if value.dtype != current.dtype:
                 raise ValueError(
@@ -237,8 +294,26 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, dtype: Any) -> Module:
-        """Convert every parameter and floating buffer to ``dtype`` in place (e.g. np.float64)."""
+    def to(self, dtype: Any = None, device: Any = None) -> Module:
+        """Convert every parameter and floating buffer to ``dtype`` in place (e.g. np.float64).
+
+        ``model.to("cpu")`` (or ``device="cpu"``) does nothing: chainrule runs on the CPU
+        only; any other device raises ``ValueError``.
+        """
+        for arg in (dtype, device):
+            kind = getattr(arg, "type", arg)  # a torch.device has .type
+            if isinstance(kind, str) and kind.split(":")[0] in _DEVICES:
+                if kind.split(":")[0] != "cpu":
+                    raise ValueError(
+                        f"chainrule runs on the CPU only (NumPy); cannot move the model to "
+                        f"{str(arg)!r}. Drop the .to(...) call, or use .to('cpu')"
+                    )
+                if arg is dtype:
+                    dtype = None
+        if dtype is None:
+            return self
+        if type(dtype).__module__.split(".")[0] == "torch":  # torch.float64 -> "float64"
+            dtype = str(dtype).rsplit(".", 1)[-1]
         dt = np.dtype(dtype)
         if dt.kind != "f":
             raise TypeError(f"dtype must be a floating-point type, got {dt}")
@@ -254,6 +329,14 @@ class Module:
                 m.dtype = dt
         return self
 
+    def cpu(self) -> Module:
+        """Does nothing (chainrule runs on the CPU); returns ``self``."""
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """Raises: chainrule runs on the CPU only."""
+        return self.to("cuda")
+
     def double(self) -> Module:
         return self.to(np.float64)
 
@@ -264,12 +347,16 @@ class Module:
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this module (used by ``cr.save``).
 
-        Built-in layers define it; a custom Module cannot be described and is saved with
-        its ``state_dict()`` instead.
+        Built-in layers define it; a custom Module decorated with
+        :func:`register_module` returns the arguments it was built with (or overrides this).
         """
+        captured = self.__dict__.get("_init_args")
+        if isinstance(captured, _InitArgs):
+            return dict(captured.config)
         raise NotImplementedError(
             f"{type(self).__name__} is not one of chainrule's layers: it cannot be described in "
-            "a model file; save its state_dict() (or build it from chainrule's layers)"
+            f"a model file; decorate the class with @cr.nn.register_module, or save only its "
+            "weights with cr.save_state_dict(model, path)"
         )
 
     # ----- display -----
@@ -346,3 +433,137 @@ class Sequential(Module):
         for layer in self._layers:
             x = layer(x)
         return x
+
+
+class ModuleList(Module):
+    """A list of modules, registered as sub-modules (PyTorch's ``nn.ModuleList``).
+
+    Supports ``append``, ``extend``, ``insert``, ``len``, iteration, indexing (an int or a
+    slice) and item assignment; parameter names use the position (``"blocks.0.weight"``).
+    Unlike :class:`Sequential` it has no ``forward``: the owner decides how to call its items.
+    (A plain Python list of modules is found too; ModuleList is for code written for PyTorch.)
+    """
+
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
+        super().__init__()
+        self._items: list[Module] = []
+        if modules is not None:
+            self.extend(modules)
+
+    @staticmethod
+    def _check(module: Any) -> Module:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList takes Modules, got {type(module).__name__}")
+        return module
+
+    def _named_children(self) -> Iterator[tuple[str, Module]]:
+        for i, m in enumerate(self._items):
+            yield str(i), m
+
+    def append(self, module: Module) -> ModuleList:
+        self._items.append(self._check(module))
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        self._items.insert(index, self._check(module))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._items)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return ModuleList(self._items[index])
+        return self._items[index]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        self._items[index] = self._check(module)
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self._items[index]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"modules": list(self._items)}  # the model file describes each module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "ModuleList has no forward(): iterate over it (for layer in self.layers: x = "
+            "layer(x)), or use Sequential"
+        )
+
+
+class ModuleDict(Module):
+    """A dict of modules by name, registered as sub-modules (PyTorch's ``nn.ModuleDict``).
+
+    Keeps insertion order; supports ``[key]``, assignment, ``del``, ``in``, ``len``, iteration
+    over keys, ``keys()``, ``items()``, ``values()``, ``update()`` and ``pop()``. Parameter
+    names use the key (``"heads.left.weight"``). ``clear()`` empties it.
+    """
+
+    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None):
+        super().__init__()
+        self._items: dict[str, Module] = {}
+        if modules is not None:
+            self.update(modules)
+
+    def _named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._items.items()
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"ModuleDict keys must be strings, got {type(key).__name__}")
+        if "." in key or not key:
+            raise ValueError(f"ModuleDict key must be a non-empty name without '.', got {key!r}")
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict takes Modules, got {type(module).__name__}")
+        self._items[key] = module
+
+    def __getitem__(self, key: str) -> Module:
+        return self._items[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def keys(self) -> Any:
+        return self._items.keys()
+
+    def items(self) -> Any:
+        return self._items.items()
+
+    def values(self) -> Any:
+        return self._items.values()
+
+    def pop(self, key: str) -> Module:
+        return self._items.pop(key)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for key, module in pairs:
+            self[key] = module
+
+    def get_config(self) -> dict[str, Any]:
+        return {"modules": dict(self._items)}  # the model file describes each module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "ModuleDict has no forward(): call its items by key (self.heads['left'](x))"
+        )

@@ -45,6 +45,16 @@ class Optimizer:
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of tensors or of dicts, got one Tensor")
+        if callable(getattr(params, "parameters", None)):
+            raise TypeError(
+                f"params must be an iterable of tensors, got the model itself "
+                f"({type(params).__name__}); pass model.parameters()"
+            )
+        if callable(params) and not hasattr(params, "__iter__"):
+            raise TypeError(
+                f"params must be an iterable of tensors, got {type(params).__name__} "
+                f"{getattr(params, '__name__', '')!r}; call it: model.parameters()"
+            )
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
@@ -66,9 +76,12 @@ class Optimizer:
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for i, p in enumerate(ps):
             if not isinstance(p, Tensor):
-                raise TypeError(f"params[{i}] must be a Tensor, got {type(p).__name__}")
-            if not p.requires_grad:
-                raise ValueError(f"params[{i}] does not require grad: it cannot be optimized")
+                hint = (
+                    "; pass model.parameters()" if callable(getattr(p, "parameters", None)) else ""
+                )
+                raise TypeError(f"params[{i}] must be a Tensor, got {type(p).__name__}{hint}")
+            # a frozen parameter (requires_grad=False) is accepted, as in PyTorch: it has no
+            # gradient, so step() leaves it alone until it is unfrozen
             if id(p) in seen:
                 raise ValueError(f"params[{i}] appears in more than one parameter group")
             seen.add(id(p))
@@ -106,6 +119,9 @@ class Optimizer:
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient, once.
+
+        A parameter whose gradient is None (frozen with ``requires_grad=False``, or not reached
+        by the backward pass) is skipped entirely: no step, no weight decay, no momentum.
 
         ``closure`` (optional) re-evaluates the model and returns the loss, as in PyTorch.
         """

@@ -12,7 +12,7 @@ from .callbacks import (
     ModelCheckpoint,
     ProgressBar,
 )
-from .fit import DivergenceError, Trainer, evaluate, fit, predict
+from .fit import DivergenceError, Trainer, evaluate, fit, predict, predict_proba
 from .history import History
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "fit",
     "metrics",
     "predict",
+    "predict_proba",
 ]

@@ -133,6 +133,8 @@ class FastMLP:
             return False
         for lin in self.linears:
             for p in (lin.weight, lin.bias):
+                if not p.requires_grad:  # type: ignore[union-attr]
+                    continue  # frozen: the step writes no gradient for it
                 buf = getattr(p, "_grad_buf", None)
                 if buf is None or buf.base is None:
                     return False
@@ -208,27 +210,46 @@ class FastMLP:
                 )
             )
         # ----- backward -----
+        # a frozen parameter (requires_grad=False) gets no gradient (None, as backward() leaves
+        # it), so no optimizer moves it; δ stops at the lowest layer that has anything to train
         inputs = [xb, *outs[:-1]]
-        for k in range(len(self.linears) - 1, -1, -1):
+        trainable = [
+            (lin.weight.requires_grad, lin.bias.requires_grad)  # type: ignore[union-attr]
+            for lin in self.linears
+        ]
+        lowest = next((k for k, t in enumerate(trainable) if any(t)), len(self.linears))
+        for k in range(len(self.linears) - 1, lowest - 1, -1):
             lin = self.linears[k]
-            gw, gb = lin.weight._grad_buf, lin.bias._grad_buf  # type: ignore[union-attr]
-            x = inputs[k]
-            if n == 1:
-                np.multiply(x.T, delta, out=gw)  # K = 1: an outer product (see ops.linear)
+            tw, tb = trainable[k]
+            if tw:
+                gw = _grad_target(lin.weight)
+                x = inputs[k]
+                if n == 1:
+                    np.multiply(x.T, delta, out=gw)  # K = 1: an outer product (see ops.linear)
+                else:
+                    np.matmul(x.T, delta, out=gw)
+                if l2:
+                    gw += lin.weight.data * dtype.type(l2)
+                lin.weight.grad = gw
             else:
-                np.matmul(x.T, delta, out=gw)
-            if l2:
-                gw += lin.weight.data * dtype.type(l2)
-            # ∂C/∂b = Σ_rows δ as 1ᵀδ: one matrix-vector product, ~3× faster than
-            # np.sum(δ, axis=0) for a (128, 256) float32 δ (measured)
-            np.matmul(buf.ones_rows, delta, out=gb)
-            lin.weight.grad, lin.bias.grad = gw, gb  # type: ignore[union-attr]
-            if k > 0:
+                lin.weight.grad = None
+            if tb:
+                # ∂C/∂b = Σ_rows δ as 1ᵀδ: one matrix-vector product, ~3× faster than
+                # np.sum(δ, axis=0) for a (128, 256) float32 δ (measured)
+                gb = _grad_target(lin.bias)  # type: ignore[arg-type]
+                np.matmul(buf.ones_rows, delta, out=gb)
+                lin.bias.grad = gb  # type: ignore[union-attr]
+            else:
+                lin.bias.grad = None  # type: ignore[union-attr]
+            if k > lowest:
                 prev = D[k - 1]
                 np.matmul(delta, lin.weight.data.T, out=prev)
                 tmp = buf.scratch[: prev.size].reshape(prev.shape)
                 _backward_act(self.acts[k - 1], outs[k - 1], prev, tmp)
                 delta = prev
+        for lin in self.linears[:lowest]:  # wholly frozen layers below the lowest trainable
+            lin.weight.grad = None
+            lin.bias.grad = None  # type: ignore[union-attr]
         self.output = out
         return loss
 
@@ -288,6 +309,13 @@ class FastMLP:
             else:
                 delta *= col * dtype.type(1.0 / div)
         return loss
+
+
+def _grad_target(p: Any) -> np.ndarray:
+    """Where the step writes ``p``'s gradient: its view into the optimizer's flat buffer, or a
+    fresh array if it has none (a parameter the optimizer does not hold)."""
+    buf = p._grad_buf
+    return buf if buf is not None else np.empty_like(p.data)
 
 
 def _row_max(a: np.ndarray) -> np.ndarray:

@@ -32,11 +32,21 @@ from ..optim import optimizers as optim_mod
 from ..optim.clip import clip_grad_norm as _clip_grad_norm
 from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from ..tensor import Tensor, no_grad
-from .callbacks import Callback, LearningRateScheduler, ProgressBar
+from ._inputs import batches_to_arrays, is_batches, single_output
+from .callbacks import Callback, LearningRateScheduler, ModelCheckpoint, ProgressBar
 from .history import History
 from .metrics import get_metric
 
-__all__ = ["LOSSES", "OPTIMIZERS", "DivergenceError", "Trainer", "evaluate", "fit", "predict"]
+__all__ = [
+    "LOSSES",
+    "OPTIMIZERS",
+    "DivergenceError",
+    "Trainer",
+    "evaluate",
+    "fit",
+    "predict",
+    "predict_proba",
+]
 
 
 class DivergenceError(FloatingPointError):
@@ -267,6 +277,11 @@ class Trainer:
         params = list(model.parameters())
         if not params:
             raise ValueError("model has no parameters to train")
+        if not any(p.requires_grad for p in params):
+            raise ValueError(
+                "every parameter of the model is frozen (requires_grad=False): there is nothing "
+                "to train; unfreeze some with p.requires_grad_(True)"
+            )
         self.dtype = params[0].dtype
         if isinstance(optimizer, str):
             if optimizer not in OPTIMIZERS:
@@ -406,6 +421,10 @@ class Trainer:
         class_weight: Any = None,
         resume_from: str | None = None,
     ) -> History:
+        if y is None and is_batches(X):  # a DataLoader, a generator, a list of (x, y)
+            X, y, w_batches, batch_size = batches_to_arrays(X, "fit")
+            if sample_weight is None:
+                sample_weight = w_batches
         check_number("epochs", epochs, low=0, integer=True)
         if batch_size is not None:
             check_number("batch_size", batch_size, low=1, integer=True)
@@ -451,6 +470,11 @@ class Trainer:
         self.epochs = int(epochs)
         for c in self.callbacks:
             c.set_trainer(self)
+        if resume_from is not None or any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
+            try:  # a checkpoint is a model file: find out now, not after the first epoch
+                model_io.describe(self.model)
+            except TypeError as exc:
+                raise TypeError(f"checkpoints need a model file: {exc}") from None
         start_epoch = 1
         if resume_from is not None:
             self.load_checkpoint(resume_from)
@@ -834,6 +858,10 @@ def fit(
         Inputs ``(n, ...)`` and targets (class indices for cross-entropy, values for
         regression). Batches are gathered by index: the data set is never copied per epoch (a
         memory-mapped ``.npy`` works); each batch is converted to the model's dtype.
+        Or, with ``y`` omitted, ``X`` an iterable of ``(x, y)`` (or ``(x, y, sample_weight)``)
+        batches — a PyTorch DataLoader, a generator, a list — as Keras accepts: the batches are
+        read once and concatenated in memory (torch tensors become arrays), and the batch size
+        is that of the first batch; ``shuffle`` then reshuffles every epoch as usual.
     loss : Module, callable or str
         E.g. ``nn.CrossEntropyLoss()``, or a name: mse, mae, huber, bce, bce_with_logits,
         cross_entropy, nll.
@@ -943,10 +971,14 @@ def fit(
 
 
 def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
-    """The model's outputs for ``X``, in eval mode, batch by batch, without building a graph.
+    """The model's raw outputs for ``X`` (logits for a classifier: see :func:`predict_proba`),
+    in eval mode, batch by batch, without building a graph.
 
     The model's train/eval mode is restored afterwards. NaN or infinite inputs are refused.
+    ``X`` may also be an iterable of batches (``x`` or ``(x, y)``: the targets are ignored).
     """
+    if is_batches(X):  # a DataLoader, a generator, a list of (x, y): predict on the x's
+        X = batches_to_arrays(X, "predict")[0]
     X = _as_data("X", X, purpose="predict")
     _check_finite("X", X, "predicting")
     if batch_size is not None:
@@ -964,11 +996,39 @@ def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
                 xb = X[start : start + bs]
                 if xb.dtype != dtype:
                     xb = xb.astype(dtype)
-                out = model(xb)
-                outs.append(out.data if isinstance(out, Tensor) else np.asarray(out))
+                outs.append(single_output(model(xb), "predict"))
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
     finally:
         model.train(was_training)
+
+
+def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
+    """Class probabilities from a model that outputs logits.
+
+    ``softmax(z)_k = exp(z_k) / Σ_j exp(z_j)`` over the last axis when the model has several
+    outputs (multi-class, trained with cross-entropy); ``σ(z) = 1 / (1 + exp(-z))`` when it
+    has one (binary, trained with ``BCEWithLogitsLoss``) — the probability of class 1, shape
+    ``(n, 1)``. Computed stably (no overflow for logits of any size), in the output's dtype.
+    For a multi-label model (several independent sigmoid outputs) apply
+    ``1 / (1 + np.exp(-cr.predict(model, X)))`` instead.
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> model = cr.nn.mlp([2, 3], rng=0)
+    >>> p = cr.predict_proba(model, np.zeros((4, 2), np.float32))
+    >>> p.shape, bool(np.allclose(p.sum(axis=1), 1))
+    ((4, 3), True)
+    """
+    z = predict(model, X, batch_size)
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)
+    with np.errstate(under="ignore"):  # a probability that rounds to 0 is right
+        if z.ndim >= 2 and z.shape[-1] > 1:
+            e = np.exp(z - z.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+        e = np.exp(-np.abs(z))  # σ(z) from e^{-|z|} ≤ 1: never overflows
+        return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)  # type: ignore[no-any-return]
 
 
 def evaluate(

@@ -1,0 +1,94 @@
+"""Data given as batches (a PyTorch DataLoader, a generator, a list of ``(x, y)`` pairs), and
+model outputs that are not one array: turned into what :func:`chainrule.fit` and
+:func:`chainrule.predict` work on, or refused with a message that says what to pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+
+__all__ = ["as_array", "batches_to_arrays", "is_batches", "single_output"]
+
+
+def as_array(value: Any) -> Any:
+    """A torch.Tensor or chainrule Tensor as a NumPy array (torch is never imported)."""
+    if isinstance(value, Tensor):
+        return value.data
+    if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def is_batches(X: Any) -> bool:
+    """True if ``X`` looks like an iterable of batches rather than one array-like.
+
+    Arrays, tensors and (nested) lists of numbers are data; a generator, an iterator, a
+    DataLoader-like object (iterable, no ``__array__``, not a list or tuple) or a list whose
+    first item is a tuple ``(x, y)`` or ``(x, y, w)`` of arrays are batches.
+    """
+    if isinstance(X, (np.ndarray, Tensor, str, bytes, dict)) or hasattr(X, "__array__"):
+        return False
+    if isinstance(X, (list, tuple)):
+        if not X:
+            return False
+        first = X[0]
+        return (  # a tuple (not a list: nested lists are rows of data) of arrays
+            isinstance(first, tuple)
+            and len(first) in (2, 3)
+            and all(np.ndim(as_array(part)) >= 1 for part in first)
+        )
+    return isinstance(X, Iterable)
+
+
+def batches_to_arrays(batches: Iterable[Any], purpose: str) -> tuple[Any, Any, Any, int]:
+    """Concatenate ``(x, y)`` or ``(x, y, sample_weight)`` batches: ``(X, y, w, first size)``.
+
+    ``purpose`` is "fit" (targets required) or "predict" (items may be ``x`` alone; targets
+    are ignored).
+    """
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    ws: list[np.ndarray] = []
+    for i, item in enumerate(batches):
+        if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+            parts = [np.asarray(as_array(v)) for v in item]
+        elif purpose == "predict":
+            parts = [np.asarray(as_array(item))]
+        else:
+            raise TypeError(
+                f"fit got an iterable of batches, but batch {i} is a {type(item).__name__}, not "
+                "an (x, y) pair; pass arrays, fit(model, X, y, ...), or an iterable of (x, y) "
+                "or (x, y, sample_weight) batches"
+            )
+        xs.append(parts[0])
+        if len(parts) > 1:
+            ys.append(parts[1])
+        if len(parts) > 2:
+            ws.append(parts[2])
+    if not xs:
+        raise ValueError(f"the iterable of batches given to {purpose} yielded no batch")
+    X = np.concatenate(xs)
+    y = np.concatenate(ys) if purpose == "fit" and len(ys) == len(xs) else None
+    w = np.concatenate(ws) if purpose == "fit" and ws and len(ws) == len(xs) else None
+    return X, y, w, len(xs[0])
+
+
+def single_output(out: Any, fn: str) -> np.ndarray:
+    """The array of a model's output; a tuple, list or dict is refused with its contents."""
+    if isinstance(out, Tensor):
+        return out.data
+    if isinstance(out, (tuple, list, dict)):
+        items = out.items() if isinstance(out, dict) else enumerate(out)
+        shapes = ", ".join(
+            f"[{k!r}]: shape {getattr(v, 'shape', type(v).__name__)}" for k, v in items
+        )
+        raise TypeError(
+            f"{fn} needs a model that returns one array, but the model returned a "
+            f"{type(out).__name__} of {len(out)} outputs ({shapes}); wrap it so forward() "
+            f"returns the output to use (e.g. out[0]), or call the model under cr.no_grad()"
+        )
+    return np.asarray(out)
