@@ -360,6 +360,12 @@ def test_integer_tensor_with_python_numbers_like_torch():
         np.testing.assert_allclose(fn(i).data, fn(ti).numpy())
     for fn in (lambda a: a + 1, lambda a: a * 2, lambda a: a - a):
         assert fn(i).dtype == np.int64 and fn(ti).dtype == torch.int64
+    f = cr.tensor(np.ones(3, np.float32))
+    ti, tf = torch.tensor(i_np), torch.ones(3)
+    assert cr.where(i.data > 1, i, f).dtype == np.float32
+    assert torch.where(ti > 1, ti, tf).dtype == torch.float32
+    assert cr.concatenate([i, f]).dtype == np.float32 == cr.stack([f, i]).data.dtype
+    assert torch.cat([ti, tf]).dtype == torch.float32
     # float64 with float32 tensors: float64, as PyTorch and NumPy
     d = cr.tensor(np.ones(3)) + cr.tensor(np.ones(3, np.float32))
     assert d.dtype == np.float64
@@ -477,6 +483,10 @@ def test_size_is_numpys_int_and_torchs_call():
     assert x.size(1) == tx.size(1) == 3 and x.size(-2) == tx.size(-2) == 2
     with pytest.raises(IndexError, match="out of range"):
         x.size(2)
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(x.size)) == copy.deepcopy(x.size) == 6
 
 
 def test_float_and_double():

@@ -442,6 +442,9 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     ref = a if isinstance(a, Tensor) else b
     a = _coerce(a, ref)
     b = _coerce(b, ref)
+    if not isinstance(ref, Tensor) or ref.data.dtype.kind != "f":
+        a, b = _promote("where", a, b)
+        ref = a if isinstance(a, Tensor) else b
     # NOTE: np.where is not a ufunc and would turn a Python float into float64: cast scalars.
     dt = ref.dtype if isinstance(ref, Tensor) else None
     if dt is not None and dt.kind == "f":
@@ -1091,7 +1094,12 @@ def _sequence_args(op: str, tensors: Any) -> tuple[Tensor, ...]:
     if len(tensors) == 0:
         raise ValueError(f"{op} needs at least one tensor, got an empty sequence")
     ref = next((t for t in tensors if isinstance(t, Tensor)), None)
-    return tuple(t if isinstance(t, Tensor) else _t(_coerce(t, ref)) for t in tensors)
+    ts = tuple(t if isinstance(t, Tensor) else _t(_coerce(t, ref)) for t in tensors)
+    floats = [t.dtype for t in ts if t.dtype.kind == "f"]
+    if floats and len(floats) < len(ts):  # integers join float tensors as floats (PyTorch)
+        dt = np.result_type(*floats)
+        ts = tuple(t if t.dtype.kind == "f" else Tensor._const(t.data.astype(dt)) for t in ts)
+    return ts
 
 
 # Which rules read which values, for the in-place check of backward() (tensor._check_inplace):

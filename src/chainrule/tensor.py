@@ -573,6 +573,9 @@ class _Size(int):
         self._shape = shape
         return self
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, (int(self),))  # copies and pickles are plain ints
+
     def __call__(self, dim: int | None = None) -> Any:
         if dim is None:
             return self._shape
