@@ -244,6 +244,8 @@ class Tensor:
         self._attrs = None
         self._retain = False
         self.name = None
+        self._vers = self._mod = 0
+        self._base = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
