@@ -66,10 +66,11 @@ def test_max_min_share_gradient_among_ties():
     np.testing.assert_allclose(grad_of(lambda t: t.max(axis=1), m), [[0.5, 0.5], [0, 1]])
 
 
-def test_clip_passes_gradient_only_strictly_inside():
+def test_clip_passes_gradient_inside_and_at_the_bounds():
+    # bounds inclusive, as torch.clamp (issue 15, point 8)
     x = [-2.0, -1.0, 0.0, 1.0, 2.0]
-    np.testing.assert_array_equal(grad_of(lambda t: cr.clip(t, -1.0, 1.0), x), [0, 0, 1, 0, 0])
-    np.testing.assert_array_equal(grad_of(lambda t: cr.clip(t, lo=0.0), x), [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(grad_of(lambda t: cr.clip(t, -1.0, 1.0), x), [0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(grad_of(lambda t: cr.clip(t, lo=0.0), x), [0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match="lo and hi"):
         cr.clip(cr.tensor(x))
 
@@ -126,7 +127,9 @@ def test_bad_reshape_and_transpose_errors():
     with pytest.raises(ValueError, match=r"reshape.*\(2, 3\)"):
         cr.tensor(np.zeros((2, 3))).reshape(4, 2)
     with pytest.raises(ValueError, match="permutation"):
-        cr.tensor(np.zeros((2, 3))).transpose(0, 0)
+        cr.tensor(np.zeros((2, 3, 4))).transpose(0, 0, 1)
+    with pytest.raises(ValueError, match="out of range"):  # two axes: a swap (issue 15)
+        cr.tensor(np.zeros((2, 3))).transpose(0, 2)
 
 
 def test_concatenate_and_stack_errors():

@@ -15,6 +15,20 @@ from . import diagnostics as diagnostics
 from . import nn as nn
 from . import optim as optim
 from . import training as training
+from ._torch_names import (  # PyTorch's names (issue 15)
+    cat,
+    clamp,
+    ones,
+    permute,
+    rand,
+    randn,
+    round,
+    squeeze,
+    std,
+    swapaxes,
+    unsqueeze,
+    zeros,
+)
 from .data import datasets as datasets
 from .diagnostics import GradientFlow as GradientFlow
 from .diagnostics import draw_graph as draw_graph
@@ -155,4 +169,18 @@ __all__ = [
     "value_and_grad",
     "var",
     "where",
+]
+__all__ += [  # PyTorch's names (issue 15)
+    "cat",
+    "clamp",
+    "ones",
+    "permute",
+    "rand",
+    "randn",
+    "round",
+    "squeeze",
+    "std",
+    "swapaxes",
+    "unsqueeze",
+    "zeros",
 ]

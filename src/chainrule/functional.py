@@ -6,14 +6,22 @@ its gradients, in the style of JAX and HIPS autograd, with chainrule's reverse-m
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, _as_array, enable_grad
+from .tensor import HIGHER_ORDER_MESSAGE, Tensor, _as_array, enable_grad
 
 __all__ = ["grad", "value_and_grad"]
+
+
+class _Depth(threading.local):
+    n = 0
+
+
+_depth = _Depth()  # how many cr.grad calls are evaluating their function (this thread)
 
 
 def _argnums(argnums: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
@@ -33,6 +41,9 @@ def value_and_grad(
 
     def wrapped(*args: Any) -> tuple[float, Any]:
         nums = _argnums(argnums, len(args))
+        if _depth.n and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            # called inside another cr.grad with its differentiated inputs: cr.grad(cr.grad(f))
+            raise NotImplementedError(HIGHER_ORDER_MESSAGE)
         inputs: list[Any] = list(args)
         for k in nums:
             arr = _as_array(args[k])
@@ -42,8 +53,12 @@ def value_and_grad(
                     f"got dtype {arr.dtype}"
                 )
             inputs[k] = Tensor(np.array(arr, copy=True), requires_grad=True)
-        with enable_grad():
-            out = fn(*inputs)
+        _depth.n += 1
+        try:
+            with enable_grad():
+                out = fn(*inputs)
+        finally:
+            _depth.n -= 1
         if not isinstance(out, Tensor):
             raise TypeError(f"grad: the function must return a Tensor, got {type(out).__name__}")
         if out.size != 1:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -75,11 +75,55 @@ def _shape(x: Any) -> tuple[int, ...]:
     return tuple(np.shape(x.data if isinstance(x, Tensor) else x))
 
 
+def _kind(x: Any) -> str:
+    d = x.data if isinstance(x, Tensor) else x
+    return d.dtype.kind if isinstance(d, np.ndarray) else "f" if type(d) is float else "i"
+
+
+def _float_of(x: Any) -> Any:
+    d = x.data if isinstance(x, Tensor) else x
+    return d.dtype if isinstance(d, np.ndarray) else np.float32
+
+
+def _to_float(x: Any, dtype: Any) -> Any:
+    """An integer/bool operand as a constant of float ``dtype``; Python scalars stay as they are."""
+    if isinstance(x, Tensor):
+        return Tensor._const(x.data.astype(dtype))
+    return x.astype(dtype) if isinstance(x, np.ndarray) else x
+
+
+def _promote(op: str, a: Any, b: Any) -> tuple[Any, Any]:
+    """Make integer/bool operands float before a binary op, as PyTorch does.
+
+    NumPy would give float64 for ``int64 ⊕ float32``, for ``int ⊕ 2.5`` and for ``int / int``:
+    here an integer operand takes the float operand's dtype (float32 for a Python float), and
+    division or ``**`` of two integers gives float32 — never a silent float64. float32 ⊕ float64
+    tensors give float64 (as PyTorch and NumPy).
+    """
+    ka, kb = _kind(a), _kind(b)
+    if ka == "f" and kb == "f":
+        return a, b
+    if ka == "f":
+        return a, _to_float(b, _float_of(a))
+    if kb == "f":
+        return _to_float(a, _float_of(b)), b
+    if op == "div":
+        return _to_float(a, np.float32), _to_float(b, np.float32)
+    return a, b
+
+
 def _binary(op: str, fwd: Callable[..., Any], a: Any, b: Any) -> Tensor:
     if not isinstance(a, Tensor):
         a = _coerce(a, b)
     elif not isinstance(b, Tensor):
         b = _coerce(b, a)
+    if not (
+        isinstance(a, Tensor)
+        and isinstance(b, Tensor)
+        and a.data.dtype.kind == "f"
+        and b.data.dtype.kind == "f"
+    ):
+        a, b = _promote(op, a, b)
     try:
         return _apply(op, fwd, (a, b))
     except ValueError as exc:
@@ -375,7 +419,10 @@ RULES["astype"] = lambda g, out, x, dtype: (g.astype(x.dtype),)
 
 
 def clip(x: Any, lo: Any = None, hi: Any = None) -> Tensor:
-    """Limit values to ``[lo, hi]``; the gradient passes only strictly inside the bounds."""
+    """Limit values to ``[lo, hi]`` (``torch.clamp``; alias :func:`clamp`).
+
+    ``∂/∂x = 1`` for ``lo ≤ x ≤ hi`` (bounds included, as ``torch.clamp``), 0 outside.
+    """
     if lo is None and hi is None:
         raise ValueError("clip needs at least one of lo and hi, got neither")
     lo = -np.inf if lo is None else _raw(lo)
@@ -383,7 +430,8 @@ def clip(x: Any, lo: Any = None, hi: Any = None) -> Tensor:
     return _apply("clip", lambda a, lo, hi: np.clip(a, lo, hi), (_t(x),), lo=lo, hi=hi)
 
 
-RULES["clip"] = lambda g, out, x, lo, hi: (g * ((x > lo) & (x < hi)),)
+# NOTE: the bounds are inside (gradient 1 at x = lo and x = hi), as torch.clamp.
+RULES["clip"] = lambda g, out, x, lo, hi: (g * ((x >= lo) & (x <= hi)),)
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
@@ -394,6 +442,9 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     ref = a if isinstance(a, Tensor) else b
     a = _coerce(a, ref)
     b = _coerce(b, ref)
+    if not isinstance(ref, Tensor) or ref.data.dtype.kind != "f":
+        a, b = _promote("where", a, b)
+        ref = a if isinstance(a, Tensor) else b
     # NOTE: np.where is not a ufunc and would turn a Python float into float64: cast scalars.
     dt = ref.dtype if isinstance(ref, Tensor) else None
     if dt is not None and dt.kind == "f":
@@ -414,6 +465,21 @@ RULES["where"] = lambda g, out, c, x, y: (None, g * c, g * np.logical_not(c))
 # ---------------------------------------------------------------------------------------------
 # reductions
 # ---------------------------------------------------------------------------------------------
+def _alias(op: str, name: Any, value: Any, torch_name: str, torch_value: Any, default: Any) -> Any:
+    """Merge a NumPy keyword with its PyTorch spelling (``axis``/``dim``, ``keepdims``/``keepdim``).
+
+    ``default`` is the NumPy keyword's default: giving both spellings is an error.
+    """
+    if torch_value is None:
+        return value
+    if value is not default:
+        raise TypeError(
+            f"{op}() got both {name}={value!r} and {torch_name}={torch_value!r}: they are the "
+            f"same argument (NumPy's and PyTorch's name), pass one"
+        )
+    return torch_value
+
+
 def _check_axis(x: Tensor, axis: Any) -> Any:
     if axis is not None:
         if isinstance(axis, list):
@@ -422,34 +488,88 @@ def _check_axis(x: Tensor, axis: Any) -> Any:
     return axis
 
 
-def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def sum(  # noqa: A001
+    x: Any,
+    axis: Any = None,
+    keepdims: bool = False,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Sum over ``axis`` (all axes by default); the gradient is broadcast back."""
     x = _t(x)
-    axis = _check_axis(x, axis)
+    axis = _check_axis(x, _alias("sum", "axis", axis, "dim", dim, None))
+    keepdims = _alias("sum", "keepdims", keepdims, "keepdim", keepdim, False)
     return _apply("sum", np.sum, (x,), axis=axis, keepdims=keepdims)
 
 
-def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+def mean(
+    x: Any,
+    axis: Any = None,
+    keepdims: bool = False,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Mean over ``axis``; ``∂/∂x_i = 1/n``."""
     x = _t(x)
-    axis = _check_axis(x, axis)
+    axis = _check_axis(x, _alias("mean", "axis", axis, "dim", dim, None))
+    keepdims = _alias("mean", "keepdims", keepdims, "keepdim", keepdim, False)
     return _apply("mean", np.mean, (x,), axis=axis, keepdims=keepdims)
 
 
-def max(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Maximum over ``axis``; the gradient is shared equally among tied maxima."""
+class MinMax(NamedTuple):
+    """``(values, indices)`` of ``max``/``min`` called with PyTorch's ``dim=``."""
+
+    values: Tensor
+    indices: np.ndarray
+
+
+def max(  # noqa: A001
+    x: Any,
+    axis: Any = None,
+    keepdims: bool = False,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
+) -> Any:
+    """Maximum over ``axis``; the gradient is shared equally among tied maxima.
+
+    With NumPy's ``axis=`` the result is the tensor of maxima; with PyTorch's ``dim=`` it is
+    PyTorch's ``(values, indices)`` named tuple (``indices`` a NumPy integer array).
+    """
     x = _t(x)
-    axis = _check_axis(x, axis)
+    axis = _check_axis(x, _alias("max", "axis", axis, "dim", dim, None))
+    keepdims = _alias("max", "keepdims", keepdims, "keepdim", keepdim, False)
     _check_nonempty("max", x, axis)
-    return _apply("max", np.max, (x,), axis=axis, keepdims=keepdims)
+    values = _apply("max", np.max, (x,), axis=axis, keepdims=keepdims)
+    if dim is None:
+        return values
+    # NOTE: with PyTorch's dim=, PyTorch's result: (values, indices)
+    return MinMax(values, np.argmax(x.data, axis=axis, keepdims=keepdims))
 
 
-def min(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Minimum over ``axis``; the gradient is shared equally among tied minima."""
+def min(  # noqa: A001
+    x: Any,
+    axis: Any = None,
+    keepdims: bool = False,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
+) -> Any:
+    """Minimum over ``axis``; the gradient is shared equally among tied minima.
+
+    With PyTorch's ``dim=`` the result is ``(values, indices)``, as :func:`max`.
+    """
     x = _t(x)
-    axis = _check_axis(x, axis)
+    axis = _check_axis(x, _alias("min", "axis", axis, "dim", dim, None))
+    keepdims = _alias("min", "keepdims", keepdims, "keepdim", keepdim, False)
     _check_nonempty("min", x, axis)
-    return _apply("min", np.min, (x,), axis=axis, keepdims=keepdims)
+    values = _apply("min", np.min, (x,), axis=axis, keepdims=keepdims)
+    if dim is None:
+        return values
+    # NOTE: with PyTorch's dim=, PyTorch's result: (values, indices)
+    return MinMax(values, np.argmin(x.data, axis=axis, keepdims=keepdims))
 
 
 def _check_nonempty(op: str, x: Tensor, axis: Any) -> None:
@@ -457,10 +577,28 @@ def _check_nonempty(op: str, x: Tensor, axis: Any) -> None:
         raise ValueError(f"{op}: cannot reduce an empty axis (tensor shape {x.shape}, axis={axis})")
 
 
-def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Variance ``Σ(x - x̄)² / (n - ddof)``; ``∂/∂x_i = 2(x_i - x̄)/(n - ddof)``."""
+def var(
+    x: Any,
+    axis: Any = None,
+    keepdims: bool = False,
+    ddof: int = 0,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
+    correction: int | None = None,
+    unbiased: bool | None = None,
+) -> Tensor:
+    """Variance ``Σ(x - x̄)² / (n - ddof)``; ``∂/∂x_i = 2(x_i - x̄)/(n - ddof)``.
+
+    ``ddof=0`` by default (NumPy's population variance). PyTorch's ``var`` defaults to the
+    unbiased ``n - 1``: write ``ddof=1``, ``correction=1`` or ``unbiased=True`` for that.
+    """
     x = _t(x)
-    axis = _check_axis(x, axis)
+    axis = _check_axis(x, _alias("var", "axis", axis, "dim", dim, None))
+    keepdims = _alias("var", "keepdims", keepdims, "keepdim", keepdim, False)
+    if unbiased is not None:
+        correction = _alias("var", "correction", correction, "unbiased", int(bool(unbiased)), None)
+    ddof = _alias("var", "ddof", ddof, "correction", correction, 0)
     return _apply("var", np.var, (x,), axis=axis, keepdims=keepdims, ddof=int(ddof))
 
 
@@ -488,13 +626,21 @@ RULES["min"] = _grad_maxmin_reduce
 RULES["var"] = _grad_var
 
 
-def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+def logsumexp(
+    x: Any,
+    axis: Any = None,
+    keepdims: bool = False,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """``log Σ e^{x_i}`` computed as ``m + log Σ e^{x_i - m}`` with ``m = max x``.
 
     The gradient is ``softmax(x)``. Finite for inputs of any magnitude.
     """
     x = _t(x)
-    axis = _check_axis(x, axis)
+    axis = _check_axis(x, _alias("logsumexp", "axis", axis, "dim", dim, None))
+    keepdims = _alias("logsumexp", "keepdims", keepdims, "keepdim", keepdim, False)
     return _apply("logsumexp", _logsumexp, (x,), axis=axis, keepdims=keepdims)
 
 
@@ -531,25 +677,27 @@ def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
         return (shifted - np.log(s)).astype(a.dtype, copy=False)
 
 
-def softmax(x: Any, axis: int = -1) -> Tensor:
+def softmax(x: Any, axis: int = -1, *, dim: int | None = None) -> Tensor:
     """``e^{x_i} / Σ_j e^{x_j}`` along ``axis``, computed as ``exp(x - logsumexp(x))``.
 
     ``∂C/∂x = s ⊙ (g - Σ g ⊙ s)``.
     """
     x = _t(x)
+    axis = _alias("softmax", "axis", axis, "dim", dim, -1)
     _norm_axis(axis, x.ndim)
     return _apply(
         "softmax", lambda a, axis: _exp_nonneg_underflow(_log_softmax(a, axis)), (x,), axis=axis
     )
 
 
-def log_softmax(x: Any, axis: int = -1) -> Tensor:
+def log_softmax(x: Any, axis: int = -1, *, dim: int | None = None) -> Tensor:
     """``x_i - logsumexp(x)`` along ``axis``; ``∂C/∂x = g - softmax(x)·Σ g``.
 
     # NOTE: a primitive (not log ∘ softmax) for stability: log(softmax) is -inf where softmax
     # underflows, this is exact.
     """
     x = _t(x)
+    axis = _alias("log_softmax", "axis", axis, "dim", dim, -1)
     _norm_axis(axis, x.ndim)
     return _apply("log_softmax", _log_softmax, (x,), axis=axis)
 
@@ -638,6 +786,7 @@ def matmul(a: Any, b: Any) -> Tensor:
         a = _coerce(a, b)
     elif not isinstance(b, Tensor):
         b = _coerce(b, a)
+    a, b = _promote("matmul", a, b)
     sa, sb = _shape(a), _shape(b)
     if len(sa) == 0 or len(sb) == 0:
         raise ValueError(f"matmul: operands must be at least 1-D, got shapes {sa} and {sb}")
@@ -752,9 +901,19 @@ RULES["reshape"] = lambda g, out, x, shape: (g.reshape(x.shape),)
 
 
 def transpose(x: Any, *axes: Any) -> Tensor:
-    """Permute the axes (reverse them if none are given), as ``numpy.transpose``."""
+    """Reorder the axes.
+
+    - no axes: reverse them (NumPy's ``transpose()`` and ``.T``);
+    - exactly two axes ``(a, b)``: swap them — PyTorch's ``transpose(dim0, dim1)`` and
+      ``numpy.swapaxes``. On a 2-D tensor ``transpose(0, 1)`` is the matrix transpose;
+    - a full permutation of three or more axes: ``numpy.transpose`` (same as :meth:`permute`).
+
+    The gradient applies the inverse permutation.
+    """
     x = _t(x)
     ax = _shape_arg(axes) if axes else None
+    if ax is not None and len(ax) == 2:
+        return swapaxes(x, ax[0], ax[1])
     if ax is not None and sorted(int(a) % builtins.max(x.ndim, 1) for a in ax) != list(
         range(x.ndim)
     ):
@@ -767,10 +926,41 @@ RULES["transpose"] = lambda g, out, x, axes: (
 )
 
 
-def flatten(x: Any, start_dim: int = 0) -> Tensor:
-    """Collapse the dimensions from ``start_dim`` on into one."""
+def swapaxes(x: Any, axis0: int, axis1: int) -> Tensor:
+    """Swap two axes (``numpy.swapaxes``, PyTorch's ``transpose(dim0, dim1)``)."""
     x = _t(x)
-    return reshape(x, *x.shape[:start_dim], -1)
+    n = x.ndim
+    for a in (axis0, axis1):
+        if not isinstance(a, (int, np.integer)) or not -n <= a < builtins.max(n, 1):
+            raise ValueError(f"swapaxes: axis {a!r} is out of range for a {n}-D tensor")
+    perm = list(range(n))
+    i, j = int(axis0) % builtins.max(n, 1), int(axis1) % builtins.max(n, 1)
+    if n == 0:
+        return transpose(x)
+    perm[i], perm[j] = perm[j], perm[i]
+    return _apply("transpose", lambda a, axes: np.transpose(a, axes), (x,), axes=tuple(perm))
+
+
+def permute(x: Any, *dims: Any) -> Tensor:
+    """Reorder the axes by a full permutation (PyTorch's ``permute``, ``numpy.transpose``)."""
+    x = _t(x)
+    ax = _shape_arg(dims)
+    if len(ax) != x.ndim or sorted(int(a) % builtins.max(x.ndim, 1) for a in ax) != list(
+        range(x.ndim)
+    ):
+        raise ValueError(f"permute: dims {ax} are not a permutation of a {x.ndim}-D tensor")
+    return _apply("transpose", lambda a, axes: np.transpose(a, axes), (x,), axes=ax)
+
+
+def flatten(x: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Collapse the dimensions ``start_dim`` to ``end_dim`` (inclusive) into one (PyTorch's)."""
+    x = _t(x)
+    if x.ndim == 0:
+        return reshape(x, 1)
+    s, e = _norm_axis(start_dim, x.ndim)[0], _norm_axis(end_dim, x.ndim)[0]
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    return reshape(x, *x.shape[:s], math.prod(x.shape[s : e + 1]), *x.shape[e + 1 :])
 
 
 def _norm_index(index: Any) -> Any:
@@ -812,9 +1002,61 @@ def _grad_getitem(g: Any, out: Any, x: Any, index: Any) -> tuple[Any, ...]:
 RULES["getitem"] = _grad_getitem
 
 
-def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+def _setitem(a: np.ndarray, v: Any, index: Any) -> np.ndarray:
+    out = a.copy()
+    out[index] = v
+    return out
+
+
+def setitem(x: Any, index: Any, value: Any) -> Tensor:
+    """A copy of ``x`` with ``x[index] = value`` (the recorded form of ``t[index] = v``).
+
+    ``∂C/∂x = g`` with zeros at ``index``; ``∂C/∂value = g[index]`` (summed over broadcasting).
+    """
+    x = _t(x)
+    index = _norm_index(index)
+    if _advanced(index):
+        hits = np.zeros(x.shape, dtype=np.intp)
+        np.add.at(hits, index, 1)
+        if (hits > 1).any():
+            raise ValueError(
+                "t[index] = v with an index that repeats an element cannot be differentiated "
+                "(which write wins is undefined); use distinct indices"
+            )
+    value = _coerce(value, x)
+    try:
+        return _apply("setitem", _setitem, (x, value), index=index)
+    except (IndexError, ValueError) as exc:
+        raise type(exc)(
+            f"t[{index!r}] = value: cannot assign a value of shape {_shape(value)} into a tensor "
+            f"of shape {x.shape}: {exc}"
+        ) from None
+
+
+def _grad_setitem(g: Any, out: Any, x: Any, v: Any, index: Any) -> tuple[Any, ...]:
+    def gx() -> Any:
+        gx = np.array(g, copy=True)
+        gx[index] = 0
+        return gx
+
+    return (gx, lambda: g[index])
+
+
+RULES["setitem"] = _grad_setitem
+
+
+def round(x: Any, decimals: int = 0) -> Tensor:  # noqa: A001 - Python's and NumPy's name
+    """Round to ``decimals`` digits (half to even, as NumPy and PyTorch); the gradient is 0."""
+    return _apply("round", lambda a, decimals: np.round(a, decimals), (_t(x),), decimals=decimals)
+
+
+RULES["round"] = lambda g, out, x, decimals: (np.zeros_like(g),)
+
+
+def concatenate(tensors: Sequence[Any], axis: int = 0, *, dim: int | None = None) -> Tensor:
     """Join tensors along an existing axis; the gradient is split back into pieces."""
     ts = _sequence_args("concatenate", tensors)
+    axis = _alias("concatenate", "axis", axis, "dim", dim, 0)
     try:
         return _apply("concatenate", lambda *a, axis: np.concatenate(a, axis=axis), ts, axis=axis)
     except ValueError as exc:
@@ -832,9 +1074,10 @@ def _grad_concatenate(g: Any, out: Any, *xs: Any, axis: int) -> tuple[Any, ...]:
 RULES["concatenate"] = _grad_concatenate
 
 
-def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+def stack(tensors: Sequence[Any], axis: int = 0, *, dim: int | None = None) -> Tensor:
     """Join tensors of equal shape along a new axis."""
     ts = _sequence_args("stack", tensors)
+    axis = _alias("stack", "axis", axis, "dim", dim, 0)
     try:
         return _apply("stack", lambda *a, axis: np.stack(a, axis=axis), ts, axis=axis)
     except ValueError as exc:
@@ -851,18 +1094,49 @@ def _sequence_args(op: str, tensors: Any) -> tuple[Tensor, ...]:
     if len(tensors) == 0:
         raise ValueError(f"{op} needs at least one tensor, got an empty sequence")
     ref = next((t for t in tensors if isinstance(t, Tensor)), None)
-    return tuple(t if isinstance(t, Tensor) else _t(_coerce(t, ref)) for t in tensors)
+    ts = tuple(t if isinstance(t, Tensor) else _t(_coerce(t, ref)) for t in tensors)
+    floats = [t.dtype for t in ts if t.dtype.kind == "f"]
+    if floats and len(floats) < len(ts):  # integers join float tensors as floats (PyTorch)
+        dt = np.result_type(*floats)
+        ts = tuple(t if t.dtype.kind == "f" else Tensor._const(t.data.astype(dt)) for t in ts)
+    return ts
+
+
+# Which rules read which values, for the in-place check of backward() (tensor._check_inplace):
+# a rule in READS_NO_INPUTS uses only its inputs' shapes and dtypes (changing an input in place
+# after the op does not change its gradient); a rule in READS_OUT uses the forward output.
+READS_NO_INPUTS = frozenset(
+    {"add", "sub", "neg", "astype", "where", "sum", "mean", "reshape", "transpose", "getitem",
+     "setitem", "concatenate", "stack", "round"}
+)  # fmt: skip
+# in these, input i's value is used only for the gradients of the inputs NEEDED_BY[op][i]
+# (x·y, x@W, x@W + b): it matters only if one of those requires grad, as PyTorch saves it
+NEEDED_BY: dict[str, tuple[tuple[int, ...], ...]] = {
+    "mul": ((1,), (0,)),
+    "matmul": ((1,), (0,)),
+    "linear": ((1,), (0,), ()),
+}
+READS_OUT = frozenset(
+    {"div", "pow", "maximum", "minimum", "exp", "sqrt", "tanh", "sigmoid", "relu", "elu", "max",
+     "min", "logsumexp", "softmax", "log_softmax"}
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
 # methods and operators of Tensor
 # ---------------------------------------------------------------------------------------------
-def _argmax(x: Tensor, axis: Any = None) -> np.ndarray:
-    return np.argmax(x.data, axis=axis)  # type: ignore[no-any-return]
+def _argmax(
+    x: Tensor, axis: Any = None, *, dim: Any = None, keepdim: bool | None = None
+) -> np.ndarray:
+    axis = _alias("argmax", "axis", axis, "dim", dim, None)
+    return np.argmax(x.data, axis=axis, keepdims=bool(keepdim))  # type: ignore[no-any-return]
 
 
-def _argmin(x: Tensor, axis: Any = None) -> np.ndarray:
-    return np.argmin(x.data, axis=axis)  # type: ignore[no-any-return]
+def _argmin(
+    x: Tensor, axis: Any = None, *, dim: Any = None, keepdim: bool | None = None
+) -> np.ndarray:
+    axis = _alias("argmin", "axis", axis, "dim", dim, None)
+    return np.argmin(x.data, axis=axis, keepdims=bool(keepdim))  # type: ignore[no-any-return]
 
 
 def _rpow(x: Tensor, other: Any) -> Tensor:
@@ -892,6 +1166,8 @@ _METHODS: dict[str, Callable[..., Any]] = {
     "var": var,
     "reshape": reshape,
     "transpose": transpose,
+    "swapaxes": swapaxes,
+    "permute": permute,
     "flatten": flatten,
     "exp": exp,
     "log": log,
@@ -907,3 +1183,7 @@ _METHODS: dict[str, Callable[..., Any]] = {
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 del _name, _fn
+
+# in-place operators and PyTorch's names install themselves on Tensor
+from . import _inplace as _inplace  # noqa: E402
+from . import _torch_names as _torch_names  # noqa: E402

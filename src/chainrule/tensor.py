@@ -10,10 +10,11 @@ of any length works), walks it in reverse and applies each primitive's rule from
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -53,8 +54,55 @@ def set_grad_enabled(mode: bool) -> Iterator[None]:
         _grad_mode.enabled = previous
 
 
-def no_grad() -> Any:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _GradModeSwitch:
+    """A context manager and decorator that sets the grad mode (PyTorch's ``no_grad`` shape).
+
+    Usable as ``with cr.no_grad():``, ``@cr.no_grad()`` and ``@cr.no_grad``; nested and
+    re-entrant uses restore the previous mode on exit (per thread).
+    """
+
+    _mode = False
+
+    def __new__(cls, func: Any = None) -> Any:
+        self = super().__new__(cls)
+        if func is None:
+            return self
+        if not callable(func):
+            raise TypeError(
+                f"{cls.__name__}() takes no arguments (or decorates a function), got "
+                f"{type(func).__name__}"
+            )
+        return self(func)
+
+    def __init__(self, func: Any = None) -> None:
+        self._previous: list[bool] = []
+
+    def __call__(self, func: _F) -> _F:
+        mode = self._mode
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def __enter__(self) -> None:
+        self._previous.append(_grad_mode.enabled)
+        _grad_mode.enabled = self._mode
+
+    def __exit__(self, *exc: Any) -> None:
+        _grad_mode.enabled = self._previous.pop()
+
+
+class no_grad(_GradModeSwitch):  # noqa: N801 - PyTorch's name
     """Context manager (or decorator) under which no graph is recorded.
+
+    ``with cr.no_grad():``, ``@cr.no_grad()`` and ``@cr.no_grad`` all work, as in PyTorch.
+    In-place updates of parameters (``p -= lr * p.grad``) belong under it.
 
     Examples
     --------
@@ -65,12 +113,14 @@ def no_grad() -> Any:
     >>> y.requires_grad
     False
     """
-    return set_grad_enabled(False)
+
+    _mode = False
 
 
-def enable_grad() -> Any:
-    """Context manager that turns graph recording back on inside ``no_grad``."""
-    return set_grad_enabled(True)
+class enable_grad(_GradModeSwitch):  # noqa: N801 - PyTorch's name
+    """Context manager (or decorator) that turns graph recording back on inside ``no_grad``."""
+
+    _mode = True
 
 
 def _as_array(value: Any, dtype: Any = None) -> np.ndarray:
@@ -154,9 +204,13 @@ class Tensor:
     __slots__ = (
         "__weakref__",
         "_attrs",
+        "_base",
+        "_epoch",
         "_inputs",
+        "_mod",
         "_op",
         "_retain",
+        "_vers",
         "data",
         "grad",
         "name",
@@ -175,6 +229,11 @@ class Tensor:
     _attrs: dict[str, Any] | None
     _retain: bool
     name: str | None
+    # in-place bookkeeping (set lazily; read with getattr defaults where they may be unset)
+    _epoch: int  # value of _EPOCH when this node was recorded
+    _mod: int  # value of _EPOCH at this tensor's last in-place change
+    _vers: int  # number of in-place changes (PyTorch's _version)
+    _base: Tensor | None  # the tensor a detach() shares its data with
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         arr = data if isinstance(data, np.ndarray) else _as_array(data)
@@ -185,6 +244,8 @@ class Tensor:
         self._attrs = None
         self._retain = False
         self.name = None
+        self._vers = self._mod = 0
+        self._base = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -203,6 +264,7 @@ class Tensor:
         t._inputs = inputs
         t._attrs = attrs
         t.requires_grad = True
+        t._epoch = _EPOCH[0]  # for the in-place check in backward()
         return t
 
     @classmethod
@@ -232,8 +294,18 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> int:
-        return int(self.data.size)
+    def size(self) -> _Size:
+        """The number of elements (NumPy's ``.size``); callable as PyTorch's ``size()``.
+
+        ``x.size`` is an ``int`` (``x.size == 6``); ``x.size()`` is the shape and ``x.size(d)``
+        the length of dimension ``d``, as PyTorch's ``Tensor.size``.
+        """
+        return _Size(self.data.size, self.data.shape)
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor has seen (PyTorch's ``_version``)."""
+        return getattr(self, "_vers", 0)
 
     @property
     def is_leaf(self) -> bool:
@@ -266,8 +338,14 @@ class Tensor:
         return self
 
     def detach(self) -> Tensor:
-        """Return a tensor sharing this one's data, cut from the graph."""
-        return Tensor._const(self.data)
+        """Return a tensor sharing this one's data, cut from the graph.
+
+        An in-place change of the result changes this tensor too and counts as one of its
+        in-place changes (PyTorch shares the version counter the same way).
+        """
+        t = Tensor._const(self.data)
+        t._base = self
+        return t
 
     def numpy(self) -> np.ndarray:
         """Return the value as an ndarray (shared, not copied)."""
@@ -322,6 +400,18 @@ class Tensor:
     def __float__(self) -> float:
         return float(self.item())
 
+    def __format__(self, spec: str) -> str:
+        # format(loss, ".4f") formats the number (PyTorch: of a 0-d tensor; here also of a
+        # one-element tensor when a spec is given)
+        if self.data.ndim == 0 or (spec and self.data.size == 1):
+            return format(self.data.item(), spec)
+        if spec:
+            raise TypeError(
+                f"format spec {spec!r} needs a one-element tensor, got shape {self.shape}; "
+                "format x.numpy() or x.tolist() instead"
+            )
+        return str(self)
+
     def __int__(self) -> int:
         return int(self.item())
 
@@ -347,6 +437,25 @@ class Tensor:
     __neg__: Callable[..., Tensor]
     __pos__: Callable[..., Tensor]
     __getitem__: Callable[..., Tensor]
+    # in place (chainrule._inplace) and PyTorch's names (chainrule._torch_names)
+    __setitem__: Callable[..., None]
+    __iadd__: Callable[..., Tensor]
+    __isub__: Callable[..., Tensor]
+    __imul__: Callable[..., Tensor]
+    __itruediv__: Callable[..., Tensor]
+    __ipow__: Callable[..., Tensor]
+    __abs__: Callable[..., Tensor]
+    __round__: Callable[..., Tensor]
+    swapaxes: Callable[..., Tensor]
+    permute: Callable[..., Tensor]
+    view: Callable[..., Tensor]
+    unsqueeze: Callable[..., Tensor]
+    squeeze: Callable[..., Tensor]
+    clamp: Callable[..., Tensor]
+    pow: Callable[..., Tensor]
+    std: Callable[..., Tensor]
+    dim: Callable[..., int]
+    numel: Callable[..., int]
     sum: Callable[..., Tensor]
     mean: Callable[..., Tensor]
     max: Callable[..., Tensor]
@@ -391,7 +500,9 @@ class Tensor:
         return self.data != _raw(other)  # type: ignore[no-any-return]
 
     # ----- the backward pass -----
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+    def backward(
+        self, grad: Any = None, retain_graph: bool = False, create_graph: bool = False
+    ) -> None:
         """Compute the gradient of this tensor with respect to every leaf that requires grad.
 
         The gradients are *accumulated* into each leaf's ``.grad`` (``+=``), as in PyTorch:
@@ -405,7 +516,17 @@ class Tensor:
         retain_graph : bool, default False
             Keep the graph so that ``backward`` can run through it again. By default the
             graph's references to intermediate values are released.
+        create_graph : bool, default False
+            Higher-order gradients are not supported yet: True raises NotImplementedError.
+
+        Raises
+        ------
+        RuntimeError
+            If a value that a gradient rule needs was changed in place after it was used
+            (``... was modified by an in-place operation after it was used``).
         """
+        if create_graph:
+            raise NotImplementedError(HIGHER_ORDER_MESSAGE)
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() called on a tensor that does not require grad: no input of the "
@@ -430,6 +551,95 @@ class Tensor:
 
 def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
+
+
+HIGHER_ORDER_MESSAGE = (
+    "higher-order gradients (backward(create_graph=True), cr.grad of cr.grad) are not supported "
+    "yet: chainrule's backward pass computes gradients as NumPy arrays, not as a graph that can "
+    "be differentiated again. For a Hessian-vector product, use central differences of "
+    "cr.grad: (grad(f)(x + eps*v) - grad(f)(x - eps*v)) / (2*eps)"
+)
+
+
+class _Size(int):
+    """An element count that is also PyTorch's ``size()``: ``x.size == 6``, ``x.size() == (2, 3)``.
+
+    # NOTE: ``x.size`` must stay NumPy's int (the documented API, used in arithmetic); PyTorch's
+    # ``x.size()`` / ``x.size(dim)`` are the call of that int.
+    """
+
+    _shape: tuple[int, ...]
+
+    def __new__(cls, n: int, shape: tuple[int, ...]) -> _Size:
+        self = super().__new__(cls, n)
+        self._shape = shape
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, (int(self),))  # copies and pickles are plain ints
+
+    def __call__(self, dim: int | None = None) -> Any:
+        if dim is None:
+            return self._shape
+        nd = len(self._shape)
+        if not isinstance(dim, (int, np.integer)) or not -nd <= dim < nd:
+            raise IndexError(f"size(): dim {dim!r} is out of range for a {nd}-D tensor")
+        return self._shape[dim]
+
+
+# ----- in-place changes: version counters -----
+# _EPOCH[0] counts in-place changes anywhere; a node records it when created (``_epoch``), a
+# tensor changed in place records it in ``_mod`` and counts its own changes in ``_vers``. In
+# backward(), only a node older than the last in-place change is checked (one int comparison
+# per node otherwise): its inputs (and output) must not have been changed after it was made.
+_EPOCH = [0]
+
+
+def _mark_modified(tensors: Any) -> None:
+    """Record an in-place change of each tensor (and of the tensor a ``detach()`` came from)."""
+    _EPOCH[0] += 1
+    e = _EPOCH[0]
+    for t in tensors:
+        while t is not None:
+            t._vers = getattr(t, "_vers", 0) + 1
+            t._mod = e
+            t = getattr(t, "_base", None)
+
+
+def _check_inplace(node: Tensor, op: str, inputs: tuple[Any, ...]) -> None:
+    from .ops import NEEDED_BY, READS_NO_INPUTS, READS_OUT
+
+    e = node._epoch
+    if op in READS_OUT and getattr(node, "_mod", 0) > e:
+        raise RuntimeError(
+            f"backward(): the output of '{op}' (shape {node.shape}), which its gradient needs, "
+            f"was modified by an in-place operation after it was used (it is at version "
+            f"{node._version}). Change a copy instead (y = y + v, not y += v), or change it "
+            "after backward()"
+        )
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or getattr(x, "_mod", 0) <= e:
+            continue
+        # x itself became a new node (`x += v` recorded): this node's input is gone, whatever
+        # the rule reads; otherwise only a changed value that the rule reads matters
+        rebound = x._op is not None and x._epoch > e
+        if not rebound and (
+            op in READS_NO_INPUTS
+            or (
+                op in NEEDED_BY
+                and not any(
+                    isinstance(inputs[j], Tensor) and inputs[j].requires_grad
+                    for j in NEEDED_BY[op][i]
+                )
+            )
+        ):
+            continue
+        raise RuntimeError(
+            f"backward(): input {i} of '{op}' (a tensor of shape {x.shape}) was modified by an "
+            f"in-place operation after it was used (it is at version {x._version}): the "
+            "gradient would be computed from the new value. Change a copy instead "
+            "(x = x + v, not x += v), or change it after backward()"
+        )
 
 
 def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -513,6 +723,8 @@ def run_backward(
                 continue
         inputs = node._inputs
         assert inputs is not None  # checked in _toposort
+        if node._epoch != _EPOCH[0]:
+            _check_inplace(node, op, inputs)
         if g is not None:
             try:
                 rule = RULES[op]
