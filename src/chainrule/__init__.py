@@ -15,6 +15,7 @@ from . import diagnostics as diagnostics
 from . import nn as nn
 from . import optim as optim
 from . import training as training
+from ._random import manual_seed
 from .data import datasets as datasets
 from .diagnostics import GradientFlow as GradientFlow
 from .diagnostics import draw_graph as draw_graph
@@ -119,6 +120,7 @@ __all__ = [
     "log",
     "log_softmax",
     "logsumexp",
+    "manual_seed",
     "matmul",
     "max",
     "maximum",
