@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import __version__
 from .data import datasets
+from .data.impute import DataNote, drop_missing_target, imputation_summary
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
 from .io import ModelFileError, atomic_write_text, load_file, save
 from .nn import ACTIVATIONS, mlp
@@ -62,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "categorical": "",
     "drop": "",
+    "missing": "impute",
     "plots": True,
     "gradient_flow": False,
     "report": False,
@@ -96,6 +99,7 @@ class TrainSettings:
     weight_decay: float = DEFAULTS["weight_decay"]
     categorical: Sequence[str] = ()
     drop: Sequence[str] = ()
+    missing: str = DEFAULTS["missing"]
     plots: bool = True
     gradient_flow: bool = False
     report: bool = False
@@ -165,13 +169,20 @@ def run_training(settings: TrainSettings) -> RunResult:
             f"got {settings.optimizer!r}"
         )
     table, target = _table_for(settings)
+    table = drop_missing_target(table, target)  # a target is never imputed
     if len(table) < 4:
         raise CLIError(f"{table.source} has only {len(table)} rows: too few to train and test")
-    prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop)
-    # the test split is stratified by the raw target labels when they look like classes
-    probe = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
-        table
+    prep = TabularPreprocessor(
+        target, settings.task, settings.categorical, settings.drop, missing=settings.missing
     )
+    # the test split is stratified by the raw target labels when they look like classes
+    with warnings.catch_warnings():  # the notes come once, from the fit on the training rows
+        warnings.simplefilter("ignore", DataNote)
+        probe = TabularPreprocessor(
+            target, settings.task, settings.categorical, settings.drop, missing=settings.missing
+        ).fit(table)
+    if settings.missing == "drop":
+        table = probe.drop_incomplete(table)
     strat = probe.task == "classification"
     labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
     train_idx, test_idx = train_test_split(
@@ -225,6 +236,8 @@ def run_training(settings: TrainSettings) -> RunResult:
         "epochs_run": len(history),
         "stop_reason": history.stop_reason,
         "best_epoch": history.best_epoch,
+        "imputed": {f["name"]: f["imputed"] for f in prep.features if f.get("imputed")},
+        "left_out_columns": prep.ignored,
         "settings": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in vars(settings).items()
@@ -447,6 +460,7 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         weight_decay=float(pick("weight_decay")),
         categorical=_names(pick("categorical")),
         drop=_names(pick("drop")),
+        missing=str(pick("missing")),
         plots=bool(pick("plots")),
         gradient_flow=bool(pick("gradient_flow")),
         report=bool(pick("report")),
@@ -471,6 +485,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"test R² {test['r2']:.3f}, MAE {test['mae']:.4g}, RMSE {test['rmse']:.4g} "
             f"({test['n']} rows)"
         )
+    imputed = imputation_summary(result.preprocessor.features)
+    if imputed:
+        print(f"\n{imputed}", end="")
     print(f"\n{score}; trained in {time.perf_counter() - t0:.1f}s")
     print(f"Wrote to {settings.out}/:")
     descriptions = {
@@ -543,9 +560,12 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     table, target = _table_for(settings)
-    prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
-        table
-    )
+    table = drop_missing_target(table, target)
+    prep = TabularPreprocessor(
+        target, settings.task, settings.categorical, settings.drop, missing=settings.missing
+    ).fit(table)
+    if settings.missing == "drop":
+        table = prep.drop_incomplete(table)
     model = mlp(
         [prep.n_inputs, *settings.layers, prep.n_outputs], settings.activation, rng=settings.seed
     )
@@ -582,6 +602,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = _input_table(args, prep)
     if prep.target not in table.values:
         raise CLIError(f"{table.source} has no target column {prep.target!r} to evaluate against")
+    table = drop_missing_target(table, prep.target or "")
     res = _score(prep, predict(model, prep.transform(table)), table)
     if args.json:
         print(json.dumps(res, indent=2, default=float))
@@ -676,6 +697,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src.add_argument("--categorical", help="comma-separated columns to one-hot encode")
     src.add_argument("--drop", help="comma-separated columns to ignore (identifiers, text)")
+    src.add_argument(
+        "--missing",
+        choices=["impute", "drop", "error"],
+        default=None,
+        help="missing values: impute (default: median + indicator, most frequent category; "
+        "learned on training rows, stored in the model), drop incomplete rows, or error",
+    )
     net = t.add_argument_group("network and training")
     net.add_argument(
         "--layers", help=f"hidden layer widths, e.g. 64,32 (default {DEFAULTS['layers']})"
@@ -802,7 +830,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_note
+            warnings.simplefilter("always", DataNote)
+            return int(args.func(args))
     except (CLIError, ModelFileError, ValueError, TypeError, ImportError, OSError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
@@ -812,6 +843,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_note(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """Data notes as one line on stderr (other warnings as Python shows them)."""
+    if issubclass(category, DataNote):
+        print(f"chainrule: note: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, *args[:2]))
 
 
 def _entry() -> None:  # console script
