@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 200,
     "batch_size": 64,
     "seed": 0,
-    "val_split": 0.0,
+    "val_split": 0.1,
     "test_split": 0.25,
     "early_stopping": False,
     "patience": 10,
@@ -677,7 +677,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
 
     t = sub.add_parser(
         "train",
@@ -728,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-split",
         dest="val_split",
         type=float,
-        help="fraction of training rows held out for validation curves (default 0)",
+        help="fraction of training rows held out for validation curves (default 0.1; 0 for none)",
     )
     net.add_argument(
         "--test-split",
@@ -829,6 +828,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # plain `chainrule`: the help with the list of commands
+        parser.print_help()
+        return 2
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_note
