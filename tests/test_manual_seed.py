@@ -75,8 +75,7 @@ def test_fit_seed_makes_dropout_without_rng_bitwise_reproducible():
     for seed in (7, 7, 8):
         cr.manual_seed(seed * 1000 + len(runs))  # the default generator differs every time
         model = dropout_model()
-        h = cr.fit(model, X, y, loss="cross_entropy", epochs=3, batch_size=16, seed=seed,
-                   verbose=0)
+        h = cr.fit(model, X, y, loss="cross_entropy", epochs=3, batch_size=16, seed=seed, verbose=0)
         runs.append((weights(model), np.asarray(h.history["loss"])))
     assert runs[0][0].tobytes() == runs[1][0].tobytes()
     assert runs[0][1].tobytes() == runs[1][1].tobytes()
@@ -101,8 +100,17 @@ def test_dropout_with_its_own_generator_keeps_it_inside_fit():
         model = nn.Sequential(
             nn.Linear(4, 16, rng=1), nn.ReLU(), nn.Dropout(0.3, rng=9), nn.Linear(16, 2, rng=2)
         )
-        cr.fit(model, X, y, loss="cross_entropy", epochs=1, batch_size=len(X), seed=seed,
-               shuffle=False, verbose=0)
+        cr.fit(
+            model,
+            X,
+            y,
+            loss="cross_entropy",
+            epochs=1,
+            batch_size=len(X),
+            seed=seed,
+            shuffle=False,
+            verbose=0,
+        )
         out.append(weights(model))
     assert out[0].tobytes() == out[1].tobytes()
 
@@ -113,8 +121,18 @@ def test_resume_with_generator_less_dropout_is_bitwise(tmp_path):
     def run(epochs, ckpt, resume=None):
         cr.manual_seed(epochs)  # a different default generator each time: only seed= counts
         model = dropout_model()
-        cr.fit(model, X, y, loss="cross_entropy", epochs=epochs, batch_size=16, seed=4,
-               verbose=0, callbacks=[cr.ModelCheckpoint(str(ckpt))], resume_from=resume)
+        cr.fit(
+            model,
+            X,
+            y,
+            loss="cross_entropy",
+            epochs=epochs,
+            batch_size=16,
+            seed=4,
+            verbose=0,
+            callbacks=[cr.ModelCheckpoint(str(ckpt))],
+            resume_from=resume,
+        )
         return weights(model)
 
     full = run(6, tmp_path / "full.chainrule")
@@ -142,8 +160,15 @@ def test_fit_accepts_none_and_any_iterable_of_callbacks(kind):
         "generator": (k for k in [c]),
         "single": c,
     }[kind]
-    h = cr.fit(nn.mlp([4, 8, 2], rng=0), X, y, loss="cross_entropy", epochs=2, verbose=0,
-               callbacks=callbacks)
+    h = cr.fit(
+        nn.mlp([4, 8, 2], rng=0),
+        X,
+        y,
+        loss="cross_entropy",
+        epochs=2,
+        verbose=0,
+        callbacks=callbacks,
+    )
     assert len(h.history["loss"]) == 2
     assert c.epochs == (0 if kind == "none" else 2)
 
@@ -153,5 +178,4 @@ def test_fit_names_callbacks_that_are_not_callbacks():
     with pytest.raises(TypeError, match="callbacks must be an iterable of Callback"):
         cr.fit(nn.mlp([4, 8, 2], rng=0), X, y, loss="cross_entropy", verbose=0, callbacks=3)
     with pytest.raises(TypeError, match="callbacks must be Callback instances, got str"):
-        cr.fit(nn.mlp([4, 8, 2], rng=0), X, y, loss="cross_entropy", verbose=0,
-               callbacks=["early"])
+        cr.fit(nn.mlp([4, 8, 2], rng=0), X, y, loss="cross_entropy", verbose=0, callbacks=["early"])

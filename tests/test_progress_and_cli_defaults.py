@@ -25,9 +25,17 @@ def data(n=128):
 
 def train(out, epochs=20, **kw):
     X, y = data()
-    cr.fit(nn.mlp([3, 4, 2], rng=0), X, y, loss="cross_entropy", epochs=epochs, verbose=1,
-           validation_split=0.25, metrics=["accuracy"],
-           callbacks=[cr.ProgressBar(stream=out, **kw)])
+    cr.fit(
+        nn.mlp([3, 4, 2], rng=0),
+        X,
+        y,
+        loss="cross_entropy",
+        epochs=epochs,
+        verbose=1,
+        validation_split=0.25,
+        metrics=["accuracy"],
+        callbacks=[cr.ProgressBar(stream=out, **kw)],
+    )
     return out.getvalue()
 
 
@@ -85,8 +93,9 @@ def test_a_real_pseudo_terminal_does_not_flood():
         "       validation_split=0.2, batch_size=64)\n"
     )
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=slave, stderr=slave,
-                            close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=slave, stderr=slave, close_fds=True
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -115,16 +124,27 @@ def test_plain_chainrule_prints_the_help_and_the_commands(capsys):
 
 
 def test_train_holds_out_validation_rows_by_default(tmp_path, capsys):
-    code = main(["train", "--dataset", "iris", "--epochs", "5", "--out", str(tmp_path / "r"),
-                 "-q"])
+    code = main(["train", "--dataset", "iris", "--epochs", "5", "--out", str(tmp_path / "r"), "-q"])
     assert code == 0
     header = (tmp_path / "r" / "history.csv").read_text().splitlines()[0].split(",")
     assert "val_loss" in header and "val_accuracy" in header
     settings = json.loads((tmp_path / "r" / "metrics.json").read_text())["settings"]
     assert settings["val_split"] == 0.1
     # --val-split 0 turns it off
-    code = main(["train", "--dataset", "iris", "--epochs", "2", "--out", str(tmp_path / "s"),
-                 "-q", "--val-split", "0"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "iris",
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path / "s"),
+            "-q",
+            "--val-split",
+            "0",
+        ]
+    )
     assert code == 0
     assert "val_loss" not in (tmp_path / "s" / "history.csv").read_text().splitlines()[0]
 

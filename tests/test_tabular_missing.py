@@ -34,7 +34,11 @@ def _generated(path, raw):
     """344 rows like the penguins: three species, NA gaps; raw adds an ID and comments."""
     rng = np.random.default_rng(0)
     species = np.array(["Adelie", "Chinstrap", "Gentoo"])[rng.integers(0, 3, 344)]
-    centre = {"Adelie": (38.8, 18.3, 190), "Chinstrap": (48.8, 18.4, 196), "Gentoo": (47.5, 15.0, 217)}
+    centre = {
+        "Adelie": (38.8, 18.3, 190),
+        "Chinstrap": (48.8, 18.4, 196),
+        "Gentoo": (47.5, 15.0, 217),
+    }
     rows = []
     for i, s in enumerate(species):
         a, b, c = centre[s]
@@ -46,17 +50,34 @@ def _generated(path, raw):
         if raw:
             ident = f"N{rng.integers(1, 120)}A{rng.integers(1, 3)}"
             comment = (
-                "Not enough blood for isotopes." if i % 6 == 0 else "NA"
-            ) if i % 5 else "Nest never observed with full clutch."
+                ("Not enough blood for isotopes." if i % 6 == 0 else "NA")
+                if i % 5
+                else "Nest never observed with full clutch."
+            )
             rows.append([s, island, ident, bill, depth, flipper, sex.upper(), comment])
         else:
             rows.append([s, island, bill, depth, flipper, sex, "2008"])
     header = (
-        ["Species", "Island", "Individual ID", "Culmen Length (mm)", "Culmen Depth (mm)",
-         "Flipper Length (mm)", "Sex", "Comments"]
+        [
+            "Species",
+            "Island",
+            "Individual ID",
+            "Culmen Length (mm)",
+            "Culmen Depth (mm)",
+            "Flipper Length (mm)",
+            "Sex",
+            "Comments",
+        ]
         if raw
-        else ["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "sex",
-              "year"]
+        else [
+            "species",
+            "island",
+            "bill_length_mm",
+            "bill_depth_mm",
+            "flipper_length_mm",
+            "sex",
+            "year",
+        ]
     )
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -159,8 +180,11 @@ def test_old_model_files_without_imputation_still_load_and_refuse_gaps(penguins)
 
 def test_missing_modes_drop_and_error(penguins):
     table = read_csv(penguins)
-    with pytest.raises(ValueError, match="missing value in column 'bill_length_mm' at row 4.*"
-                       "missing='impute' or 'drop'"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing value in column 'bill_length_mm' at row 4.*"
+        "missing='impute' or 'drop'",
+    ):
         TabularPreprocessor("species", missing="error").fit(table)
     with pytest.warns(DataNote, match=r"dropped 11 of 344 rows with missing values"):
         prep = TabularPreprocessor("species", missing="drop").fit(table)
@@ -171,8 +195,11 @@ def test_missing_modes_drop_and_error(penguins):
 
 
 def test_rows_without_a_target_are_dropped_with_a_note_never_imputed():
-    t = Table(["x", "y"], {"x": np.array(["1", "2", "3"], object),
-                           "y": np.array(["a", "NA", "b"], object)}, "t.csv")
+    t = Table(
+        ["x", "y"],
+        {"x": np.array(["1", "2", "3"], object), "y": np.array(["a", "NA", "b"], object)},
+        "t.csv",
+    )
     with pytest.warns(DataNote, match="dropped 1 of 3 rows without a value in the target"):
         kept = drop_missing_target(t, "y")
     assert list(kept.values["y"]) == ["a", "b"]
@@ -237,8 +264,10 @@ def test_column_mismatch_messages_list_at_most_ten_names(penguins):
 # ----- the command line -----------------------------------------------------------------------
 def test_cli_trains_on_penguins_with_gaps_and_predicts_gappy_rows(penguins, tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code, out, err = run(["train", "--data", penguins, "--target", "species", "--out", out_dir,
-                          "-q", "--no-plots"], capsys)
+    code, out, err = run(
+        ["train", "--data", penguins, "--target", "species", "--out", out_dir, "-q", "--no-plots"],
+        capsys,
+    )
     assert code == 0, err
     assert "imputed training values: bill_length_mm" in out
     metrics = json.loads((out_dir / "metrics.json").read_text())
@@ -260,19 +289,49 @@ def test_cli_trains_on_penguins_with_gaps_and_predicts_gappy_rows(penguins, tmp_
 
 
 def test_cli_missing_drop_and_error(penguins, tmp_path, capsys):
-    code, out, err = run(["train", "--data", penguins, "--target", "species", "--missing", "drop",
-                          "--out", tmp_path / "d", "-q", "--no-plots", "--epochs", "5"], capsys)
+    code, _, err = run(
+        [
+            "train",
+            "--data",
+            penguins,
+            "--target",
+            "species",
+            "--missing",
+            "drop",
+            "--out",
+            tmp_path / "d",
+            "-q",
+            "--no-plots",
+            "--epochs",
+            "5",
+        ],
+        capsys,
+    )
     assert code == 0 and "note: " in err and "dropped 11 of 344 rows with missing values" in err
-    code, out, err = run(["train", "--data", penguins, "--target", "species", "--missing",
-                          "error", "--out", tmp_path / "e", "-q"], capsys)
+    code, _, err = run(
+        [
+            "train",
+            "--data",
+            penguins,
+            "--target",
+            "species",
+            "--missing",
+            "error",
+            "--out",
+            tmp_path / "e",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 2 and "missing value in column 'bill_length_mm'" in err
     assert len(err.strip().splitlines()) == 1
 
 
 def test_cli_trains_on_penguins_raw_with_no_flags(penguins_raw, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default output directory runs/penguins-raw
-    code, out, err = run(["train", "--data", penguins_raw, "--target", "Species", "-q",
-                          "--no-plots"], capsys)
+    code, out, err = run(
+        ["train", "--data", penguins_raw, "--target", "Species", "-q", "--no-plots"], capsys
+    )
     assert code == 0, err
     notes = [ln for ln in err.splitlines() if ln.startswith("chainrule: note:")]
     assert any("'Individual ID'" in ln and "'Comments'" in ln for ln in notes)
@@ -283,9 +342,24 @@ def test_cli_trains_on_penguins_raw_with_no_flags(penguins_raw, tmp_path, capsys
 
 
 def test_cli_reports_unseen_categories_on_one_line(penguins_raw, tmp_path, capsys):
-    code, out, err = run(["train", "--data", penguins_raw, "--target", "Species",
-                          "--categorical", "Individual ID", "--out", tmp_path / "r", "-q",
-                          "--no-plots", "--epochs", "5"], capsys)
+    code, _, err = run(
+        [
+            "train",
+            "--data",
+            penguins_raw,
+            "--target",
+            "Species",
+            "--categorical",
+            "Individual ID",
+            "--out",
+            tmp_path / "r",
+            "-q",
+            "--no-plots",
+            "--epochs",
+            "5",
+        ],
+        capsys,
+    )
     assert code == 0, err
     unseen = [ln for ln in err.splitlines() if "unseen in training" in ln]
     assert len(unseen) == 1 and "encoded as all zeros" in unseen[0]

@@ -308,7 +308,8 @@ class TabularPreprocessor:
                 for n in names
                 if n in self.categorical
                 or impute.leave_out_reason(
-                    table.values[n], *_parse_numbers(table.values[n], n, table.source)[1:],
+                    table.values[n],
+                    *_parse_numbers(table.values[n], n, table.source)[1:],
                     len(table),
                 )
                 is None

@@ -451,7 +451,7 @@ class ProgressBar(Callback):
                 completed=done,
                 metrics=self._metrics,
                 rate=self._rate,
-                label=f"epoch {int(math.ceil(done))}/{self._total}",
+                label=f"epoch {math.ceil(done)}/{self._total}",
             )
             return
         width = 16
@@ -462,7 +462,7 @@ class ProgressBar(Callback):
         left = elapsed / ran * (self._total - done) if ran > 0 else math.nan
         eta = "" if math.isnan(left) else f" {_duration(left)} left"
         self._out().write(
-            f"\repoch {int(math.ceil(done))}/{self._total} [{bar}]{eta} {self._metrics} "
+            f"\repoch {math.ceil(done)}/{self._total} [{bar}]{eta} {self._metrics} "
             f"{self._rate:.0f} samples/s\x1b[K"
         )
         self._out().flush()
@@ -527,7 +527,7 @@ def _brief(logs: dict[str, Any]) -> str:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
