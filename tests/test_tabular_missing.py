@@ -364,3 +364,9 @@ def test_cli_reports_unseen_categories_on_one_line(penguins_raw, tmp_path, capsy
     unseen = [ln for ln in err.splitlines() if "unseen in training" in ln]
     assert len(unseen) == 1 and "encoded as all zeros" in unseen[0]
     assert "… and" in unseen[0]
+
+
+def test_unknown_column_message_lists_at_most_ten_columns():
+    wide = Table([f"c{i}" for i in range(40)], {f"c{i}": np.zeros(3) for i in range(40)}, "w.csv")
+    with pytest.raises(ValueError, match=r"no column 'y'; its columns are: c0, .* … and 30 more"):
+        wide.column("y")

@@ -53,7 +53,8 @@ class Table:
     def column(self, name: str) -> np.ndarray:
         if name not in self.values:
             raise ValueError(
-                f"{self.source} has no column {name!r}; its columns are: {', '.join(self.columns)}"
+                f"{self.source} has no column {name!r}; its columns are: "
+                f"{impute.listing(self.columns)}"
             )
         return self.values[name]
 
@@ -487,7 +488,7 @@ class TabularPreprocessor:
                     what = f"non-numeric value {str(col[i])!r}" if bad else "missing value"
                     raise ValueError(
                         f"{table.source}: {what} in column {f['name']!r} at {_where(i)}"
-                        + ("" if bad else f" (this model's missing={self.missing!r})")
+                        + ("" if bad else self._no_fill())
                     )
                 flag = np.zeros(n)
                 flag[missing] = 1.0
@@ -505,7 +506,7 @@ class TabularPreprocessor:
                         if not (fills and "fill" in f):
                             raise ValueError(
                                 f"{table.source}: missing value in column {f['name']!r} at "
-                                f"{_where(i)} (this model's missing={self.missing!r})"
+                                f"{_where(i)}{self._no_fill()}"
                             )
                         text = f["fill"]
                     k = index.get(text)
@@ -524,6 +525,11 @@ class TabularPreprocessor:
                 )
             )
         return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def _no_fill(self) -> str:
+        if self.missing == "impute":  # a model fitted where the column had no fill value
+            return "; the model stores no fill value for this column: fill or remove such rows"
+        return f" (missing={self.missing!r}: fill or remove such rows)"
 
     def drop_incomplete(self, table: Table, columns: Sequence[str] | None = None) -> Table:
         """``table`` without the rows missing a value in a feature column, with a note.
@@ -662,7 +668,7 @@ class TabularPreprocessor:
         if self.drop:
             lines.append(f"ignored columns: {impute.listing(self.drop)}")
         for name, reason in self.ignored.items():
-            lines.append(f"left out: {name} ({reason})")
+            lines.append(f"left out: {name}: {reason}")
         return "\n".join(lines)
 
 
