@@ -370,3 +370,20 @@ def test_unknown_column_message_lists_at_most_ten_columns():
     wide = Table([f"c{i}" for i in range(40)], {f"c{i}": np.zeros(3) for i in range(40)}, "w.csv")
     with pytest.raises(ValueError, match=r"no column 'y'; its columns are: c0, .* … and 30 more"):
         wide.column("y")
+
+
+def test_an_old_model_that_knew_na_as_a_category_still_encodes_it():
+    old = TabularPreprocessor.from_dict(
+        {
+            "target": "y",
+            "task": "classification",
+            "features": [{"name": "c", "kind": "categorical", "categories": ["NA", "a", "b"]}],
+            "drop": [],
+            "classes": ["0", "1"],
+            "scale_target": True,
+            "target_mean": 0.0,
+            "target_std": 1.0,
+        }
+    )
+    t = Table(["c"], {"c": np.array(["b", "NA", "a"], object)}, "new.csv")
+    assert old.transform(t).tolist() == [[0, 0, 1], [1, 0, 0], [0, 1, 0]]

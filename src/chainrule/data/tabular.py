@@ -502,7 +502,8 @@ class TabularPreprocessor:
                 onehot = np.zeros((n, len(cats)))
                 for i, v in enumerate(col):
                     text = str(v).strip()
-                    if impute.is_missing(v):
+                    # a file from before imputation may know "NA" as a category of its own
+                    if text not in index and impute.is_missing(v):
                         if not (fills and "fill" in f):
                             raise ValueError(
                                 f"{table.source}: missing value in column {f['name']!r} at "
