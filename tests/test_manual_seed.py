@@ -179,3 +179,16 @@ def test_fit_names_callbacks_that_are_not_callbacks():
         cr.fit(nn.mlp([4, 8, 2], rng=0), X, y, loss="cross_entropy", verbose=0, callbacks=3)
     with pytest.raises(TypeError, match="callbacks must be Callback instances, got str"):
         cr.fit(nn.mlp([4, 8, 2], rng=0), X, y, loss="cross_entropy", verbose=0, callbacks=["early"])
+
+
+def test_lr_find_seed_fixes_dropout_masks_too():
+    X, y = data()
+    runs = []
+    for k in range(2):
+        cr.manual_seed(100 + k)  # only the seed should matter
+        model = nn.Sequential(
+            nn.Linear(4, 16, rng=1), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 2, rng=2)
+        )
+        res = cr.lr_find(model, X, y, "cross_entropy", seed=3, num_steps=30)
+        runs.append(np.asarray(res.losses))
+    assert runs[0].tobytes() == runs[1].tobytes()
