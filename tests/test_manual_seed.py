@@ -192,3 +192,16 @@ def test_lr_find_seed_fixes_dropout_masks_too():
         res = cr.lr_find(model, X, y, "cross_entropy", seed=3, num_steps=30)
         runs.append(np.asarray(res.losses))
     assert runs[0].tobytes() == runs[1].tobytes()
+
+
+def test_sklearn_estimators_without_random_state_follow_manual_seed():
+    pytest.importorskip("sklearn")
+    from chainrule.sklearn import MLPClassifier
+
+    X, y = data()
+    coefs = []
+    for _ in range(2):
+        cr.manual_seed(9)
+        est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3).fit(X, y)
+        coefs.append(np.concatenate([c.ravel() for c in est.coefs_]))
+    assert coefs[0].tobytes() == coefs[1].tobytes()
