@@ -92,8 +92,8 @@ def is_missing(value: Any) -> bool:
 
 def missing_rows(col: np.ndarray) -> np.ndarray:
     """Boolean mask of the rows of ``col`` that are missing."""
-    if col.dtype.kind in "biuf":
-        return ~np.isfinite(col.astype(np.float64))
+    if col.dtype.kind in "biuf":  # NaN is missing; an infinity is a value (refused elsewhere)
+        return np.isnan(col.astype(np.float64))
     return np.fromiter((is_missing(v) for v in col), bool, len(col))
 
 
