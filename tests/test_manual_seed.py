@@ -194,6 +194,7 @@ def test_lr_find_seed_fixes_dropout_masks_too():
     assert runs[0].tobytes() == runs[1].tobytes()
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sklearn_estimators_without_random_state_follow_manual_seed():
     pytest.importorskip("sklearn")
     from chainrule.sklearn import MLPClassifier
