@@ -178,7 +178,8 @@ def test_csv_to_npy_refuses_too_many_categories_like_whole_file(tmp_path):
     rows = [[f"id{i}", str(i % 2)] for i in range(3000)]
     path = write_csv(tmp_path / "d.csv", ["user", "y"], rows)
     with pytest.raises(ValueError, match=r"column 'user' has .*too many to one-hot encode .*200"):
-        cr.data.TabularPreprocessor("y").fit(cr.data.read_csv(path))
+        # declared categorical: whole-file reading would otherwise leave the identifier out
+        cr.data.TabularPreprocessor("y", categorical=["user"]).fit(cr.data.read_csv(path))
     with pytest.raises(ValueError, match=r"column 'user' has .*too many to one-hot encode .*200"):
         cr.data.csv_to_npy(path, "y", tmp_path / "out", chunk_rows=500)
     assert not (tmp_path / "out" / "X.npy").exists()

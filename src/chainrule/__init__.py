@@ -15,6 +15,7 @@ from . import diagnostics as diagnostics
 from . import nn as nn
 from . import optim as optim
 from . import training as training
+from ._random import manual_seed
 from ._torch_names import (  # PyTorch's names (issue 15)
     cat,
     clamp,
@@ -135,6 +136,7 @@ __all__ = [
     "log",
     "log_softmax",
     "logsumexp",
+    "manual_seed",
     "matmul",
     "max",
     "maximum",

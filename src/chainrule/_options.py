@@ -74,6 +74,7 @@ OPTIONS: dict[str, Option] = {
     "weight_decay": Option("float", low=0),
     "categorical": Option("names"),
     "drop": Option("names"),
+    "missing": Option("choice", choices=("impute", "drop", "error")),
     "plots": Option("bool"),
     "gradient_flow": Option("bool"),
     "report": Option("bool"),

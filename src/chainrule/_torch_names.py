@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from ._random import as_generator
+from ._random import as_generator, default_generator
 from .ops import round  # noqa: A004 - Python's, NumPy's and PyTorch's name
 from .tensor import Tensor
 
@@ -35,17 +35,10 @@ __all__ = [
     "zeros",
 ]
 
-_DEFAULT_RNG: list[np.random.Generator] = []
-
 
 def _default_generator() -> np.random.Generator:
-    """chainrule's default generator for ``rand``/``randn`` without ``generator=``.
-
-    The one place to connect to ``cr.manual_seed`` (never NumPy's global generator).
-    """
-    if not _DEFAULT_RNG:
-        _DEFAULT_RNG.append(np.random.default_rng())
-    return _DEFAULT_RNG[0]
+    """chainrule's default generator (seeded by ``cr.manual_seed``; never NumPy's global one)."""
+    return default_generator()
 
 
 def _size_arg(fn: str, size: tuple[Any, ...]) -> tuple[int, ...]:

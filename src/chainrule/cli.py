@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from . import __version__
 from ._options import OPTIONS, check_count, check_network_size, check_option
 from ._outputs import RunDirectory, check_run_out, predictions_path
 from .data import datasets
+from .data.impute import DataNote, drop_missing_target, imputation_summary
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
 from .io import ModelFileError, atomic_write_text, load_file, save
 from .nn import ACTIVATIONS, mlp
@@ -58,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 200,
     "batch_size": 64,
     "seed": 0,
-    "val_split": 0.0,
+    "val_split": 0.1,
     "test_split": 0.25,
     "early_stopping": False,
     "patience": 10,
@@ -68,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "clip_grad_norm": None,
     "categorical": "",
     "drop": "",
+    "missing": "impute",
     "plots": True,
     "gradient_flow": False,
     "report": False,
@@ -109,6 +112,7 @@ class TrainSettings:
     clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"]
     categorical: Sequence[str] = ()
     drop: Sequence[str] = ()
+    missing: str = DEFAULTS["missing"]
     plots: bool = True
     gradient_flow: bool = False
     report: bool = False
@@ -185,13 +189,20 @@ def run_training(settings: TrainSettings) -> RunResult:
     if settings.out:  # refused before training, not after: a run already there is kept
         check_run_out(settings.out, overwrite=settings.overwrite)
     table, target = _table_for(settings)
+    table = drop_missing_target(table, target)  # a target is never imputed
     if len(table) < 4:
         raise CLIError(f"{table.source} has only {len(table)} rows: too few to train and test")
-    prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop)
-    # the test split is stratified by the raw target labels when they look like classes
-    probe = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
-        table
+    prep = TabularPreprocessor(
+        target, settings.task, settings.categorical, settings.drop, missing=settings.missing
     )
+    # the test split is stratified by the raw target labels when they look like classes
+    with warnings.catch_warnings():  # the notes come once, from the fit on the training rows
+        warnings.simplefilter("ignore", DataNote)
+        probe = TabularPreprocessor(
+            target, settings.task, settings.categorical, settings.drop, missing=settings.missing
+        ).fit(table)
+    if settings.missing == "drop":
+        table = probe.drop_incomplete(table)
     strat = probe.task == "classification"
     if strat:
         _check_classes(probe, table, target)
@@ -255,6 +266,8 @@ def run_training(settings: TrainSettings) -> RunResult:
         "epochs_run": len(history),
         "stop_reason": history.stop_reason,
         "best_epoch": history.best_epoch,
+        "imputed": {f["name"]: f["imputed"] for f in prep.features if f.get("imputed")},
+        "left_out_columns": prep.ignored,
         "settings": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in vars(settings).items()
@@ -559,6 +572,7 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         clip_grad_norm=None if pick("clip_grad_norm") is None else float(pick("clip_grad_norm")),
         categorical=_names(pick("categorical")),
         drop=_names(pick("drop")),
+        missing=str(pick("missing")),
         plots=bool(pick("plots")),
         gradient_flow=bool(pick("gradient_flow")),
         report=bool(pick("report")),
@@ -614,6 +628,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         r2 = f"{test['r2']:.3f}" if abs(test["r2"]) < 1e4 else f"{test['r2']:.3g}"
         score = f"test R² {r2}, MAE {test['mae']:.4g}, RMSE {test['rmse']:.4g} ({test['n']} rows)"
+    imputed = imputation_summary(result.preprocessor.features)
+    if imputed:
+        print(f"\n{imputed}", end="")
     print(f"\n{score}; trained in {time.perf_counter() - t0:.1f}s")
     chance = _chance_note(result)
     if chance:
@@ -712,15 +729,22 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     if args.plot:  # a plot never replaces the data or a model file
         args.plot = _plot_path(args.plot, settings.data)
     table, target = _table_for(settings)
+    table = drop_missing_target(table, target)
     # the same training rows, preprocessing and model as 'chainrule train' with these options
-    probe = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop)
-    strat = probe.fit(table).task == "classification"
+    with warnings.catch_warnings():  # the notes come once, from the fit on the training rows
+        warnings.simplefilter("ignore", DataNote)
+        probe = TabularPreprocessor(
+            target, settings.task, settings.categorical, settings.drop, missing=settings.missing
+        )
+        strat = probe.fit(table).task == "classification"
+    if settings.missing == "drop":
+        table = probe.drop_incomplete(table)
     labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
     train_idx, _ = train_test_split(labels, settings.test_split, seed=settings.seed, stratify=strat)
     train = table.select(train_idx)
-    prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
-        train
-    )
+    prep = TabularPreprocessor(
+        target, settings.task, settings.categorical, settings.drop, missing=settings.missing
+    ).fit(train)
     check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
     model = mlp(
         [prep.n_inputs, *settings.layers, prep.n_outputs],
@@ -785,6 +809,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = _input_table(args, prep)
     if prep.target not in table.values:
         raise CLIError(f"{table.source} has no target column {prep.target!r} to evaluate against")
+    table = drop_missing_target(table, prep.target or "")
     _check_target_finite(table, prep.target)
     res = _score(prep, predict(model, prep.transform(table)), table)
     if args.json:
@@ -866,7 +891,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
 
     t = sub.add_parser(
         "train",
@@ -886,6 +910,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src.add_argument("--categorical", help="comma-separated columns to one-hot encode")
     src.add_argument("--drop", help="comma-separated columns to ignore (identifiers, text)")
+    src.add_argument(
+        "--missing",
+        choices=["impute", "drop", "error"],
+        default=None,
+        help="missing values: impute (default: median + indicator, most frequent category; "
+        "learned on training rows, stored in the model), drop incomplete rows, or error",
+    )
     net = t.add_argument_group("network and training")
     net.add_argument(
         "--layers", help=f"hidden layer widths, e.g. 64,32 (default {DEFAULTS['layers']})"
@@ -933,7 +964,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-split",
         dest="val_split",
         type=float,
-        help="fraction of training rows held out for validation curves (default 0)",
+        help="fraction of training rows held out for validation curves (default 0.1; 0 for none)",
     )
     net.add_argument(
         "--test-split",
@@ -1044,8 +1075,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # plain `chainrule`: the help with the list of commands
+        parser.print_help()
+        return 2
     try:
-        status = int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_note
+            warnings.simplefilter("always", DataNote)
+            status = int(args.func(args))
         sys.stdout.flush()  # a reader that has gone is noticed here, not at interpreter exit
         return status
     except BrokenPipeError:  # the reader left (chainrule ... | head): stop quietly, as Unix tools
@@ -1070,6 +1107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_note(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """Data notes as one line on stderr (other warnings as Python shows them)."""
+    if issubclass(category, DataNote):
+        print(f"chainrule: note: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, *args[:2]))
 
 
 def _broken_pipe() -> int:

@@ -506,8 +506,10 @@ def from_model_file(model: Any, info: dict[str, Any]) -> Any:
 
 
 def _seed(random_state: Any) -> int:
-    if random_state is None:
-        return int(np.random.default_rng().integers(2**31))
+    if random_state is None:  # chainrule's default generator (cr.manual_seed), never NumPy's
+        from ._random import default_generator
+
+        return int(default_generator().integers(2**31))
     if isinstance(random_state, Integral):
         return int(random_state)
     if isinstance(random_state, np.random.RandomState):

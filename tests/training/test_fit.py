@@ -382,7 +382,10 @@ def test_real_ctrl_c_in_a_subprocess_stops_cleanly():
         "X = np.random.default_rng(0).normal(size=(4000, 20)).astype(np.float32)\n"
         "y = (X[:, 0] > 0).astype(np.int64)\n"
         "m = cr.nn.mlp([20, 64, 2], rng=0)\n"
-        "cb = cr.training.LambdaCallback(on_epoch_end=lambda e, l: print('EPOCH', e, flush=True))\n"
+        # announce a state, not a time: when epoch 2 begins, epoch 1 is in the history (its
+        # on_epoch_end runs before the history records it, so announcing there was a race)
+        "cb = cr.training.LambdaCallback(\n"
+        "    on_epoch_begin=lambda e, l: e == 2 and print('EPOCH 2 BEGINS', flush=True))\n"
         "h = cr.fit(m, X, y, loss='cross_entropy', epochs=100000, batch_size=8, verbose=0,\n"
         "           callbacks=[cb])\n"
         "ok = all(np.all(np.isfinite(p.data)) for p in m.parameters())\n"
@@ -390,7 +393,7 @@ def test_real_ctrl_c_in_a_subprocess_stops_cleanly():
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("EPOCH 1")
+    assert proc.stdout.readline().startswith("EPOCH 2 BEGINS")
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0

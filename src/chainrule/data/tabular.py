@@ -22,6 +22,7 @@ import numpy as np
 
 from .._random import as_generator
 from .._validation import check_number
+from . import impute
 from ._arrayfile import check_array_file
 from ._moments import Moments, moments, standardize
 
@@ -69,7 +70,8 @@ class Table:
     def column(self, name: str) -> np.ndarray:
         if name not in self.values:
             raise ValueError(
-                f"{self.source} has no column {name!r}; its columns are: {', '.join(self.columns)}"
+                f"{self.source} has no column {name!r}; its columns are: "
+                f"{impute.listing(self.columns)}"
             )
         return self.values[name]
 
@@ -342,9 +344,24 @@ class TabularPreprocessor:
         Columns to one-hot encode even if they look numeric. Columns whose values are all
         non-numeric are categorical anyway.
     drop : sequence of str
-        Columns to ignore (identifiers, free text).
+        Columns to ignore. Columns that look like identifiers (a distinct text value in most
+        rows) or free text (sentences) are left out anyway, with a note, unless named in
+        ``categorical``.
     scale_target : bool, default True
         Standardise a regression target for training (predictions are mapped back).
+    missing : {"impute", "drop", "error"}, default "impute"
+        Missing feature values (empty, NA, NaN, ?): "impute" fills a numeric column with its
+        training median and adds a 0/1 missing-indicator input ``"<name> (missing)"`` when
+        training values were missing, and a categorical column with its most frequent
+        training value — learned by ``fit`` and applied the same way by ``transform`` (and by
+        a saved model); "drop" learns from complete rows only (remove incomplete rows with
+        :meth:`drop_incomplete`); "error" refuses them. A target is never imputed.
+
+    Notes
+    -----
+    A category not seen in training is encoded as all zeros (scikit-learn's
+    ``handle_unknown="ignore"``); ``transform`` counts such values and reports them in one
+    :class:`~chainrule.data.impute.DataNote`.
     """
 
     def __init__(
@@ -354,6 +371,7 @@ class TabularPreprocessor:
         categorical: Sequence[str] = (),
         drop: Sequence[str] = (),
         scale_target: bool = True,
+        missing: str = "impute",
     ) -> None:
         if task not in ("auto", "classification", "regression"):
             raise ValueError(f"task must be auto, classification or regression, got {task!r}")
@@ -362,6 +380,9 @@ class TabularPreprocessor:
         self.categorical = list(categorical)
         self.drop = list(drop)
         self.scale_target = bool(scale_target)
+        self.missing = impute.check_missing_mode(missing)
+        self.ignored: dict[str, str] = {}  # columns left out automatically, with the reason
+        self.last_unknown: dict[str, int] = {}  # unseen categories in the last transform
         self.features: list[dict[str, Any]] = []
         self.classes: list[str] | None = None
         self.target_mean = 0.0
@@ -377,33 +398,68 @@ class TabularPreprocessor:
         if not names:
             raise ValueError(f"{table.source} has no feature columns besides the target")
         self.features = []
+        self.ignored = {}
+        if self.missing == "drop":  # learn from the rows complete in the columns kept
+            kept = [
+                n
+                for n in names
+                if n in self.categorical
+                or impute.leave_out_reason(
+                    table.values[n],
+                    *_parse_numbers(table.values[n], n, table.source)[1:],
+                    len(table),
+                )
+                is None
+            ]
+            table = self.drop_incomplete(table, kept)
         for name in names:
             col = table.values[name]
             nums, missing, bad = _parse_numbers(col, name, table.source)
-            if missing:
+            if missing and self.missing == "error":
                 raise ValueError(
                     f"{table.source}: missing value in column {name!r} at "
                     f"{_where(missing[0], table)}"
                     + (f" and {len(missing) - 1} more rows" if len(missing) > 1 else "")
-                    + "; fill or remove them first"
+                    + "; fill or remove them first, or use missing='impute' or 'drop'"
+                    " (--missing impute|drop)"
                 )
             if bad and name not in self.categorical:
                 _refuse_formatted_numbers(col, bad, name, table)
-            categorical = name in self.categorical or (bad and len(bad) == len(col))
+            reason = None
+            if name not in self.categorical:
+                reason = impute.leave_out_reason(col, missing, bad, len(col))
+            if reason is not None:
+                self.ignored[name] = reason
+                continue
+            categorical = name in self.categorical or (bad and len(bad) + len(missing) == len(col))
             if categorical:
-                cats = sorted({str(v).strip() for v in col})
+                gap = set(missing)
+                present = [str(v).strip() for i, v in enumerate(col) if i not in gap]
+                if not present:
+                    raise ValueError(f"{table.source}: column {name!r} has no values")
+                cats = sorted(set(present))
                 if len(cats) > MAX_CATEGORIES:
                     raise ValueError(
                         f"column {name!r} has {len(cats)} distinct text values: too many to "
                         f"one-hot encode (limit {MAX_CATEGORIES}); drop it if it is an identifier"
                     )
-                self.features.append({"name": name, "kind": "categorical", "categories": cats})
+                self.features.append(
+                    {
+                        "name": name,
+                        "kind": "categorical",
+                        "categories": cats,
+                        "fill": impute.most_frequent(present),
+                        "imputed": len(missing),
+                    }
+                )
             elif bad:
                 raise ValueError(
                     f"{table.source}: non-numeric value {str(col[bad[0]])!r} in numeric column "
                     f"{name!r} at {_where(bad[0], table)}"
                 )
             else:
+                median = float(np.median(np.delete(nums, missing)))
+                nums[missing] = median  # scaling is learned on the imputed column
                 mean, std = moments(nums)
                 self.features.append(
                     {
@@ -411,8 +467,23 @@ class TabularPreprocessor:
                         "kind": "numeric",
                         "mean": mean,
                         "std": std if std > 0 else 1.0,
+                        "median": median,
+                        "imputed": len(missing),
+                        "indicator": bool(missing),
                     }
                 )
+        if not self.features:
+            raise ValueError(
+                f"{table.source} has no usable feature columns: "
+                + impute.listing([f"{n!r} ({r})" for n, r in self.ignored.items()])
+            )
+        if self.ignored:
+            impute.note(
+                f"left out {len(self.ignored)} column(s) that look like identifiers or free "
+                "text: "
+                + impute.listing([f"{n!r} {r}" for n, r in self.ignored.items()])
+                + "; name a column in categorical= (--categorical) to one-hot encode it anyway"
+            )
         if self.target is not None:
             self._fit_target(table)
         self.fitted = True
@@ -424,7 +495,8 @@ class TabularPreprocessor:
         if missing:
             raise ValueError(
                 f"{table.source}: missing target value in column {self.target!r} at "
-                f"{_where(missing[0], table)}"
+                f"{_where(missing[0], table)}; targets are never imputed: remove those rows first "
+                "(chainrule.data.impute.drop_missing_target)"
             )
         task = self.task
         if task == "auto":
@@ -463,7 +535,7 @@ class TabularPreprocessor:
 
     @property
     def n_inputs(self) -> int:
-        return sum(1 if f["kind"] == "numeric" else len(f["categories"]) for f in self.features)
+        return len(self.input_names())
 
     @property
     def n_outputs(self) -> int:
@@ -474,6 +546,8 @@ class TabularPreprocessor:
         for f in self.features:
             if f["kind"] == "numeric":
                 out.append(f["name"])
+                if f.get("indicator"):
+                    out.append(f"{f['name']} (missing)")
             else:
                 out.extend(f"{f['name']}={c}" for c in f["categories"])
         return out
@@ -481,18 +555,19 @@ class TabularPreprocessor:
     def check_columns(self, table: Table) -> None:
         """Refuse a table whose columns differ from the training columns, naming them."""
         known = set(self.feature_names)
-        allowed = known | set(self.drop) | ({self.target} if self.target else set())
+        allowed = known | set(self.drop) | set(self.ignored)
+        allowed |= {self.target} if self.target else set()
         missing = [c for c in self.feature_names if c not in table.values]
         extra = [c for c in table.columns if c not in allowed]
         if missing or extra:
             parts = []
             if missing:
-                parts.append(f"missing columns: {', '.join(missing)}")
+                parts.append(f"missing columns: {impute.listing(missing)}")
             if extra:
-                parts.append(f"unknown columns: {', '.join(extra)}")
+                parts.append(f"unknown columns: {impute.listing(extra)}")
             raise ValueError(
                 f"{table.source} does not match the model's columns ({'; '.join(parts)}); "
-                f"the model expects: {', '.join(self.feature_names)}"
+                f"the model expects: {impute.listing(self.feature_names)}"
             )
 
     def transform(self, table: Table) -> np.ndarray:
@@ -502,31 +577,79 @@ class TabularPreprocessor:
         self.check_columns(table)
         n = len(table)
         blocks = []
+        fills = self.missing == "impute"
+        unknown: dict[str, list[str]] = {}
         for f in self.features:
             col = table.values[f["name"]]
             if f["kind"] == "numeric":
                 nums, missing, bad = _parse_numbers(col, f["name"], table.source)
-                if missing or bad:
-                    i = (missing or bad)[0]
-                    what = "missing value" if missing else f"non-numeric value {str(col[i])!r}"
+                if bad or (missing and not (fills and "median" in f)):
+                    i = (bad or missing)[0]
+                    what = f"non-numeric value {str(col[i])!r}" if bad else "missing value"
                     raise ValueError(
                         f"{table.source}: {what} in column {f['name']!r} at {_where(i, table)}"
+                        + ("" if bad else self._no_fill())
                     )
+                flag = np.zeros(n)
+                flag[missing] = 1.0
+                nums[missing] = f.get("median", math.nan)
                 blocks.append(standardize(nums, f["mean"], f["std"]).reshape(n, 1))
+                if f.get("indicator"):
+                    blocks.append(flag.reshape(n, 1))
             else:
                 cats = f["categories"]
                 index = {c: k for k, c in enumerate(cats)}
                 onehot = np.zeros((n, len(cats)))
                 for i, v in enumerate(col):
-                    k = index.get(str(v).strip())
-                    if k is None:
-                        raise ValueError(
-                            f"{table.source}: column {f['name']!r} has the category {str(v)!r} at "
-                            f"{_where(i, table)}, unseen in training; known: {', '.join(cats)}"
-                        )
+                    text = str(v).strip()
+                    # a file from before imputation may know "NA" as a category of its own
+                    if text not in index and impute.is_missing(v):
+                        if not (fills and "fill" in f):
+                            raise ValueError(
+                                f"{table.source}: missing value in column {f['name']!r} at "
+                                f"{_where(i, table)}{self._no_fill()}"
+                            )
+                        text = f["fill"]
+                    k = index.get(text)
+                    if k is None:  # unseen in training: all zeros, counted and reported
+                        unknown.setdefault(f["name"], []).append(text)
+                        continue
                     onehot[i, k] = 1.0
                 blocks.append(onehot)
+        self.last_unknown = {c: len(v) for c, v in unknown.items()}
+        if unknown:
+            impute.note(
+                f"{table.source}: categories unseen in training, encoded as all zeros: "
+                + "; ".join(
+                    f"{c!r} in {len(v)} row(s) ({impute.listing(sorted(set(v)), 5)})"
+                    for c, v in unknown.items()
+                )
+            )
         return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def _no_fill(self) -> str:
+        if self.missing == "impute":  # a model fitted where the column had no fill value
+            return "; the model stores no fill value for this column: fill or remove such rows"
+        return f" (missing={self.missing!r}: fill or remove such rows)"
+
+    def drop_incomplete(self, table: Table, columns: Sequence[str] | None = None) -> Table:
+        """``table`` without the rows missing a value in a feature column, with a note.
+
+        ``columns`` defaults to the fitted feature columns (the target is left to
+        :func:`~chainrule.data.impute.drop_missing_target`).
+        """
+        cols = list(columns) if columns is not None else self.feature_names
+        keep = impute.complete_rows(table, [c for c in cols if c in table.values])
+        dropped = int((~keep).sum())
+        if dropped == 0:
+            return table
+        if not keep.any():
+            raise ValueError(f"{table.source}: every row has a missing value (missing='drop')")
+        impute.note(
+            f"{table.source}: dropped {dropped} of {len(table)} rows with missing values "
+            "(missing='drop')"
+        )
+        return table.select(np.flatnonzero(keep))
 
     def encode_target(self, table: Table) -> np.ndarray:
         """Class indices (int64) or the standardised regression target (float32, shape (n, 1))."""
@@ -544,7 +667,7 @@ class TabularPreprocessor:
                 if k is None:
                     raise ValueError(
                         f"{table.source}: target {v!r} at {_where(i, table)} is not one of the "
-                        f"classes the model knows: {', '.join(self.classes or [])}"
+                        f"classes the model knows: {impute.listing(self.classes or [])}"
                     )
                 out[i] = k
             return out
@@ -580,18 +703,33 @@ class TabularPreprocessor:
             "scale_target": self.scale_target,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "missing": self.missing,
+            "ignored": self.ignored,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TabularPreprocessor:
         try:
-            p = cls(d["target"], d["task"], drop=d.get("drop", ()), scale_target=d["scale_target"])
+            # files written before missing values were handled refuse them ("error")
+            p = cls(
+                d["target"],
+                d["task"],
+                drop=d.get("drop", ()),
+                scale_target=d["scale_target"],
+                missing=d.get("missing", "error"),
+            )
+            p.ignored = {str(k): str(v) for k, v in dict(d.get("ignored", {})).items()}
             p.features = [dict(f) for f in d["features"]]
             for f in p.features:
                 if f["kind"] == "numeric":
                     float(f["mean"]), float(f["std"])
+                    if "median" in f:
+                        f["median"] = float(f["median"])
+                        f["indicator"] = bool(f.get("indicator", False))
                 elif f["kind"] == "categorical":
                     f["categories"] = [str(c) for c in f["categories"]]
+                    if "fill" in f:
+                        f["fill"] = str(f["fill"])
                 else:
                     raise ValueError(f"unknown column kind {f['kind']!r}")
             p.classes = None if d["classes"] is None else [str(c) for c in d["classes"]]
@@ -606,7 +744,7 @@ class TabularPreprocessor:
     def describe(self) -> str:
         lines = [f"task: {self.task}", f"target: {self.target}"]
         if self.classes:
-            lines.append(f"classes ({len(self.classes)}): {', '.join(self.classes)}")
+            lines.append(f"classes ({len(self.classes)}): {impute.listing(self.classes)}")
         elif self.task == "regression":
             lines.append(
                 f"target scaling: (y - {self.target_mean:.6g}) / {self.target_std:.6g}"
@@ -615,17 +753,28 @@ class TabularPreprocessor:
             )
         lines.append(f"input columns ({len(self.features)} -> {self.n_inputs} network inputs):")
         for f in self.features:
+            k = int(f.get("imputed", 0))
             if f["kind"] == "numeric":
                 lines.append(
                     f"  {f['name']}: numeric, standardised "
                     f"(mean {f['mean']:.6g}, std {f['std']:.6g})"
+                    + (
+                        f"; {k} training values imputed with the median {f['median']:.6g}, "
+                        "plus a missing-indicator input"
+                        if k
+                        else ""
+                    )
                 )
             else:
                 lines.append(
-                    f"  {f['name']}: categorical, one-hot over {', '.join(f['categories'])}"
+                    f"  {f['name']}: categorical, one-hot over {impute.listing(f['categories'])}"
+                    + (f"; {k} training values imputed with {f['fill']!r}" if k else "")
                 )
+        lines.append(f"missing values: {self.missing}")
         if self.drop:
-            lines.append(f"ignored columns: {', '.join(self.drop)}")
+            lines.append(f"ignored columns: {impute.listing(self.drop)}")
+        for name, reason in self.ignored.items():
+            lines.append(f"left out: {name}: {reason}")
         return "\n".join(lines)
 
 

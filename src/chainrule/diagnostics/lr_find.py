@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._random import as_generator
+from .._random import as_generator, use_generator
 from .._validation import check_number
 from ..nn.module import Module
 from ..optim.clip import clip_grad_norm as _clip
@@ -153,7 +153,8 @@ def lr_find(
     order = rng.permutation(len(X))
     pos = 0
     stopped = False
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    # dropout layers without a generator of their own follow ``seed`` here too, as in fit
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), use_generator(rng):
         for t, lr in enumerate(lrs):
             if pos + batch_size > len(order):
                 order, pos = rng.permutation(len(X)), 0

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from .._random import as_generator
+from .._random import as_generator, current_generator
 from .._validation import check_number
 from ..tensor import Tensor, _as_array
 from . import init
@@ -279,14 +279,17 @@ class Dropout(Module):
     ----------
     p : float in [0, 1], default 0.5
     rng : int, Generator or None
-        Draws the masks (the layer keeps its own generator; it never touches NumPy's global one).
+        Draws the masks: given, the layer keeps its own generator; None (the usual way to write
+        it) draws from the running ``fit``'s generator (so ``fit(seed=...)`` fixes the masks) and
+        outside ``fit`` from chainrule's default generator (``cr.manual_seed``). NumPy's global
+        generator is never used.
     """
 
     def __init__(self, p: float = 0.5, *, rng: Any = None) -> None:
         super().__init__()
         check_number("p", p, low=0, high=1)
         self.p = float(p)
-        self.rng = as_generator(rng)
+        self.rng: np.random.Generator | None = None if rng is None else as_generator(rng)
 
     def forward(self, x: Any) -> Tensor:
         x = ops._t(x)
@@ -296,7 +299,8 @@ class Dropout(Module):
         if self.p == 1.0:
             mask = np.zeros(x.shape, dtype)
         else:
-            keep = self.rng.random(x.shape, dtype=np.float64) >= self.p
+            gen = self.rng if self.rng is not None else current_generator()
+            keep = gen.random(x.shape, dtype=np.float64) >= self.p
             mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
         return x * mask
 
@@ -547,7 +551,8 @@ def mlp(
                 layers.append(BatchNorm1d(widths[k + 1], dtype=dtype))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
-                layers.append(Dropout(dropout, rng=gen))
+                # without rng=, the masks follow fit's seed (see Dropout)
+                layers.append(Dropout(dropout, rng=None if rng is None else gen))
     if output_activation == "softmax":
         layers.append(Softmax(axis=-1))
     elif output_activation is not None:

@@ -345,7 +345,12 @@ def _fmt(logs: dict[str, Any]) -> str:
 
 
 class ProgressBar(Callback):
-    """Show progress: a live bar (rate, loss, ETA) on a terminal, one line per epoch otherwise.
+    """Show progress: one live bar over the epochs on a terminal, one line per epoch otherwise.
+
+    On a terminal the bar covers the whole run (it also moves within a long epoch) and shows
+    the latest training and validation metrics, the rate and the time left; an epoch that
+    takes at least ``slow_epoch`` seconds also leaves a line above the bar. In a pipe or a file
+    every epoch is one plain line (no cursor control).
 
     Parameters
     ----------
@@ -355,20 +360,29 @@ class ProgressBar(Callback):
         Where to write.
     force_terminal : bool, optional
         Treat ``stream`` as a terminal (True) or not (False) instead of asking ``isatty()``.
+    slow_epoch : float, default 1.0
+        On a terminal, epochs at least this long (seconds) are also printed as a line.
 
     The live bar uses ``rich`` when it is installed (``pip install "chainrule[progress]"``) and
     a plain carriage-return bar otherwise.
     """
 
     def __init__(
-        self, verbose: int = 1, stream: IO[str] | None = None, force_terminal: bool | None = None
+        self,
+        verbose: int = 1,
+        stream: IO[str] | None = None,
+        force_terminal: bool | None = None,
+        slow_epoch: float = 1.0,
     ) -> None:
         self.verbose = int(verbose)
         self.stream = stream
         self.force_terminal = force_terminal
+        self.slow_epoch = float(slow_epoch)
         self._progress: Any = None
         self._task: Any = None
         self._last = 0.0
+        self._live = False
+        self._rich = False
 
     def _out(self) -> IO[str]:
         return self.stream if self.stream is not None else sys.stdout
@@ -384,12 +398,16 @@ class ProgressBar(Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._live = self.verbose == 1 and self._is_terminal()
         self._rich = False
+        self._metrics = ""
+        self._run_t0 = time.perf_counter()
+        self._total = self.trainer.epochs if self.trainer is not None else 0
+        self._first = (self.trainer.epoch + 1) if self.trainer is not None else 1
+        self._rate = 0.0
         if self._live:
             try:
                 from rich.console import Console
                 from rich.progress import (
                     BarColumn,
-                    MofNCompleteColumn,
                     Progress,
                     TextColumn,
                     TimeRemainingColumn,
@@ -397,16 +415,23 @@ class ProgressBar(Callback):
 
                 console = Console(file=self._out(), force_terminal=True)
                 self._progress = Progress(
-                    TextColumn("epoch {task.fields[epoch]}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]:>8.0f} samples/s"),
-                    TextColumn("loss {task.fields[loss]:.4f}"),
+                    TextColumn("{task.fields[label]}"),
+                    BarColumn(bar_width=16),
                     TimeRemainingColumn(),
+                    TextColumn("{task.fields[metrics]}"),
+                    TextColumn("{task.fields[rate]:.0f} samples/s"),
                     console=console,
-                    transient=True,
+                    transient=False,
                 )
                 self._progress.start()
+                self._task = self._progress.add_task(
+                    "train",
+                    total=self._total,
+                    completed=self._first - 1,
+                    metrics="",
+                    rate=0.0,
+                    label=f"epoch {self._first - 1}/{self._total}",
+                )
                 self._rich = True
             except ImportError:
                 self._rich = False
@@ -415,15 +440,32 @@ class ProgressBar(Callback):
         self._epoch = epoch
         self._t0 = time.perf_counter()
         self._seen = 0
-        steps = self.trainer.steps_per_epoch if self.trainer is not None else 0
         total = self.trainer.epochs if self.trainer is not None else 0
         self._label = f"{epoch}/{total}"
-        if self._live and self._rich:
-            if self._task is not None:
-                self._progress.remove_task(self._task)
-            self._task = self._progress.add_task(
-                "train", total=steps, epoch=self._label, loss=math.nan, rate=0.0
+
+    def _draw(self, done: float) -> None:
+        """Move the live bar to ``done`` epochs (a fraction within the current one)."""
+        if self._rich:
+            self._progress.update(
+                self._task,
+                completed=done,
+                metrics=self._metrics,
+                rate=self._rate,
+                label=f"epoch {math.ceil(done)}/{self._total}",
             )
+            return
+        width = 16
+        filled = int(width * done / max(self._total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        elapsed = time.perf_counter() - self._run_t0
+        ran = done - (self._first - 1)
+        left = elapsed / ran * (self._total - done) if ran > 0 else math.nan
+        eta = "" if math.isnan(left) else f" {_duration(left)} left"
+        self._out().write(
+            f"\repoch {math.ceil(done)}/{self._total} [{bar}]{eta} {self._metrics} "
+            f"{self._rate:.0f} samples/s\x1b[K"
+        )
+        self._out().flush()
 
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._live:
@@ -432,22 +474,11 @@ class ProgressBar(Callback):
         self._seen += int(logs.get("size", 0))
         now = time.perf_counter()
         steps = self.trainer.steps_per_epoch if self.trainer is not None else 0
-        if now - self._last < 0.1 and batch + 1 < steps:
-            return
+        if now - self._last < 0.1 or batch + 1 >= steps:
+            return  # at most ten redraws a second; the epoch's end redraws anyway
         self._last = now
-        rate = self._seen / max(now - self._t0, 1e-9)
-        loss = float(logs.get("loss", math.nan))
-        if self._rich:
-            self._progress.update(self._task, completed=batch + 1, loss=loss, rate=rate)
-        else:
-            width = 30
-            done = int(width * (batch + 1) / max(steps, 1))
-            bar = "#" * done + "." * (width - done)
-            self._out().write(
-                f"\repoch {self._label} [{bar}] {batch + 1}/{steps} {rate:.0f} samples/s "
-                f"loss {loss:.4f}"
-            )
-            self._out().flush()
+        self._rate = self._seen / max(now - self._t0, 1e-9)
+        self._draw(self._epoch - 1 + (batch + 1) / max(steps, 1))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.verbose == 0:
@@ -455,19 +486,51 @@ class ProgressBar(Callback):
         logs = logs or {}
         seconds = time.perf_counter() - self._t0
         line = f"epoch {self._label} - {_fmt(logs)} - {seconds:.2f}s"
-        if self._live and self._rich:
-            self._progress.console.print(line)
-        else:
-            if self._live:
-                self._out().write("\r" + " " * 100 + "\r")
+        if not self._live:
             self._out().write(line + "\n")
             self._out().flush()
+            return
+        self._rate = self._seen / max(seconds, 1e-9)
+        self._metrics = _brief(logs)
+        if seconds >= self.slow_epoch:  # a slow epoch is worth a line of its own
+            if self._rich:
+                self._progress.console.print(line)
+            else:
+                self._out().write("\r\x1b[K" + line + "\n")
+        now = time.perf_counter()
+        if self._rich or now - self._last >= 0.1 or epoch >= self._total:
+            self._last = now
+            self._draw(float(epoch))
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self._live and self._rich and self._progress is not None:
+        if not self._live:
+            return
+        if self._rich and self._progress is not None:
+            self._progress.refresh()
             self._progress.stop()
             self._progress = None
             self._task = None
+        else:
+            self._out().write("\n")
+            self._out().flush()
+
+
+def _brief(logs: dict[str, Any]) -> str:
+    """The latest metrics for the live bar: ``loss 0.31 (val 0.35) · accuracy 0.9 (val 0.88)``."""
+    parts = []
+    for k, v in logs.items():
+        if k.startswith("val_") or k in ("lr", "time") or not isinstance(v, (int, float)):
+            continue
+        val = logs.get(f"val_{k}")
+        parts.append(f"{k} {v:.4g}" + (f" (val {val:.4g})" if isinstance(val, float) else ""))
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class CSVLogger(Callback):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import io as model_io
-from .._random import as_generator
+from .._random import as_generator, use_generator
 from .._validation import check_number
 from ..nn.losses import (
     BCELoss,
@@ -239,6 +239,21 @@ def compute_metrics(
     return res
 
 
+def _callback_list(callbacks: Any) -> list[Any]:
+    """``callbacks`` as a list: None means none (as in Keras), one Callback is a list of one."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    try:
+        return list(callbacks)
+    except TypeError:
+        raise TypeError(
+            "callbacks must be an iterable of Callback instances, a Callback or None, got "
+            f"{type(callbacks).__name__}"
+        ) from None
+
+
 class Trainer:
     """State and loop of one training run; see :func:`fit` for the arguments."""
 
@@ -250,7 +265,7 @@ class Trainer:
         *,
         lr: float | None = None,
         metrics: Sequence[Any] = (),
-        callbacks: Sequence[Callback] = (),
+        callbacks: Iterable[Callback] | Callback | None = (),
         scheduler: Any = None,
         seed: Any = None,
         verbose: int = 1,
@@ -300,7 +315,7 @@ class Trainer:
                 g["lr"] = lr
         self.optimizer = optimizer
         self.metrics = [get_metric(m) for m in metrics]
-        cbs = list(callbacks)
+        cbs = _callback_list(callbacks)
         for c in cbs:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(c).__name__}")
@@ -504,7 +519,10 @@ class Trainer:
             # the divergence guard reports non-finite values itself: NumPy's overflow and
             # invalid-value warnings would only repeat it, batch after batch
             quiet = self.on_nonfinite != "ignore"
-            with blas_threads_for(self.model, bs):  # one BLAS thread for small steps
+            with (
+                blas_threads_for(self.model, bs),  # one BLAS thread for small steps
+                use_generator(self.rng),  # dropout without its own generator follows the seed
+            ):
                 for epoch in range(start_epoch, self.epochs + 1):
                     try:
                         with (
@@ -835,7 +853,7 @@ def fit(
     shuffle: bool = True,
     seed: Any = None,
     metrics: Sequence[Any] = (),
-    callbacks: Iterable[Callback] = (),
+    callbacks: Iterable[Callback] | Callback | None = (),
     scheduler: Any = None,
     verbose: int = 1,
     sample_weight: Any = None,
@@ -882,12 +900,14 @@ def fit(
     shuffle : bool, default True
         Shuffle the sample order every epoch with the run's generator.
     seed : int or Generator, optional
-        Drives shuffling and the validation split; the same seed gives bitwise-identical runs
-        (with the same thread count). NumPy's global generator is never used.
+        Drives shuffling, the validation split and the masks of dropout layers built without
+        a generator of their own (``nn.Dropout(p)``); the same seed gives bitwise-identical runs
+        (with the same thread count). None draws the run's generator from chainrule's default
+        generator (:func:`chainrule.manual_seed`). NumPy's global generator is never used.
     metrics : list of str or callables
         accuracy, precision, recall, f1, log_loss, mae, mse, rmse, r2, or ``f(y_true, y_pred)``;
         reported for training (``"accuracy"``) and validation (``"val_accuracy"``).
-    callbacks : list of Callback
+    callbacks : iterable of Callback, a Callback, or None
         EarlyStopping, ModelCheckpoint, LearningRateScheduler, ProgressBar, CSVLogger, or yours.
     scheduler : LRScheduler or ReduceLROnPlateau, optional
         Stepped after every epoch (ReduceLROnPlateau with ``val_loss``, or ``loss``).
@@ -947,7 +967,7 @@ def fit(
         optimizer,
         lr=lr,
         metrics=metrics,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         scheduler=scheduler,
         seed=seed,
         verbose=verbose,
