@@ -1,4 +1,4 @@
-"""The seed's worked example, by hand: a 2-2-1 sigmoid network with MSE.
+"""The textbook worked example, by hand: a 2-2-1 sigmoid network with MSE.
 
 Network: z1 = x W1 + b1, a1 = σ(z1), z2 = a1 W2 + b2, a2 = σ(z2), C = (a2 - y)².
 With one sample, the gradient of C with respect to the hidden-to-output weight w_11 (hidden
