@@ -132,7 +132,7 @@ def test_mse_conventions_and_where_the_1_over_n_goes():
     assert round(one.total, 7) == 0.1653353
     text = str(mean)
     assert "MSELoss(reduction='mean'): C = (1/n)·Σ (ŷ - y)²" in text
-    assert "n = 2 entries (1 sample(s) × 2 output(s))" in text
+    assert "n = 2 entries (1 sample × 2 outputs)" in text
     assert "∂C/∂ŷ = 2(ŷ - y)/n: the 1/n of the mean is inside ∂C/∂a_j" in text
     assert "× n/2 = 1" in str(mean) and "× n/2 = 0.5" in str(one)
     assert "a sum has no 1/n" in str(total)
@@ -140,7 +140,7 @@ def test_mse_conventions_and_where_the_1_over_n_goes():
     batch = cr.explain(textbook(), np.repeat(X, 4, 0), np.repeat(Y, 4, 0), "mse", "2.weight[1,0]")
     np.testing.assert_allclose(batch.dC_da, mean.dC_da[0] / 4, rtol=1e-12)
     assert batch.total == pytest.approx(mean.total, rel=1e-12)
-    assert "n = 8 entries (4 sample(s) × 2 output(s))" in str(batch)
+    assert "n = 8 entries (4 samples × 2 outputs)" in str(batch)
 
 
 def test_cross_entropy_states_its_mean_over_samples():

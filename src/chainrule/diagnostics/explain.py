@@ -99,7 +99,7 @@ class Explanation:
                 f"{_f(self.per_sample[s])}"
             )
         if n > show:
-            lines.append(f"  ... {n - show} more samples")
+            lines.append(f"  ... {n - show} more sample{'s' if n - show > 1 else ''}")
         lines.append(f"  sum over samples: {_f(self.total, ' .10e')}")
         diff = abs(self.total - self.engine_grad)
         same = diff <= 5e-11 * abs(self.engine_grad) or diff == 0.0
@@ -137,9 +137,14 @@ class Explanation:
             f"    total Σ_k δ_k·w_jk{' ' * 34}{_f(float(products.sum()))}"
             f"  (∂C/∂a_j of sample 0: {_f(self.dC_da[0])})"
         )
-        lines.append(
-            f"    (every sample: Σ_k δ_k·w_jk reproduces ∂C/∂a_j to {self.backprop_error:.1e})"
-        )
+        scale = float(np.max(np.abs(self.dC_da))) if len(self.dC_da) else 0.0
+        if self.backprop_error <= 1e-5 * scale:  # float32 rounding of a sum over k, or better
+            lines.append("    (every sample: Σ_k δ_k·w_jk equals its ∂C/∂a_j, up to rounding)")
+        else:
+            lines.append(
+                f"    (every sample: Σ_k δ_k·w_jk against ∂C/∂a_j: largest difference "
+                f"{self.backprop_error:.1e})"
+            )
         return lines
 
     def _update_line(self) -> str:
@@ -181,7 +186,8 @@ def parse_weight(text: str) -> tuple[str, tuple[int, ...]]:
 
 def _n_text(n: int, what: str, shape: tuple[int, ...]) -> str:
     if what == "entries" and len(shape) == 2:
-        return f"n = {n} entries ({shape[0]} sample(s) × {shape[1]} output(s))"
+        s, o = shape
+        return f"n = {n} entries ({s} sample{'s' * (s != 1)} × {o} output{'s' * (o != 1)})"
     return f"n = {n} {what}"
 
 
