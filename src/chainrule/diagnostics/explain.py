@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -350,13 +351,22 @@ def explain(
         raise ValueError(
             f"index {idx} is outside {weight} of shape ({lin.in_features}, {lin.out_features})"
         )
-    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number, got {lr!r}")
+    if lr is not None and not (
+        isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
+    ):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     loss_fn = _resolve_loss(loss)
     # The computation runs on a copy: backward() on the model itself would add to (or, after
     # zero_grad, replace) the gradients the user is about to step with, and eval() would lose
     # each sub-module's own mode. The copy is in eval mode (dropout off).
-    work = copy.deepcopy(model)
+    # (the memo maps each gradient array to None: the copy starts without gradients and they
+    # are not copied for nothing)
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        for arr in (p.grad, getattr(p, "_grad_buf", None)):
+            if arr is not None:
+                memo[id(arr)] = None
+    work = copy.deepcopy(model, memo)
     work.eval()
     work.zero_grad()
     X = X.detach() if isinstance(X, Tensor) else X

@@ -1,9 +1,12 @@
 """`gradcheck_model` and `chainrule gradcheck` say how many entries were sampled of how many
-(issue 16, point 13)."""
+(issue 16, point 13); `chainrule explain` on biases, with the loss and the update (point 12)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
 
 import chainrule as cr
 from chainrule import nn
@@ -23,11 +26,30 @@ def test_the_message_says_sampled_of_total():
     assert "gradient check OK: all 26 parameters" in str(every)
 
 
-def test_the_cli_says_sampled_of_total(tmp_path, capsys):
-    out_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("cli") / "run"
     args = ["train", "--dataset", "digits", "--layers", "100", "--epochs", "1", "-q"]
     assert main([*args, "--out", str(out_dir)]) == 0
+    return out_dir
+
+
+def test_the_cli_says_sampled_of_total(digits_run, capsys):
     capsys.readouterr()
-    assert main(["gradcheck", "--model", str(out_dir), "--max-params", "500"]) == 0
+    assert main(["gradcheck", "--model", str(digits_run), "--max-params", "500"]) == 0
     out = capsys.readouterr().out
     assert "gradient check OK: 500 sampled of 7 510 parameters" in out
+
+
+def test_the_cli_explains_a_bias_with_its_loss_and_update(digits_run, capsys):
+    capsys.readouterr()
+    args = ["explain", "--model", str(digits_run), "--dataset", "digits", "--rows", "8"]
+    assert main([*args, "--weight", "2.bias[3]", "--lr", "1e-5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("∂C/∂b for 2.bias[3] (bias of unit 3), over 8 sample(s):")
+    assert "CrossEntropyLoss(reduction='mean')" in out and "n = 8 samples" in out
+    old, new = re.search(r"update: b_j - η·∂C/∂b_j = (\S+) - .* = (\S+)", out).groups()
+    assert old != new and "-0.000000e+00" not in out
+    assert main([*args, "--weight", "2.bias[3,1]"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "'2.bias[1]' (layer position, unit)" in err
