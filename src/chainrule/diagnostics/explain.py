@@ -118,8 +118,8 @@ class Explanation:
 
     def _backprop_lines(self) -> list[str]:
         lines = [
-            "  backpropagated error: ∂C/∂a_j = Σ_k δ_k · w_jk over the next layer's units k "
-            f"(δ_j = ∂C/∂z_j summed over samples: {_f(float(self.delta.sum()))})"
+            "  backpropagated error: ∂C/∂a_j = Σ_k δ_k · w_jk over the next layer's units k",
+            f"    (this unit's own δ_j = ∂C/∂z_j, summed over samples: {_f(float(self.delta.sum()))})",
         ]
         if self.next_delta is None or self.next_weight is None or not len(self.next_delta):
             return lines
@@ -133,9 +133,10 @@ class Explanation:
             )
         if len(order) > 5:
             rest = float(sum(products[k] for k in order[5:]))
-            lines.append(f"    ... {len(order) - 5} more units, together{' ' * 23}{_f(rest)}")
+            more = f"... {len(order) - 5} more units, together"
+            lines.append(f"    {more:<50}{_f(rest)}")
         lines.append(
-            f"    total Σ_k δ_k·w_jk{' ' * 34}{_f(float(products.sum()))}"
+            f"    {'total Σ_k δ_k·w_jk':<50}{_f(float(products.sum()))}"
             f"  (∂C/∂a_j of sample 0: {_f(self.dC_da[0])})"
         )
         scale = float(np.max(np.abs(self.dC_da))) if len(self.dC_da) else 0.0
