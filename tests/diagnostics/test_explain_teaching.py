@@ -260,3 +260,23 @@ def test_cli_help_says_what_the_layer_number_means(capsys):
         main(["explain", "--help"])
     out = capsys.readouterr().out
     assert "position" in out and "activations counted" in out and "bias" in out
+
+
+def test_the_loss_description_follows_the_loss_options():
+    rng = np.random.default_rng(0)
+    model = nn.mlp([3, 4, 3], "tanh", rng=0, dtype=np.float64)
+    Xb, yb = rng.normal(size=(6, 3)), np.array([0, 1, 2, -100, 1, -100])
+    e = cr.explain(model, Xb, yb, nn.CrossEntropyLoss(), "2.weight[1,0]")
+    assert "n = 4 samples (2 ignored)" in str(e)
+    model.zero_grad()
+    nn.CrossEntropyLoss()(model(Xb), yb).backward()
+    assert e.total == pytest.approx(model[2].weight.grad[1, 0], rel=1e-12)
+    smooth = cr.explain(model, Xb, yb % 3, nn.CrossEntropyLoss(label_smoothing=0.1), "2.bias[0]")
+    assert "ε = 0.1" in str(smooth)
+
+    class MyMSE(nn.MSELoss):
+        pass
+
+    assert "C = (1/n)·Σ (ŷ - y)²" in str(cr.explain(textbook(), X, Y, MyMSE(), "2.bias[0]"))
+    with pytest.raises(ValueError, match=r"one number \(reduction 'mean' or 'sum'\), got shape"):
+        cr.explain(textbook(), X, Y, nn.MSELoss(reduction="none"), "2.bias[0]")

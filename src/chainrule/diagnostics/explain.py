@@ -193,10 +193,11 @@ def _n_text(n: int, what: str, shape: tuple[int, ...]) -> str:
     return f"n = {n} {what}"
 
 
-def describe_loss(loss: Any, output_shape: tuple[int, ...]) -> str:
+def describe_loss(loss: Any, output_shape: tuple[int, ...], target: Any = None) -> str:
     """The loss's formula, its reduction and where the ``1/n`` of a mean goes (for ``explain``).
 
-    ``output_shape`` is the shape of the model's output ``ŷ`` (samples first).
+    ``output_shape`` is the shape of the model's output ``ŷ`` (samples first); ``target``, if
+    given, lets class targets equal to ``ignore_index`` drop out of ``n``.
     """
     red = getattr(loss, "reduction", None)
     size = int(np.prod(output_shape))
@@ -229,14 +230,20 @@ def describe_loss(loss: Any, output_shape: tuple[int, ...]) -> str:
         ),
         NLLLoss: ("-ŷ_y, ŷ = log-probabilities", "-onehot(y)", "-onehot(y)/n"),
     }
-    kind = type(loss)
-    name = f"{kind.__name__}(reduction={red!r})"
+    kind = next((k for k in (*elementwise, *per_sample) if isinstance(loss, k)), None)
+    name = f"{type(loss).__name__}(reduction={red!r})"
     if kind in elementwise:
         elem, deriv, deriv_mean = elementwise[kind]
         n, what = size, "entries"
     elif kind in per_sample:
         elem, deriv, deriv_mean = per_sample[kind]
         n, what = samples, "samples"
+        t = np.asarray(target.data if isinstance(target, Tensor) else target)
+        if target is not None and t.dtype.kind in "iu" and t.ndim == 1:
+            ignored = int(np.sum(t == getattr(loss, "ignore_index", -100)))
+            n, what = n - ignored, "samples" + (f" ({ignored} ignored)" if ignored else "")
+        if getattr(loss, "label_smoothing", 0.0):
+            elem += f", y smoothed to (1 - ε)y + ε/C, ε = {loss.label_smoothing:g}"
     else:
         label = getattr(loss, "__name__", None) or type(loss).__name__
         return (
@@ -416,6 +423,11 @@ def _explain(
                 if k == next_lin_pos:
                     next_z = h.retain_grad()
         c = loss(h, y)
+    if not isinstance(c, Tensor) or c.size != 1:
+        raise ValueError(
+            "explain needs a loss that returns one number (reduction 'mean' or 'sum'), got "
+            f"{'shape ' + str(c.shape) if isinstance(c, Tensor) else type(c).__name__}"
+        )
     c.backward()
     assert a_in is not None and z is not None
     j_in = np.asarray(a_in.data, np.float64)
@@ -470,7 +482,7 @@ def _explain(
         lr=lr,
         updated=updated,
         backprop_error=recon_error,
-        loss=describe_loss(loss, tuple(h.shape)),
+        loss=describe_loss(loss, tuple(h.shape), y),
         next_delta=d_next,
         next_weight=w_row,
     )
