@@ -65,6 +65,9 @@ def _step(opt_name, explain, grads):
         loss_fn(model(Xb), yb).backward()
         model.train()
         model[2].eval()
+    if grads == -1:  # zeros, not None: they must stay zeros
+        for p in model.parameters():
+            p.grad = np.zeros_like(p.data)
     xt = cr.tensor(Xb, requires_grad=True)
     if explain:
         before = [None if p.grad is None else p.grad for p in model.parameters()]
@@ -79,13 +82,15 @@ def _step(opt_name, explain, grads):
         assert xt.grad is None  # the input tensor is not touched either
         modes = [m.training for m in model.modules()]
         assert modes[0] is True and model[2].training is False and model[5].training is True
-    if grads:
+    if grads > 0:
         opt.step()
+    if grads == -1:
+        assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
     return [p.data.tobytes() for p in model.parameters()]
 
 
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
-@pytest.mark.parametrize("grads", [0, 1, 2])
+@pytest.mark.parametrize("grads", [-1, 0, 1, 2])
 def test_explain_leaves_gradients_mode_and_the_next_step_unchanged(opt_name, grads):
     assert _step(opt_name, True, grads) == _step(opt_name, False, grads)
 
