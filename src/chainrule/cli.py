@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "task": "auto",
     "layers": "100",
     "activation": "relu",
+    "init": "auto",
     "optimizer": "adam",
     "lr": 1e-3,
     "epochs": 200,
@@ -59,13 +60,18 @@ DEFAULTS: dict[str, Any] = {
     "early_stopping": False,
     "patience": 10,
     "dropout": 0.0,
+    "batch_norm": False,
     "weight_decay": 0.0,
+    "clip_grad_norm": None,
     "categorical": "",
     "drop": "",
     "plots": True,
     "gradient_flow": False,
     "report": False,
 }
+
+
+INIT_SCHEMES = ("auto", "he", "glorot", "lecun", "default")  # mlp(init_scheme=...)
 
 
 class CLIError(ValueError):
@@ -83,6 +89,7 @@ class TrainSettings:
     task: str = DEFAULTS["task"]
     layers: Sequence[int] = (100,)
     activation: str = DEFAULTS["activation"]
+    init: str = DEFAULTS["init"]
     optimizer: str = DEFAULTS["optimizer"]
     lr: float = DEFAULTS["lr"]
     epochs: int = DEFAULTS["epochs"]
@@ -93,7 +100,9 @@ class TrainSettings:
     early_stopping: bool = DEFAULTS["early_stopping"]
     patience: int = DEFAULTS["patience"]
     dropout: float = DEFAULTS["dropout"]
+    batch_norm: bool = DEFAULTS["batch_norm"]
     weight_decay: float = DEFAULTS["weight_decay"]
+    clip_grad_norm: float | None = DEFAULTS["clip_grad_norm"]
     categorical: Sequence[str] = ()
     drop: Sequence[str] = ()
     plots: bool = True
@@ -111,6 +120,7 @@ class RunResult:
     metrics: dict[str, Any]
     files: dict[str, str]
     flow: Any = None
+    history_lr: float | None = None
 
 
 def _table_for(settings: TrainSettings) -> tuple[Table, str]:
@@ -184,6 +194,8 @@ def run_training(settings: TrainSettings) -> RunResult:
         [prep.n_inputs, *settings.layers, prep.n_outputs],
         settings.activation,
         dropout=settings.dropout,
+        batch_norm=settings.batch_norm,
+        init_scheme=settings.init,
         rng=settings.seed,
     )
     loss = "cross_entropy" if prep.task == "classification" else "mse"
@@ -216,12 +228,17 @@ def run_training(settings: TrainSettings) -> RunResult:
         metrics=metric_names,
         callbacks=callbacks,
         verbose=settings.verbose,
+        clip_grad_norm=settings.clip_grad_norm,
     )
+    # weights kept from a diverged run can overflow: the figures say so, NumPy need not
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        test_scores = _score(prep, predict(model, prep.transform(test)), test)
+        train_scores = _score(prep, predict(model, X), train)
     result_metrics = {
         "task": prep.task,
         "data": settings.dataset or os.path.basename(settings.data or ""),
-        "test": _score(prep, predict(model, prep.transform(test)), test),
-        "train": _score(prep, predict(model, X), train),
+        "test": test_scores,
+        "train": train_scores,
         "epochs_run": len(history),
         "stop_reason": history.stop_reason,
         "best_epoch": history.best_epoch,
@@ -236,7 +253,7 @@ def run_training(settings: TrainSettings) -> RunResult:
     files: dict[str, str] = {}
     if settings.out:
         files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
-    return RunResult(model, prep, history, result_metrics, files, flow)
+    return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
 
 
 def _write_run(
@@ -263,6 +280,7 @@ def _write_run(
     )
     history.to_csv(files["history"])
     atomic_write_text(files["metrics"], json.dumps(result, indent=2, default=float) + "\n")
+    figures: dict[str, Any] = {}  # also shown in the report
     if settings.plots:
         try:
             from .plots import confusion_matrix_figure, decision_boundary_figure
@@ -275,13 +293,15 @@ def _write_run(
                 fig = confusion_matrix_figure(cm, prep.classes or [], "confusion matrix (test set)")
                 files["confusion_matrix"] = os.path.join(out, "confusion_matrix.png")
                 fig.savefig(files["confusion_matrix"], dpi=100)
+                figures["Confusion matrix (test set)"] = fig
                 numeric = [f for f in prep.features if f["kind"] == "numeric"]
                 if len(prep.features) == 2 and len(numeric) == 2:
                     names = [f["name"] for f in numeric]
 
                     def classify(rows: np.ndarray) -> np.ndarray:
                         t = Table(names, {n: rows[:, i] for i, n in enumerate(names)}, "grid")
-                        return predict(model, prep.transform(t)).argmax(axis=1)
+                        with np.errstate(over="ignore", invalid="ignore"):
+                            return predict(model, prep.transform(t)).argmax(axis=1)
 
                     raw = np.stack([test.values[n].astype(np.float64) for n in names], axis=1)
                     fig = decision_boundary_figure(
@@ -289,6 +309,7 @@ def _write_run(
                     )
                     files["decision_boundary"] = os.path.join(out, "decision_boundary.png")
                     fig.savefig(files["decision_boundary"], dpi=100)
+                    figures["Decision boundary (test set)"] = fig
             if flow is not None:
                 files["gradient_flow"] = os.path.join(out, "gradient_flow.png")
                 flow.plot().savefig(files["gradient_flow"], dpi=100)
@@ -304,6 +325,8 @@ def _write_run(
             flow,
             scalars,
             title=f"chainrule: {result['data']}",
+            extra_figures=figures,
+            settings={**result["settings"], "task": result["task"]},
         )
     return files
 
@@ -444,7 +467,10 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         early_stopping=bool(pick("early_stopping")),
         patience=int(pick("patience")),
         dropout=float(pick("dropout")),
+        batch_norm=bool(pick("batch_norm")),
         weight_decay=float(pick("weight_decay")),
+        init=str(pick("init")),
+        clip_grad_norm=None if pick("clip_grad_norm") is None else float(pick("clip_grad_norm")),
         categorical=_names(pick("categorical")),
         drop=_names(pick("drop")),
         plots=bool(pick("plots")),
@@ -452,9 +478,45 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         report=bool(pick("report")),
         verbose=0 if args.quiet else 1,
     )
+    if s.init not in INIT_SCHEMES:
+        raise CLIError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {s.init!r}")
+    if s.clip_grad_norm is not None and not s.clip_grad_norm > 0:
+        raise CLIError(f"--clip-grad-norm must be > 0, got {s.clip_grad_norm!r}")
     if s.task not in ("auto", "classification", "regression"):
         raise CLIError(f"--task must be auto, classification or regression, got {s.task!r}")
     return s
+
+
+def _chance_note(result: RunResult) -> str | None:
+    """A plain sentence when the test score is no better than a constant prediction."""
+    test = result.metrics["test"]
+    if result.preprocessor.task == "classification":
+        counts = np.asarray(test["confusion_matrix"]).sum(axis=1)
+        if counts.sum() == 0:
+            return None
+        base = float(counts.max() / counts.sum())
+        if test["accuracy"] > base + 0.02:
+            return None
+        return (
+            f"This model is no better than chance: test accuracy {test['accuracy']:.2%}, while "
+            f"always predicting the most frequent class gives {base:.2%}. Do not use it"
+            + (
+                f"; retrain with a lower learning rate (e.g. --lr {result.history_lr / 10:g})."
+                if result.history.stop_reason == "diverged" and result.history_lr
+                else "; see the advice above."
+            )
+        )
+    if not np.isfinite(test["r2"]):
+        return (
+            "This model's predictions are not finite (its weights overflow): do not use it; see "
+            "the advice above."
+        )
+    if not test["r2"] > 0.0:
+        return (
+            f"This model is no better than predicting the mean: test R² {test['r2']:.3g} "
+            "(0 is the mean's). Do not use it; see the advice above."
+        )
+    return None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -467,11 +529,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"test accuracy {test['accuracy']:.2%}, macro F1 {test['f1']:.3f} ({test['n']} rows)"
         )
     else:
-        score = (
-            f"test R² {test['r2']:.3f}, MAE {test['mae']:.4g}, RMSE {test['rmse']:.4g} "
-            f"({test['n']} rows)"
-        )
+        r2 = f"{test['r2']:.3f}" if abs(test["r2"]) < 1e4 else f"{test['r2']:.3g}"
+        score = f"test R² {r2}, MAE {test['mae']:.4g}, RMSE {test['rmse']:.4g} ({test['n']} rows)"
     print(f"\n{score}; trained in {time.perf_counter() - t0:.1f}s")
+    chance = _chance_note(result)
+    if chance:
+        print(chance)
     print(f"Wrote to {settings.out}/:")
     descriptions = {
         "model": "the model with its preprocessing (chainrule predict --model "
@@ -543,20 +606,40 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     table, target = _table_for(settings)
+    # the same training rows, preprocessing and model as 'chainrule train' with these options
+    probe = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop)
+    strat = probe.fit(table).task == "classification"
+    labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
+    train_idx, _ = train_test_split(labels, settings.test_split, seed=settings.seed, stratify=strat)
+    train = table.select(train_idx)
     prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
-        table
+        train
     )
     model = mlp(
-        [prep.n_inputs, *settings.layers, prep.n_outputs], settings.activation, rng=settings.seed
+        [prep.n_inputs, *settings.layers, prep.n_outputs],
+        settings.activation,
+        dropout=settings.dropout,
+        batch_norm=settings.batch_norm,
+        init_scheme=settings.init,
+        rng=settings.seed,
     )
     res = lr_find(
         model,
-        prep.transform(table),
-        prep.encode_target(table),
+        prep.transform(train),
+        prep.encode_target(train),
         _loss_for(prep),
         optimizer=settings.optimizer,
-        batch_size=settings.batch_size or 32,
+        batch_size=settings.batch_size or len(train),
         seed=settings.seed,
+        weight_decay=settings.weight_decay,
+        clip_grad_norm=settings.clip_grad_norm,
+    )
+    print(
+        f"model: {prep.n_inputs} inputs, hidden layers {','.join(map(str, settings.layers))}, "
+        f"{settings.activation}, {prep.n_outputs} outputs"
+        + (f", dropout {settings.dropout:g}" if settings.dropout else "")
+        + (", batch normalisation" if settings.batch_norm else "")
+        + f"; {len(train)} training rows"
     )
     print(res)
     if args.plot:
@@ -683,6 +766,15 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--activation", help=f"hidden activation: {', '.join(sorted(ACTIVATIONS))} (default relu)"
     )
+    net.add_argument(
+        "--init",
+        help="initial weights: auto (default: He/Kaiming uniform for relu, leaky_relu, elu, "
+        "gelu; Glorot/Xavier uniform for tanh, softplus, identity, and for sigmoid with gain 4 "
+        "because its slope is 1/4), he (nn.init.kaiming_uniform_), glorot "
+        "(nn.init.xavier_uniform_, gain 4 for sigmoid), lecun (nn.init.lecun_normal_), default "
+        "(Linear's U(±1/√fan_in), the classic setting where deep sigmoid nets lose their "
+        "gradient)",
+    )
     net.add_argument("--optimizer", help=f"{', '.join(sorted(OPTIMIZERS))} (default adam)")
     net.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS['lr']})")
     net.add_argument("--epochs", type=int, help=f"default {DEFAULTS['epochs']}")
@@ -691,7 +783,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     net.add_argument("--dropout", type=float, help="dropout after each hidden layer (default 0)")
     net.add_argument(
+        "--batch-norm",
+        dest="batch_norm",
+        action="store_const",
+        const=True,
+        help="batch normalisation before each hidden activation",
+    )
+    net.add_argument(
         "--weight-decay", dest="weight_decay", type=float, help="L2 penalty (default 0)"
+    )
+    net.add_argument(
+        "--clip-grad-norm",
+        dest="clip_grad_norm",
+        type=float,
+        help="rescale the gradients so that their global L2 norm is at most this value "
+        "(default: no clipping)",
     )
     net.add_argument(
         "--seed", type=int, help="seed for splits, initial weights and shuffling (default 0)"

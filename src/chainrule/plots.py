@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["confusion_matrix_figure", "decision_boundary_figure", "require_matplotlib"]
+__all__ = [
+    "confusion_matrix_figure",
+    "decision_boundary_figure",
+    "integer_epoch_ticks",
+    "require_matplotlib",
+]
 
 
 def require_matplotlib() -> Any:
@@ -22,6 +27,18 @@ def require_matplotlib() -> Any:
     except ImportError:
         raise ImportError("plots need matplotlib: pip install 'chainrule[plots]'") from None
     return Figure
+
+
+def integer_epoch_ticks(ax: Any, epochs: Sequence[int]) -> None:
+    """Whole-number epoch ticks (no "1.5" on a 3-epoch run), every epoch for short runs."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = list(epochs)
+    if 0 < len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def confusion_matrix_figure(cm: np.ndarray, labels: Sequence[str], title: str = "") -> Any:

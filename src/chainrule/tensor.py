@@ -473,7 +473,7 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
         seen.add(key)
         stack.append((node, True))
         inputs = node._inputs
-        if node._op is not None and inputs is None:
+        if node._op is not None and (inputs is None or type(inputs) is Released):
             raise RuntimeError(
                 f"trying to backward through the graph a second time (op '{node._op}'): its "
                 "intermediate values were released after the first backward(). Pass "
@@ -498,6 +498,7 @@ def run_backward(
     from .ops import RULES
 
     order = _toposort(roots)
+    kept: dict[int, ReleasedNode] = {}  # the structure that outlives the released values
     grads: dict[int, np.ndarray] = {}
     for r, s in zip(roots, seeds):
         k = id(r)
@@ -540,8 +541,52 @@ def run_backward(
                 prev = grads.get(k)
                 grads[k] = gi if prev is None else prev + gi
         if not retain_graph:
-            node._inputs = None
+            node._inputs = _release(node, inputs, kept)
             node._attrs = None
+
+
+class ReleasedNode:
+    """An intermediate tensor as ``backward()`` keeps it after releasing the graph's values.
+
+    Like PyTorch's ``grad_fn`` after its saved tensors are freed: the operation, the shape and
+    dtype of its result, and its inputs — more ``ReleasedNode`` objects, the leaf tensors that
+    require grad (parameters), or for a constant input (data, targets, a number) its shape as
+    a tuple — the structure that :func:`chainrule.draw_graph` draws, but no arrays.
+    """
+
+    __slots__ = ("dtype", "inputs", "op", "shape")
+
+    def __init__(self, op: str, shape: tuple[int, ...], dtype: Any) -> None:
+        self.op, self.shape, self.dtype = op, shape, dtype
+        self.inputs: tuple[Any, ...] = ()
+
+
+class Released(tuple):  # type: ignore[type-arg]
+    """The inputs of a tensor whose graph ``backward()`` released (see :class:`ReleasedNode`)."""
+
+    __slots__ = ()
+
+
+def _release(node: Tensor, inputs: tuple[Any, ...], kept: dict[int, ReleasedNode]) -> Released:
+    """Replace ``node``'s inputs by their structure, dropping every reference to their values."""
+    out: list[Any] = []
+    for x in inputs:
+        if isinstance(x, Tensor) and x.requires_grad:
+            if x._op is None:
+                out.append(x)  # a leaf that requires grad (a parameter) stays itself
+                continue
+            stub = kept.get(id(x))  # x is in the sorted graph, alive until the sweep ends
+            if stub is None:
+                stub = kept[id(x)] = ReleasedNode(x._op, x.data.shape, x.data.dtype)
+            out.append(stub)
+        else:  # a constant (data, targets, a number): only its shape is kept
+            arr = x.data if isinstance(x, Tensor) else x
+            out.append(arr.shape if isinstance(arr, np.ndarray) else ())
+    released = Released(out)
+    own = kept.get(id(node))
+    if own is not None:
+        own.inputs = released
+    return released
 
 
 def _accumulate(leaf: Tensor, g: np.ndarray) -> None:

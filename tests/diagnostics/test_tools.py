@@ -41,11 +41,13 @@ def test_draw_graph_before_and_after_backward(tmp_path):
     assert "0.weight" in dot and "(3, 4)" in dot and "gradients not computed yet" in dot
     assert dot.count("->") >= 6
     dot2 = cr.draw_graph(loss, backward=True, path=tmp_path / "g.dot")
-    assert "‖grad‖" in dot2 and "not computed" not in dot2
+    assert "grad mean" in dot2 and "not computed" not in dot2
     assert (tmp_path / "g.dot").read_text() == dot2
     loss.backward()
+    after = cr.draw_graph(loss)  # the structure outlives backward (issue 13.4)
+    assert after.count("->") == dot.count("->") and "released by backward()" in after
     with pytest.raises(ValueError, match="released"):
-        cr.draw_graph(loss)
+        cr.draw_graph(loss, backward=True)  # asks for values that are gone
 
 
 def test_gradcheck_model_passes_and_catches_a_wrong_rule(monkeypatch):
@@ -62,10 +64,44 @@ def test_gradcheck_model_passes_and_catches_a_wrong_rule(monkeypatch):
     assert not bad.ok and bad.worst_parameter in ("0.weight", "0.bias") and "MISMATCH" in str(bad)
 
 
-def test_bench_grad_shows_backprop_wins_more_as_models_grow():
-    rows = cr.diagnostics.bench_grad([[3, 4, 2], [20, 40, 5], [60, 200, 10]], max_fd_params=50)
-    assert [r["parameters"] for r in rows] == sorted(r["parameters"] for r in rows)
-    assert rows[-1]["ratio"] > rows[0]["ratio"] and rows[-1]["ratio"] > 50
+def test_bench_grad_rows_are_medians_and_mark_extrapolation(monkeypatch):
+    # no timing assertions: a fake clock makes every measurement's duration known
+    from chainrule.diagnostics import numerics
+
+    durations = iter([0.005, 0.001, 0.003, 0.009, 0.002] * 100)
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self):
+            Clock.now += next(durations) if Clock.started else 0.0
+            Clock.started = not Clock.started
+            return Clock.now
+
+        started = False
+
+    monkeypatch.setattr(numerics, "time", Clock())
+    rows = cr.diagnostics.bench_grad([[3, 4, 2], [20, 40, 5]], max_fd_params=50, repeats=5)
+    small, big = rows
+    assert small["parameters"] == 3 * 4 + 4 + 4 * 2 + 2 and big["parameters"] == 1045
+    assert small["backprop_s"] == pytest.approx(0.003)  # the median of (5, 1, 3, 9, 2) ms
+    assert small["backprop_min_s"] == pytest.approx(0.001)
+    assert small["backprop_max_s"] == pytest.approx(0.009)
+    assert small["extrapolated"] == 0.0 and small["fd_params_timed"] == 26
+    assert big["extrapolated"] == 1.0 and big["fd_params_timed"] == 50
+    # finite differences on 50 parameters, scaled to all 1045: median duration × 1045 / 50
+    assert big["finite_diff_s"] == pytest.approx(0.003 * 1045 / 50)
+    assert big["ratio"] == pytest.approx(big["finite_diff_s"] / big["backprop_s"])
+    text = cr.diagnostics.format_bench_grad(rows)
+    lines = text.splitlines()
+    assert "*" not in lines[1] and lines[2].count("*") == 1  # only the extrapolated row
+    assert "includes the forward pass" in text and "medians of 5 repeats" in text
+    assert "timed on 50 randomly chosen parameters" in text
+    pytest.importorskip("matplotlib")
+    fig = cr.diagnostics.bench_grad_figure(rows)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "finite differences, extrapolated" in labels
+    assert "backpropagation (forward + backward pass)" in labels
 
 
 def test_html_report(tmp_path):

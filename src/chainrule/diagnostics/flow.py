@@ -17,14 +17,38 @@ import numpy as np
 from ..nn.layers import ELU, GELU, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from ..nn.module import Module
 from ..training.callbacks import Callback
-from ..training.summary import input_scaling_advice
+from ..training.summary import (
+    CLIP_ADVICE,
+    input_scaling_advice,
+    target_scaling_advice,
+    trivial_loss,
+)
 
 __all__ = ["EXPLODING_RMS", "VANISHING_RATIO", "GradientFlow"]
 
-VANISHING_RATIO = 1e-3  # first layer's gradient RMS below this fraction of the last layer's
-EXPLODING_RMS = 1e2  # a layer's gradient RMS above this
+# Vanishing: the first layer's gradient RMS below this fraction of the last layer's in most
+# epochs while the loss is not falling; below SEVERE_VANISHING_RATIO whatever the loss does.
+VANISHING_RATIO = 1 / 20
+SEVERE_VANISHING_RATIO = 1e-3
+MIN_EPOCHS = 5  # "sustained" needs this many epochs (two epochs cannot tell slow from stuck)
+# Exploding through depth: activation RMS growing by more than GROWTH_PER_LAYER per layer and
+# more than GROWTH_TOTAL from the first hidden layer to the last, or the first epoch's loss more
+# than LOSS_SCALE times the loss of the best constant prediction.
+GROWTH_PER_LAYER = 1.5
+GROWTH_TOTAL = 20.0
+LOSS_SCALE = 10.0
+EXPLODING_RMS = 1e2  # a layer's gradient RMS above this (matters for SGD, not for Adam)
 DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
+ADAPTIVE = ("Adam", "AdamW", "RMSprop", "Adagrad")  # step size independent of gradient scale
+_RELU_LIKE = ("ReLU", "LeakyReLU", "ELU", "GELU")
+
+
+def _ratio_text(r: float) -> str:
+    """A growth or decay factor as a person reads it: ``130×``, ``2.2×``, ``1.5e+09×``."""
+    if r >= 1e4:
+        return f"{r:.1e}×"
+    return f"{r:.2g}×" if r < 10 else f"{r:.0f}×"
 
 
 def _rms(a: np.ndarray) -> float:
@@ -37,7 +61,7 @@ class _Stats:
 
     def reset(self) -> None:
         self.n = 0
-        self.mean = self.std = self.dead = self.saturated = 0.0
+        self.mean = self.std = self.rms = self.dead = self.saturated = 0.0
         self.sample: np.ndarray | None = None
 
 
@@ -47,11 +71,19 @@ class GradientFlow(Callback):
     Attributes (after ``fit``)
     --------------------------
     layers : list of str
-        The Linear layers' names, input first.
+        The Linear layers' names (their position in the model), input first.
+    labels : dict
+        Each layer's name as built, e.g. ``{"2": "2: Linear(32→10)"}``.
+    activations : dict
+        The activation that follows each hidden layer (``"ReLU"``, ``"Sigmoid"``, ...); the
+        output layer has none.
+    losses : list of float
+        The training loss of each epoch.
     records : dict
         ``records[name][quantity]`` is a list over epochs; quantities: ``grad_rms``,
-        ``weight_rms``, ``update_ratio``, ``act_mean``, ``act_std``, ``dead_fraction``,
-        ``saturated_fraction``.
+        ``weight_rms``, ``update_ratio``, ``act_mean``, ``act_std``, ``act_rms``,
+        ``dead_fraction``, ``saturated_fraction`` (NaN where it does not apply; see
+        :meth:`cell`).
     warnings : list of str
         Plain-language findings with suggestions (vanishing or exploding gradients, non-finite
         values, dead or saturated units, unscaled inputs, learning rate).
@@ -60,6 +92,9 @@ class GradientFlow(Callback):
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
         self.layers: list[str] = []
+        self.labels: dict[str, str] = {}
+        self.activations: dict[str, str] = {}
+        self.losses: list[float] = []
         self.records: dict[str, dict[str, list[float]]] = {}
         self.warnings: list[str] = []
         self._hooks: list[Any] = []
@@ -70,8 +105,13 @@ class GradientFlow(Callback):
         mods = list(self.model.named_modules())
         self._linears: list[tuple[str, Linear]] = [(n, m) for n, m in mods if isinstance(m, Linear)]
         self.layers = [n for n, _ in self._linears]
+        self.labels = {
+            n: f"{n}: Linear({m.in_features}→{m.out_features})" for n, m in self._linears
+        }
+        self._w0 = {n: _rms(m.weight.data) for n, m in self._linears}
         quantities = (
             "grad_rms",
+            "act_rms",
             "weight_rms",
             "update_ratio",
             "act_mean",
@@ -97,6 +137,7 @@ class GradientFlow(Callback):
                 continue
             stats = _Stats()
             self._act[name] = (follow, stats)
+            self.activations[name] = type(follow).__name__
             self._hooks.append(follow.register_forward_hook(self._watch(follow, stats)))
         self._grad_sum = {n: 0.0 for n in self.layers}
         self._batches = 0
@@ -114,6 +155,7 @@ class GradientFlow(Callback):
             stats.n += 1
             stats.mean += float(a.mean())
             stats.std += float(a.std())
+            stats.rms += _rms(a)
             if kind in ("ReLU", "LeakyReLU", "ELU", "GELU"):
                 stats.dead += float(np.mean(np.all(a <= 0, axis=0)))
             elif kind == "Sigmoid":
@@ -143,6 +185,8 @@ class GradientFlow(Callback):
             self._grad_sum[n] += r
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        self.losses.append(float(loss) if loss is not None else math.nan)
         for n, lin in self._linears:
             rec = self.records[n]
             w = lin.weight.data
@@ -158,6 +202,7 @@ class GradientFlow(Callback):
             k = stats.n
             rec["act_mean"].append(stats.mean / k if k else math.nan)
             rec["act_std"].append(stats.std / k if k else math.nan)
+            rec["act_rms"].append(stats.rms / k if k else math.nan)
             rec["dead_fraction"].append(stats.dead / k if k else math.nan)
             rec["saturated_fraction"].append(stats.saturated / k if k else math.nan)
         self.warnings = self.diagnose()
@@ -181,87 +226,271 @@ class GradientFlow(Callback):
             return math.nan
         return first[epoch] / last[epoch]
 
+    def _label(self, n: str) -> str:
+        return self.labels.get(n, n)
+
+    def _yardstick(self) -> tuple[float, str] | None:
+        tr = self.trainer
+        y = getattr(tr, "_fit_targets", None)
+        if tr is None or y is None:
+            return None
+        try:
+            return trivial_loss(tr.loss_fn, y)
+        except Exception:  # a yardstick is optional
+            return None
+
+    def _init_scale(self) -> str:
+        """How the initial weights compare with He's (ReLU family) or Glorot's scale."""
+        gains = []
+        for n, lin in self._linears[:-1]:
+            fan_in, fan_out = lin.in_features, lin.out_features
+            relu = self.activations.get(n) in _RELU_LIKE
+            ref = math.sqrt(2 / fan_in) if relu else math.sqrt(2 / (fan_in + fan_out))
+            gains.append(self._w0.get(n, math.nan) / ref)
+        gains = [g for g in gains if math.isfinite(g)]
+        if not gains:
+            return ""
+        g = float(np.median(gains))
+        kind = (
+            "He scale √(2/fan_in)"
+            if any(self.activations.get(n) in _RELU_LIKE for n in self.layers)
+            else "Glorot scale √(2/(fan_in+fan_out))"
+        )
+        return f"the initial weights are {g:.2g}× the {kind}" if g > 1.5 else ""
+
+    def _depth_growth(self, epoch: int = 0) -> tuple[float, float, str, str] | None:
+        """Activation RMS growth from the first hidden layer to the last: total, per layer."""
+        names = [n for n in self.layers if n in self._act]
+        vals = [(n, self.records[n]["act_rms"][epoch]) for n in names]
+        vals = [(n, v) for n, v in vals if math.isfinite(v) and v > 0]
+        if len(vals) < 3:
+            return None
+        total = vals[-1][1] / vals[0][1]
+        return total, total ** (1 / (len(vals) - 1)), vals[0][0], vals[-1][0]
+
     def diagnose(self) -> list[str]:
-        """Plain-language warnings with suggestions, from what was recorded so far."""
+        """Plain-language findings with suggestions, from what was recorded so far.
+
+        - **Exploding** (through depth): the activations' RMS grows by more than
+          ``GROWTH_PER_LAYER`` per layer and ``GROWTH_TOTAL`` overall in the first epoch, or the
+          first epoch's loss is more than ``LOSS_SCALE`` times the loss of the best constant
+          prediction (:func:`chainrule.training.summary.trivial_loss`). Large gradients without
+          growth through depth are blamed on what causes them: unscaled targets, or — with
+          plain SGD only — a learning rate that is too high (Adam's step does not grow with
+          the gradient's scale).
+        - **Vanishing**: the first layer's gradient RMS is below ``VANISHING_RATIO`` of the
+          last layer's in at least 80 % of at least ``MIN_EPOCHS`` epochs while the loss is not
+          falling (the last epoch's loss above 90 % of the first's, or of the constant
+          prediction's), or below ``SEVERE_VANISHING_RATIO`` in every epoch.
+        """
         out: list[str] = []
-        if not self.layers or not self.records[self.layers[0]]["grad_rms"]:
+        if not self.layers:
             return out
+        tr = self.trainer
+        opt_name = type(getattr(tr, "optimizer", None)).__name__
+        lr = None
+        if tr is not None and getattr(tr, "optimizer", None) is not None:
+            lr = float(tr.optimizer.param_groups[0]["lr"])
+        lower_lr = f"lower the learning rate (now {lr:g})" if lr else "lower the learning rate"
+        losses = [v for v in self.losses if math.isfinite(v)]
+        yard = self._yardstick()
         if self._nonfinite:
+            names = ", ".join(self._label(n) for n in self.layers if n in self._nonfinite)
             out.append(
-                f"Gradients became NaN or infinite in {', '.join(sorted(self._nonfinite))}: lower "
-                "the learning rate, scale the inputs, or clip gradients (clip_grad_norm=1.0)."
+                f"Gradients became NaN or infinite in {names}: {lower_lr}, scale the inputs, or "
+                f"{CLIP_ADVICE}."
             )
-        ratios = [
-            self.gradient_ratio(e) for e in range(len(self.records[self.layers[0]]["grad_rms"]))
-        ]
-        early = ratios[0]
-        if len(self.layers) >= 2 and math.isfinite(early) and early < VANISHING_RATIO:
-            per = ", ".join(f"{n}: {self.records[n]['grad_rms'][0]:.1e}" for n in self.layers)
-            out.append(
-                f"Vanishing gradients: the first layer's gradient is {early:.0e} times the last "
-                f"layer's ({per}; RMS in the first epoch), so the early layers barely learn. Try "
-                "ReLU-family activations with He initialisation, Glorot initialisation for "
-                "sigmoid/tanh, fewer layers, or batch normalisation."
-            )
-        for n in self.layers:
-            g = self.records[n]["grad_rms"]
-            if g and math.isfinite(g[-1]) and g[-1] > EXPLODING_RMS:
-                out.append(
-                    f"Exploding gradients in {n} (RMS {g[-1]:.2g}): lower the learning rate or clip "
-                    "gradients (clip_grad_norm=1.0)."
+        if not self.records[self.layers[0]]["grad_rms"]:
+            return out  # no epoch completed: nothing more to judge
+        # ----- exploding: growth through depth, loss scale against the constant prediction
+        growth = self._depth_growth(0)
+        grows = growth is not None and growth[0] > GROWTH_TOTAL and growth[1] > GROWTH_PER_LAYER
+        loss_ratio = losses[0] / yard[0] if yard and losses and yard[0] > 0 else math.nan
+        too_large_loss = math.isfinite(loss_ratio) and loss_ratio > LOSS_SCALE
+        exploding = False
+        if grows or (too_large_loss and growth is not None and growth[1] > 1.2):
+            exploding = True
+            parts = []
+            if growth is not None:
+                _, per, first, last = growth
+                a0 = self.records[first]["act_rms"][0]
+                a1 = self.records[last]["act_rms"][0]
+                parts.append(
+                    f"the activations grow {_ratio_text(per)} per layer through depth (RMS "
+                    f"{a0:.3g} after {self._label(first)} → {a1:.3g} after {self._label(last)}, "
+                    "first epoch)"
                 )
+            if too_large_loss and yard:
+                parts.append(
+                    f"the first epoch's loss {losses[0]:.4g} is {_ratio_text(loss_ratio)} the "
+                    f"loss of {yard[1]} ({yard[0]:.3g})"
+                )
+            cause = self._init_scale()
+            out.append(
+                "Exploding activations and gradients: "
+                + " and ".join(parts)
+                + ". Cause: "
+                + (
+                    cause + ", too large for this depth"
+                    if cause
+                    else "weights too large for this depth"
+                )
+                + ". Re-initialise with He initialisation for ReLU-family activations or Glorot "
+                "for sigmoid/tanh (the default of mlp() and chainrule train; --init he / "
+                'init_scheme="he"), add batch normalisation (--batch-norm), or '
+                f"{CLIP_ADVICE}."
+            )
+        if not exploding:
+            for n in self.layers:
+                g = self.records[n]["grad_rms"]
+                if not (g and math.isfinite(g[-1]) and g[-1] > EXPLODING_RMS):
+                    continue
+                targets = (
+                    target_scaling_advice(tr.loss_fn, tr._fit_targets)
+                    if tr is not None and getattr(tr, "_fit_targets", None) is not None
+                    else None
+                )
+                if targets:
+                    out.append(f"Large gradients ({self._label(n)}: RMS {g[-1]:.2g}). {targets}")
+                elif opt_name not in ADAPTIVE:
+                    out.append(
+                        f"Large gradients ({self._label(n)}: RMS {g[-1]:.2g}) with {opt_name}, "
+                        f"whose step is the learning rate times the gradient: {lower_lr} or "
+                        f"{CLIP_ADVICE}."
+                    )
+                # with Adam-like optimizers the step does not scale with the gradient: no alarm
                 break
+        # ----- vanishing: sustained decay toward the input, with a loss that is not falling
+        n_epochs = len(self.records[self.layers[0]]["grad_rms"])
+        ratios = [self.gradient_ratio(e) for e in range(n_epochs)]
+        finite = [r for r in ratios if math.isfinite(r) and r > 0]
+        if len(self.layers) >= 2 and finite:
+            share = sum(r < VANISHING_RATIO for r in finite) / len(finite)
+            median = float(np.median(finite))
+            not_falling = bool(losses) and (
+                losses[-1] >= 0.9 * losses[0] or (yard is not None and losses[-1] >= 0.9 * yard[0])
+            )
+            severe = all(r < SEVERE_VANISHING_RATIO for r in finite)
+            sustained = len(finite) >= MIN_EPOCHS and share >= 0.8
+            if (sustained and not_falling) or severe:
+                first, last = self.layers[0], self.layers[-1]
+                g0 = float(np.median(self.records[first]["grad_rms"]))
+                g1 = float(np.median(self.records[last]["grad_rms"]))
+                loss_text = ""
+                if losses:
+                    loss_text = f" and the loss is not falling ({losses[0]:.4g} → {losses[-1]:.4g}"
+                    if yard:
+                        loss_text += f"; {yard[1]} gives {yard[0]:.3g}"
+                    loss_text += ")"
+                out.append(
+                    f"Vanishing gradients: the gradient shrinks {_ratio_text(1 / median)} from "
+                    f"the last layer to the first (RMS {g1:.2g} at {self._label(last)} → "
+                    f"{g0:.2g} at {self._label(first)}, median over {len(finite)} epoch"
+                    f"{'s' if len(finite) != 1 else ''}){loss_text}, so the early layers barely "
+                    "learn. Try a ReLU-family activation (--activation relu, with He "
+                    "initialisation), fewer layers (--layers), batch normalisation (--batch-norm), Adam (--optimizer "
+                    "adam) or a larger learning rate; with sigmoid or tanh keep Glorot "
+                    "initialisation (--init glorot, their default)."
+                )
         for n in self.layers:
             d = self.records[n]["dead_fraction"]
             if d and math.isfinite(d[-1]) and d[-1] > DEAD_FRACTION:
                 out.append(
-                    f"{d[-1]:.0%} of the ReLU units after {n} are dead (zero for every sample): lower "
-                    "the learning rate, use LeakyReLU/ELU, or He initialisation."
+                    f"{d[-1]:.0%} of the ReLU units after {self._label(n)} are dead (zero for "
+                    f"every sample): {lower_lr}, use another activation (--activation "
+                    "leaky_relu or elu), or He initialisation (--init he)."
                 )
             s = self.records[n]["saturated_fraction"]
             if s and math.isfinite(s[-1]) and s[-1] > SATURATED_FRACTION:
                 out.append(
-                    f"{s[-1]:.0%} of the sigmoid/tanh units after {n} are saturated (slope near 0): "
-                    "scale the inputs, use Glorot initialisation or a ReLU-family activation."
+                    f"{s[-1]:.0%} of the sigmoid/tanh units after {self._label(n)} are saturated "
+                    "(slope near 0): scale the inputs, use Glorot initialisation (--init "
+                    "glorot) or a ReLU-family activation (--activation relu)."
                 )
         ur = [
-            self.records[n]["update_ratio"][-1]
+            (self.records[n]["update_ratio"][-1], n)
             for n in self.layers
             if self.records[n]["update_ratio"]
         ]
-        ur = [u for u in ur if math.isfinite(u)]
-        if ur and max(ur) > 0.5:
-            out.append(
-                f"Weights change by up to {max(ur):.0%} per epoch: the learning rate may be too high."
-            )
-        if self.trainer is not None and hasattr(self.trainer, "_fit_inputs"):
-            scaling = input_scaling_advice(self.trainer._fit_inputs)
+        ur = [(u, n) for u, n in ur if math.isfinite(u)]
+        if ur:
+            top, where = max(ur)
+            if top > 10:
+                out.append(
+                    f"Weights change by more than 1000 % per epoch ({self._label(where)} moved "
+                    f"{_ratio_text(top)} its own size): the learning rate is far too high; "
+                    f"{lower_lr} by a factor of 10 or more."
+                )
+            elif top > 0.5:
+                out.append(
+                    f"Weights change by up to {top:.0%} per epoch ({self._label(where)}): the "
+                    f"learning rate may be too high; try {lr / 3:.2g} (--lr {lr / 3:.2g})."
+                    if lr
+                    else f"Weights change by up to {top:.0%} per epoch ({self._label(where)}): the "
+                    "learning rate may be too high."
+                )
+        if tr is not None and hasattr(tr, "_fit_inputs"):
+            scaling = input_scaling_advice(tr._fit_inputs)
             if scaling:
                 out.append(scaling)
         return out
 
+    def cell(self, name: str, quantity: str, epoch: int = -1) -> tuple[float | None, str]:
+        """A table cell: the recorded value, or None with the reason it does not apply.
+
+        ``dead_fraction`` applies to layers followed by a ReLU-family activation,
+        ``saturated_fraction`` to layers followed by sigmoid or tanh; the output layer has no
+        activation after it (its outputs are logits or values).
+        """
+        act = self.activations.get(name)
+        if quantity in ("dead_fraction", "saturated_fraction", "act_rms", "act_mean", "act_std"):
+            if act is None:
+                return None, "no activation after this layer (its outputs are logits or values)"
+            if quantity == "dead_fraction" and act not in _RELU_LIKE:
+                return None, f"{act} units cannot die (only ReLU-family units output 0 for all)"
+            if quantity == "saturated_fraction" and act not in ("Sigmoid", "Tanh"):
+                return None, f"{act} does not saturate (only sigmoid and tanh flatten out)"
+        values = self.records[name][quantity]
+        if not values or not math.isfinite(values[epoch]):
+            return None, "not recorded (no finite value)"
+        return values[epoch], ""
+
     def plot(self) -> Any:
         """Per-layer gradient RMS across epochs, and per-layer activation distributions."""
-        from ..plots import require_matplotlib
+        from ..plots import integer_epoch_ticks, require_matplotlib
 
         Figure = require_matplotlib()
-        fig = Figure(figsize=(11, 4), layout="constrained")
+        fig = Figure(figsize=(12, 4.4), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2)
+        n_epochs = 0
         for n in self.layers:
             g = self.records[n]["grad_rms"]
-            ax1.plot(range(1, len(g) + 1), g, marker="o", ms=3, label=f"layer {n}")
+            n_epochs = max(n_epochs, len(g))
+            ax1.plot(range(1, len(g) + 1), g, marker="o", ms=3, label=self._label(n))
         ax1.set_yscale("log")
         ax1.set_xlabel("epoch")
-        ax1.set_ylabel("gradient RMS (weights)")
-        ax1.set_title("gradient flow per layer")
-        ax1.legend(fontsize=8)
+        ax1.set_ylabel("gradient RMS of the weights (log scale)")
+        ax1.set_title("gradient flow per layer (input layer first)")
+        ax1.legend(
+            fontsize=7,
+            title="layer (position: layer)",
+            title_fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
+        integer_epoch_ticks(ax1, range(1, n_epochs + 1))
         data = [(n, st.sample) for n, (_, st) in self._act.items() if st.sample is not None]
         if data:
             ax2.violinplot([d for _, d in data], showmedians=True)
             ax2.set_xticks(
-                range(1, len(data) + 1), labels=[f"after {n}" for n, _ in data], fontsize=8
+                range(1, len(data) + 1),
+                labels=[f"{self._label(n)}\n→ {self.activations.get(n, '')}" for n, _ in data],
+                fontsize=7,
+                rotation=20 if len(data) > 4 else 0,
             )
-            ax2.set_title("activation distributions (last batch)")
+            ax2.set_ylabel("activation value")
+            ax2.set_xlabel("hidden layer and its activation")
+            ax2.set_title("activation distributions (last training batch)")
         else:
             ax2.set_title("no activations recorded")
         return fig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from .._random import as_generator
 from .._validation import check_number
 from ..nn.module import Module
+from ..optim.clip import clip_grad_norm as _clip
 from ..training.fit import OPTIMIZERS, _as_data, _resolve_loss
 
 __all__ = ["LRFinderResult", "lr_find"]
@@ -33,12 +34,20 @@ class LRFinderResult:
     suggestion: float
     best_lr: float
     stopped_early: bool
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
+        i = int(np.nanargmin(np.where(np.isfinite(self.losses), self.losses, np.inf)))
+        applied = ", ".join(f"{k} {v}" for k, v in self.settings.items())
         return (
-            f"learning-rate range test: {len(self.lrs)} steps from {self.lrs[0]:.1e} to "
-            f"{self.lrs[-1]:.1e}{' (stopped when the loss diverged)' if self.stopped_early else ''}; "
-            f"lowest loss at {self.best_lr:.2e}; suggested learning rate: {self.suggestion:.2e}"
+            f"learning-rate range test: {len(self.lrs)} steps with learning rates from "
+            f"{self.lrs[0]:.1e} to {self.lrs[-1]:.1e}"
+            f"{' (stopped when the loss diverged)' if self.stopped_early else ''}"
+            + (f"; trained as configured ({applied})" if applied else "")
+            + f".\nThe smoothed loss was lowest ({self.losses[i]:.4g}) at learning rate "
+            f"{self.best_lr:.2e}; it fell fastest a little before that.\n"
+            f"The suggested learning rate: {self.suggestion:.2e} (the steepest descent, at most a "
+            "tenth of the rate with the lowest loss)."
         )
 
     def plot(self) -> Any:
@@ -79,6 +88,8 @@ def lr_find(
     smoothing: float = 0.9,
     diverge_factor: float = 4.0,
     seed: Any = 0,
+    weight_decay: float = 0.0,
+    clip_grad_norm: float | None = None,
 ) -> LRFinderResult:
     """Sweep the learning rate exponentially on a copy of ``model``; suggest a value.
 
@@ -99,6 +110,14 @@ def lr_find(
         Exponential smoothing of the loss (bias-corrected), as fast.ai.
     diverge_factor : float
         Stop once the smoothed loss exceeds this multiple of its minimum.
+    weight_decay : float
+        Passed to the optimizer, as in training (the sweep must see the same objective).
+    clip_grad_norm : float, optional
+        Clip the gradients' global norm at every step, as ``fit(clip_grad_norm=)`` does.
+
+    Dropout layers of ``model`` are active during the sweep (the copy is in training mode), so
+    the sweep trains the same model as ``fit`` will: use the same architecture, dropout,
+    batch size, weight decay and clipping as the training run.
 
     Returns
     -------
@@ -121,7 +140,11 @@ def lr_find(
     params = list(work.parameters())
     dtype = params[0].dtype
     loss_fn = _resolve_loss(loss)
-    opt = OPTIMIZERS[optimizer](params, lr=start_lr)  # type: ignore[call-arg]
+    check_number("weight_decay", weight_decay, low=0)
+    if clip_grad_norm is not None:
+        check_number("clip_grad_norm", clip_grad_norm, low=0, low_inclusive=False)
+    extra: dict[str, Any] = {"weight_decay": weight_decay} if weight_decay else {}
+    opt = OPTIMIZERS[optimizer](params, lr=start_lr, **extra)  # type: ignore[call-arg]
     rng = as_generator(seed, "seed")
     lrs = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
     raw: list[float] = []
@@ -149,6 +172,8 @@ def lr_find(
             best = min(best, s)
             opt.zero_grad()
             value.backward()
+            if clip_grad_norm is not None:
+                _clip(params, clip_grad_norm)
             opt.step()
     n = len(smooth)
     lr_arr, sm, rw = lrs[:n], np.asarray(smooth), np.asarray(raw)
@@ -163,4 +188,12 @@ def lr_find(
     else:
         steep = best_lr / 10
     suggestion = min(steep, best_lr / 10) if steep > 0 else best_lr / 10
-    return LRFinderResult(lr_arr, sm, rw, suggestion, best_lr, stopped)
+    applied: dict[str, Any] = {"optimizer": optimizer, "batch size": batch_size}
+    if weight_decay:
+        applied["weight decay"] = weight_decay
+    if clip_grad_norm is not None:
+        applied["gradient clipping"] = clip_grad_norm
+    n_drop = sum(1 for m in work.modules() if type(m).__name__.startswith("Dropout"))
+    if n_drop:
+        applied["dropout layers"] = n_drop
+    return LRFinderResult(lr_arr, sm, rw, suggestion, best_lr, stopped, applied)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_number
 from ..nn.module import Module
 from ..tensor import no_grad
 from ..training.fit import _resolve_loss
@@ -110,17 +111,35 @@ def bench_grad(
     batch: int = 32,
     max_fd_params: int = 200,
     seed: int = 0,
+    repeats: int = 5,
+    warmup: int = 2,
 ) -> list[dict[str, float]]:
-    """Time one backward pass against finite differences as the parameter count grows.
+    """Time the full gradient by backpropagation against finite differences as models grow.
 
-    Finite differences need two forward passes per parameter; for large models they are timed
-    on ``max_fd_params`` parameters and extrapolated linearly (marked ``extrapolated``).
-    Backpropagation computes every gradient "in a single pass rather than separate
-    calculations for each parameter".
+    Backpropagation: one forward pass and one backward pass give every gradient — the time
+    *includes the forward pass*. Finite differences: two forward passes per parameter
+    (central differences); for models with more than ``max_fd_params`` parameters they are
+    timed on that many randomly chosen parameters and the total is extrapolated linearly
+    (marked ``extrapolated``).
+
+    Each measurement is repeated ``repeats`` times after ``warmup`` untimed runs (caches,
+    allocator, BLAS threads) and the median is reported, with the fastest and slowest repeat,
+    so that one slow run on a busy machine does not change the story.
+
+    Returns
+    -------
+    list of dict
+        Per model: ``parameters``, ``backprop_s`` (median, forward + backward),
+        ``backprop_min_s``, ``backprop_max_s``, ``finite_diff_s`` (median, for all
+        parameters), ``finite_diff_min_s``, ``finite_diff_max_s``, ``fd_params_timed``,
+        ``extrapolated`` (1.0 or 0.0), ``ratio`` (median over median), ``repeats``.
     """
     from ..nn.layers import mlp
     from ..nn.losses import MSELoss
+    from ..training._threads import blas_threads_for
 
+    check_number("repeats", repeats, low=1, integer=True)
+    check_number("warmup", warmup, low=0, integer=True)
     widths_list = widths_list or [
         [4, 8, 2],
         [16, 32, 4],
@@ -136,70 +155,113 @@ def bench_grad(
         X = rng.normal(size=(batch, widths[0]))
         y = rng.normal(size=(batch, widths[-1]))
         n = model.num_parameters()
-        t = time.perf_counter()
-        reps = 5
-        for _ in range(reps):
+
+        def backprop() -> None:
             model.zero_grad()
             loss_fn(model(X), y).backward()
-        t_bp = (time.perf_counter() - t) / reps
+
         params = list(model.parameters())
         flat = [(p, idx) for p in params for idx in np.ndindex(p.shape)]
         k = min(len(flat), max_fd_params)
         picks = [flat[i] for i in rng.choice(len(flat), size=k, replace=False)]
-        t = time.perf_counter()
-        with no_grad():
-            for p, idx in picks:
-                orig = p.data[idx]
-                p.data[idx] = orig + 1e-6
-                loss_fn(model(X), y).item()
-                p.data[idx] = orig - 1e-6
-                loss_fn(model(X), y).item()
-                p.data[idx] = orig
-        t_fd = (time.perf_counter() - t) / k * n
+
+        def finite_differences() -> None:
+            with no_grad():
+                for p, idx in picks:
+                    orig = p.data[idx]
+                    p.data[idx] = orig + 1e-6
+                    loss_fn(model(X), y).item()
+                    p.data[idx] = orig - 1e-6
+                    loss_fn(model(X), y).item()
+                    p.data[idx] = orig
+
+        # both methods under the BLAS thread policy of a training step of this size
+        with blas_threads_for(model, batch):
+            bp = _timed(backprop, repeats, warmup)
+            fd = [t / k * n for t in _timed(finite_differences, repeats, min(warmup, 1))]
         out.append(
             {
                 "parameters": n,
-                "backprop_s": t_bp,
-                "finite_diff_s": t_fd,
+                "backprop_s": float(np.median(bp)),
+                "backprop_min_s": min(bp),
+                "backprop_max_s": max(bp),
+                "finite_diff_s": float(np.median(fd)),
+                "finite_diff_min_s": min(fd),
+                "finite_diff_max_s": max(fd),
+                "fd_params_timed": float(k),
                 "extrapolated": float(k < n),
-                "ratio": t_fd / t_bp,
+                "ratio": float(np.median(fd) / np.median(bp)),
+                "repeats": float(repeats),
             }
         )
     return out
 
 
+def _timed(fn: Any, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def format_bench_grad(rows: list[dict[str, float]]) -> str:
-    """The table of :func:`bench_grad` as text."""
-    lines = [f"{'parameters':>11} {'backprop':>12} {'finite differences':>20} {'ratio':>9}"]
+    """The table of :func:`bench_grad` as text (medians; ``*`` marks extrapolated rows)."""
+    lines = [
+        f"{'parameters':>11} {'backprop (fwd+bwd)':>19} {'finite differences':>20} {'ratio':>9}"
+    ]
     for r in rows:
-        mark = " (extrapolated)" if r["extrapolated"] else ""
+        mark = " *" if r["extrapolated"] else ""
         lines.append(
-            f"{int(r['parameters']):>11} {r['backprop_s'] * 1e3:>10.2f}ms "
-            f"{r['finite_diff_s']:>18.3f}s {r['ratio']:>8.0f}x{mark}"
+            f"{int(r['parameters']):>11} {r['backprop_s'] * 1e3:>17.3f}ms "
+            f"{r['finite_diff_s']:>18.4f}s{mark:<2} {r['ratio']:>7.0f}x"
         )
+    reps = int(rows[0].get("repeats", 1)) if rows else 1
     lines.append(
-        "One backward pass gives every gradient; finite differences need two forward passes per "
-        "parameter."
+        f"Times are medians of {reps} repeats after a warm-up. Backpropagation's time includes "
+        "the forward pass: one forward and one backward pass give every gradient; finite "
+        "differences need two forward passes per parameter."
     )
+    if any(r["extrapolated"] for r in rows):
+        timed = int(min(r.get("fd_params_timed", 0) for r in rows if r["extrapolated"]))
+        lines.append(
+            f"* extrapolated: finite differences timed on {timed} randomly chosen parameters and "
+            "scaled to all of them (timing every parameter would take too long)."
+        )
     return "\n".join(lines)
 
 
 def bench_grad_figure(rows: list[dict[str, float]]) -> Any:
+    """Seconds for the full gradient against parameter count; hollow markers are extrapolated."""
     from ..plots import require_matplotlib
 
     Figure = require_matplotlib()
-    fig = Figure(figsize=(6, 4), layout="constrained")
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.subplots()
-    n = [r["parameters"] for r in rows]
-    ax.loglog(n, [r["backprop_s"] for r in rows], "o-", label="backpropagation (one backward pass)")
+    n = np.array([r["parameters"] for r in rows])
+    bp = np.array([r["backprop_s"] for r in rows])
+    fd = np.array([r["finite_diff_s"] for r in rows])
+    ext = np.array([bool(r["extrapolated"]) for r in rows])
+    ax.loglog(n, bp, "o-", color="C0", label="backpropagation (forward + backward pass)")
+    ax.loglog(n, fd, "-", color="C1")
     ax.loglog(
-        n,
-        [r["finite_diff_s"] for r in rows],
-        "s-",
-        label="finite differences (2 forwards per parameter)",
+        n[~ext], fd[~ext], "s", color="C1", label="finite differences (2 forwards per parameter)"
     )
+    if ext.any():
+        ax.loglog(
+            n[ext],
+            fd[ext],
+            "s",
+            color="C1",
+            markerfacecolor="white",
+            label="finite differences, extrapolated",
+        )
+    reps = int(rows[0].get("repeats", 1)) if rows else 1
     ax.set_xlabel("number of parameters")
-    ax.set_ylabel("seconds for the full gradient")
+    ax.set_ylabel(f"seconds for the full gradient (median of {reps})")
     ax.set_title("why backpropagation")
     ax.legend(fontsize=8)
     return fig

@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import os
+import time
 from typing import Any
 
 from ..io import atomic_write_text
@@ -19,6 +20,97 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+_SHOWN = (
+    ("data", "data"),
+    ("task", "task"),
+    ("layers", "hidden layers"),
+    ("activation", "activation"),
+    ("init", "initialisation"),
+    ("optimizer", "optimizer"),
+    ("lr", "learning rate"),
+    ("epochs", "epochs (limit)"),
+    ("batch_size", "batch size"),
+    ("dropout", "dropout"),
+    ("weight_decay", "weight decay"),
+    ("clip_grad_norm", "gradient clipping (max norm)"),
+    ("val_split", "validation split"),
+    ("test_split", "test split"),
+    ("early_stopping", "early stopping"),
+    ("seed", "seed"),
+)
+
+
+def describe_auto_init(activation: str) -> str:
+    """What ``init_scheme="auto"`` of :func:`chainrule.nn.mlp` gives the hidden layers."""
+    if activation in ("relu", "leaky_relu", "elu", "gelu"):
+        return "He (Kaiming) uniform, U(±√(6/fan_in)); biases 0"
+    if activation in ("sigmoid", "logistic"):
+        return "Glorot (Xavier) uniform with gain 4 (the sigmoid's slope is 1/4); biases 0"
+    return "Glorot (Xavier) uniform, U(±√(6/(fan_in+fan_out))); biases 0"
+
+
+def _settings_table(settings: dict[str, Any] | None) -> list[str]:
+    if not settings:
+        return []
+    rows = []
+    data = settings.get("dataset") or settings.get("data")
+    if data and "target" in settings and settings.get("target"):
+        data = f"{data} (target {settings['target']})"
+    values = {**settings, "data": data}
+    if values.get("init") == "auto" and values.get("activation"):
+        values["init"] = f"auto: {describe_auto_init(str(values['activation']))}"
+    if "layers" in values and isinstance(values["layers"], (list, tuple)):
+        values["layers"] = ", ".join(str(w) for w in values["layers"])
+    for key, label in _SHOWN:
+        v = values.get(key)
+        if v is None or v == "" or (key in ("dropout", "weight_decay") and not v):
+            continue
+        rows.append(f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(v))}</td></tr>")
+    return ["<h2>Settings</h2>", "<table class='settings'>", *rows, "</table>"]
+
+
+def _layer_table(flow: Any) -> list[str]:
+    """Per-layer numbers of the last epoch; "—" with a footnote where a number does not apply."""
+    reasons: list[str] = []
+
+    def cell(name: str, quantity: str, fmt: str) -> str:
+        if hasattr(flow, "cell"):
+            value, why = flow.cell(name, quantity)
+        else:  # an older recorder: the raw value
+            values = flow.records[name][quantity]
+            value, why = (values[-1] if values else None), "not recorded"
+        if value is None:
+            if why not in reasons:
+                reasons.append(why)
+            k = reasons.index(why) + 1
+            return f"<td title='{html.escape(why)}'>—<sup>{k}</sup></td>"
+        return f"<td>{value:{fmt}}</td>"
+
+    label = getattr(flow, "labels", {})
+    rows = []
+    for n, r in flow.records.items():
+        if not r["grad_rms"]:
+            continue
+        rows.append(
+            f"<tr><td>{html.escape(label.get(n, n))}</td>"
+            + cell(n, "grad_rms", ".3g")
+            + cell(n, "weight_rms", ".3g")
+            + cell(n, "update_ratio", ".3g")
+            + cell(n, "dead_fraction", ".0%")
+            + cell(n, "saturated_fraction", ".0%")
+            + "</tr>"
+        )
+    notes = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
+    return [
+        "<h3>Per layer, last epoch</h3>",
+        "<table><tr><th>layer (position: layer)</th><th>gradient RMS</th><th>weight RMS</th>"
+        "<th>update / weight</th><th>dead units</th><th>saturated units</th></tr>",
+        *rows,
+        "</table>",
+        f"<ol class='notes'>{notes}</ol>" if notes else "",
+    ]
+
+
 def write_report(
     path: str | os.PathLike[str],
     history: Any,
@@ -26,11 +118,15 @@ def write_report(
     metrics: dict[str, Any] | None = None,
     title: str = "chainrule training report",
     extra_figures: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> str:
     """Write an HTML report (plots embedded as PNG data, no external files) and return its path.
 
-    Sections: how training ended (the summary), test metrics, loss and metric curves, the
-    gradient flow per layer with its warnings and suggestions, and any extra figures.
+    Sections: the run's settings (data, layers, activation, initialisation, optimizer, rate,
+    epochs, seed, ... — so that two reports can be told apart), how training ended (the
+    summary), test metrics, loss and metric curves, any extra figures (the decision boundary,
+    the confusion matrix), and the gradient flow per layer with its warnings and suggestions.
+    In the per-layer table a cell that does not apply shows "—" with the reason.
     """
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -38,8 +134,11 @@ def write_report(
         "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "pre{background:#f6f8fa;padding:1em;white-space:pre-wrap}img{max-width:100%}"
         "li.warn{color:#9a3412}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px}"
+        "th{text-align:left}ol.notes{font-size:90%;color:#555}"
         "</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        f"<p>written {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</p>",
+        *_settings_table(settings),
         "<h2>How training ended</h2>",
         f"<pre>{html.escape(history.summary or '')}</pre>",
     ]
@@ -52,18 +151,18 @@ def write_report(
     try:
         parts.append("<h2>Curves</h2>")
         parts.append(f"<img alt='curves' src='data:image/png;base64,{_png(history.plot())}'>")
+        for name, fig in (extra_figures or {}).items():
+            parts.append(f"<h2>{html.escape(name)}</h2>")
+            parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png(fig)}'>")
         if flow is not None and flow.layers:
             parts.append("<h2>Gradient flow</h2>")
             parts.append(
                 f"<img alt='gradient flow' src='data:image/png;base64,{_png(flow.plot())}'>"
             )
-        for name, fig in (extra_figures or {}).items():
-            parts.append(f"<h2>{html.escape(name)}</h2>")
-            parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png(fig)}'>")
     except ImportError as exc:
         parts.append(f"<p>(no plots: {html.escape(str(exc))})</p>")
     if flow is not None:
-        parts.append("<h2>Warnings and suggestions</h2>")
+        parts.append("<h3>Warnings and suggestions</h3>")
         if flow.warnings:
             parts.append(
                 "<ul>"
@@ -72,17 +171,7 @@ def write_report(
             )
         else:
             parts.append("<p>No problems found in the gradient flow.</p>")
-        rows = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{r['grad_rms'][-1]:.3g}</td><td>{r['weight_rms'][-1]:.3g}</td>"
-            f"<td>{r['update_ratio'][-1]:.3g}</td><td>{r['dead_fraction'][-1]:.2f}</td>"
-            f"<td>{r['saturated_fraction'][-1]:.2f}</td></tr>"
-            for n, r in flow.records.items()
-            if r["grad_rms"]
-        )
-        parts.append(
-            "<table><tr><th>layer</th><th>gradient RMS</th><th>weight RMS</th><th>update/weight</th>"
-            f"<th>dead</th><th>saturated</th></tr>{rows}</table>"
-        )
+        parts.extend(_layer_table(flow))
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts))
     return os.fspath(path)

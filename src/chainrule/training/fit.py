@@ -425,6 +425,7 @@ class Trainer:
             self.resumed = True
             start_epoch = self.epoch + 1
         self._fit_inputs = X
+        self._fit_targets = y
         self.stop_training = False
         from ._threads import blas_threads_for
         from .fastpath import FastMLP
@@ -733,7 +734,8 @@ class Trainer:
             "the input batch itself contains NaN or infinite values: clean the data"
             if bad_input
             else f"lower the learning rate (now {lr:g}), scale the inputs (standardise each "
-            "feature), or clip gradients (clip_grad_norm=1.0)"
+            "feature), or clip gradients (clip_grad_norm=1.0 in fit, --clip-grad-norm 1 on the "
+            "command line)"
         )
         last_txt = (
             f"last finite loss {last:.6g} at epoch {le}, batch {lb}"

@@ -100,6 +100,8 @@ class History:
         """
         try:
             from matplotlib.figure import Figure
+
+            from ..plots import integer_epoch_ticks
         except ImportError:
             raise ImportError(
                 "History.plot needs matplotlib: pip install 'chainrule[plots]'"
@@ -110,9 +112,10 @@ class History:
         fig = Figure(figsize=(5 * max(len(base), 1), 3.6), layout="constrained")
         axes = fig.subplots(1, max(len(base), 1), squeeze=False)[0]
         for ax, key in zip(axes, base):
-            ax.plot(self.epoch, self.history[key], label=f"train {key}")
+            style = {"marker": "o", "ms": 3} if len(self.epoch) <= 12 else {}
+            ax.plot(self.epoch, self.history[key], label=f"train {key}", **style)
             if f"val_{key}" in self.history:
-                ax.plot(self.epoch, self.history[f"val_{key}"], label=f"validation {key}")
+                ax.plot(self.epoch, self.history[f"val_{key}"], label=f"validation {key}", **style)
             if self.best_epoch is not None:
                 ax.axvline(self.best_epoch, color="grey", linestyle=":", label="best epoch")
             ax.set_xlabel("epoch")
@@ -121,6 +124,7 @@ class History:
             ax.legend()
             if key == "loss" and all(v > 0 for v in self.history[key] if not math.isnan(v)):
                 ax.set_yscale("log")
+            integer_epoch_ticks(ax, self.epoch)
         return fig
 
     def __repr__(self) -> str:
