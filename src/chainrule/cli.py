@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._options import OPTIONS, check_count, check_network_size, check_option
+from ._outputs import RunDirectory, check_run_out, predictions_path
 from .data import datasets
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
 from .io import ModelFileError, atomic_write_text, load_file, save
@@ -38,7 +40,8 @@ examples:
   chainrule evaluate --model runs/digits --dataset digits
   chainrule predict --model runs/houses --data new_houses.csv --out predictions.csv
   chainrule info --model runs/houses/model.chainrule
-  chainrule train --dataset digits --gradient-flow --report
+  chainrule train --dataset digits --gradient-flow --report --out runs/digits-flow
+  chainrule train --dataset digits --epochs 400 --out runs/digits --overwrite
   chainrule explain --model runs/digits --dataset digits --weight "2.weight[3,1]" --lr 0.001
   chainrule lr-find --dataset digits --plot lr.png
   chainrule gradcheck --model runs/digits --dataset digits
@@ -68,10 +71,11 @@ DEFAULTS: dict[str, Any] = {
     "plots": True,
     "gradient_flow": False,
     "report": False,
+    "overwrite": False,
 }
 
 
-INIT_SCHEMES = ("auto", "he", "glorot", "lecun", "default")  # mlp(init_scheme=...)
+GRADCHECK_MAX_ROWS = 100_000  # finite differences over more rows take hours and prove no more
 
 
 class CLIError(ValueError):
@@ -108,6 +112,7 @@ class TrainSettings:
     plots: bool = True
     gradient_flow: bool = False
     report: bool = False
+    overwrite: bool = False
     verbose: int = 1
     callbacks: list[Any] = field(default_factory=list)
 
@@ -136,7 +141,7 @@ def _table_for(settings: TrainSettings) -> tuple[Table, str]:
         return table, "target"
     if not settings.target:
         raise CLIError("--data needs --target COLUMN (the column to predict)")
-    table = read_table(settings.data, settings.target)  # type: ignore[arg-type]
+    table = read_table(_data_path(settings.data or ""), settings.target)
     table.column(settings.target)
     return table, settings.target
 
@@ -164,6 +169,9 @@ def _score(prep: TabularPreprocessor, out: np.ndarray, table: Table) -> dict[str
 
 def run_training(settings: TrainSettings) -> RunResult:
     """Load, split, preprocess, train, score on the test split, and write the run's files."""
+    for name, value in vars(settings).items():  # the same checks as the CLI's options
+        if name in OPTIONS and not (name == "batch_size" and value is None):
+            check_option(name, list(value) if isinstance(value, tuple) else value)
     if settings.activation not in ACTIVATIONS:
         raise CLIError(
             f"--activation must be one of {', '.join(sorted(ACTIVATIONS))}, "
@@ -174,6 +182,8 @@ def run_training(settings: TrainSettings) -> RunResult:
             f"--optimizer must be one of {', '.join(sorted(OPTIMIZERS))}, "
             f"got {settings.optimizer!r}"
         )
+    if settings.out:  # refused before training, not after: a run already there is kept
+        check_run_out(settings.out, overwrite=settings.overwrite)
     table, target = _table_for(settings)
     if len(table) < 4:
         raise CLIError(f"{table.source} has only {len(table)} rows: too few to train and test")
@@ -183,6 +193,8 @@ def run_training(settings: TrainSettings) -> RunResult:
         table
     )
     strat = probe.task == "classification"
+    if strat:
+        _check_classes(probe, table, target)
     labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
     train_idx, test_idx = train_test_split(
         labels, settings.test_split, seed=settings.seed, stratify=strat
@@ -190,6 +202,7 @@ def run_training(settings: TrainSettings) -> RunResult:
     train, test = table.select(train_idx), table.select(test_idx)
     prep.fit(train)  # scaling, categories and the target encoding come from training rows only
     X, y = prep.transform(train), prep.encode_target(train)
+    check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
     model = mlp(
         [prep.n_inputs, *settings.layers, prep.n_outputs],
         settings.activation,
@@ -256,6 +269,32 @@ def run_training(settings: TrainSettings) -> RunResult:
     return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
 
 
+def _check_classes(prep: TabularPreprocessor, table: Table, target: str) -> None:
+    """Refuse classification of a target that is a continuous quantity (one class per row)."""
+    n_classes, n = len(prep.classes or []), len(table)
+    if n_classes <= max(20, n // 2):
+        return
+    fractional, numeric = "", True
+    for v in table.column(target):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            numeric = False
+            continue
+        if not fractional and np.isfinite(x) and x != round(x):
+            fractional = f" (non-integer numbers such as {x:g})"
+    head = f"classification: the target {target!r} has {n_classes} distinct values in {n} rows"
+    if not numeric:  # text: an identifier or free text, not classes
+        raise CLIError(
+            f"{head}, so most classes have a single row: it looks like an identifier or free "
+            "text; choose another --target"
+        )
+    raise CLIError(
+        f"--task {head}{fractional}, so most classes have a single row: it looks like a "
+        "continuous quantity; use --task regression (or auto)"
+    )
+
+
 def _write_run(
     settings: TrainSettings,
     model: Any,
@@ -266,33 +305,54 @@ def _write_run(
     test: Table,
     flow: Any = None,
 ) -> dict[str, str]:
-    out = settings.out or "."
-    os.makedirs(out, exist_ok=True)
+    # the run is built in a fresh sibling directory and renamed into place as one unit
+    with RunDirectory(settings.out or ".", overwrite=settings.overwrite) as run:
+        files = _write_run_files(run, settings, model, prep, history, result, train, test, flow)
+        run.commit()
+    return files
+
+
+def _write_run_files(
+    run: RunDirectory,
+    settings: TrainSettings,
+    model: Any,
+    prep: TabularPreprocessor,
+    history: Any,
+    result: dict[str, Any],
+    train: Table,
+    test: Table,
+    flow: Any = None,
+) -> dict[str, str]:
     files = {
-        "model": os.path.join(out, "model.chainrule"),
-        "history": os.path.join(out, "history.csv"),
-        "metrics": os.path.join(out, "metrics.json"),
+        "model": run.write(
+            "model.chainrule",
+            lambda path: save(
+                model,
+                path,
+                extra={"preprocessing": prep.to_dict(), "created_by": f"chainrule {__version__}"},
+            ),
+        ),
+        "history": run.write("history.csv", history.to_csv),
+        "metrics": run.write(
+            "metrics.json",
+            lambda path: atomic_write_text(
+                path, json.dumps(result, indent=2, default=float) + "\n"
+            ),
+        ),
     }
-    save(
-        model,
-        files["model"],
-        extra={"preprocessing": prep.to_dict(), "created_by": f"chainrule {__version__}"},
-    )
-    history.to_csv(files["history"])
-    atomic_write_text(files["metrics"], json.dumps(result, indent=2, default=float) + "\n")
     figures: dict[str, Any] = {}  # also shown in the report
     if settings.plots:
         try:
             from .plots import confusion_matrix_figure, decision_boundary_figure
 
             fig = history.plot()
-            files["curves"] = os.path.join(out, "curves.png")
-            fig.savefig(files["curves"], dpi=100)
+            files["curves"] = run.write("curves.png", lambda path: fig.savefig(path, dpi=100))
             if prep.task == "classification":
                 cm = np.array(result["test"]["confusion_matrix"])
                 fig = confusion_matrix_figure(cm, prep.classes or [], "confusion matrix (test set)")
-                files["confusion_matrix"] = os.path.join(out, "confusion_matrix.png")
-                fig.savefig(files["confusion_matrix"], dpi=100)
+                files["confusion_matrix"] = run.write(
+                    "confusion_matrix.png", lambda path: fig.savefig(path, dpi=100)
+                )
                 figures["Confusion matrix (test set)"] = fig
                 numeric = [f for f in prep.features if f["kind"] == "numeric"]
                 if len(prep.features) == 2 and len(numeric) == 2:
@@ -307,26 +367,32 @@ def _write_run(
                     fig = decision_boundary_figure(
                         classify, raw, prep.encode_target(test), prep.classes or [], names
                     )
-                    files["decision_boundary"] = os.path.join(out, "decision_boundary.png")
-                    fig.savefig(files["decision_boundary"], dpi=100)
+                    files["decision_boundary"] = run.write(
+                        "decision_boundary.png", lambda path: fig.savefig(path, dpi=100)
+                    )
                     figures["Decision boundary (test set)"] = fig
             if flow is not None:
-                files["gradient_flow"] = os.path.join(out, "gradient_flow.png")
-                flow.plot().savefig(files["gradient_flow"], dpi=100)
+                fig = flow.plot()
+                files["gradient_flow"] = run.write(
+                    "gradient_flow.png", lambda path: fig.savefig(path, dpi=100)
+                )
         except ImportError as exc:
             print(f"chainrule: note: no plots ({exc})", file=sys.stderr)
     if settings.report:
         from .diagnostics import write_report
 
         scalars = {k: v for k, v in result["test"].items() if isinstance(v, (int, float))}
-        files["report"] = write_report(
-            os.path.join(out, "report.html"),
-            history,
-            flow,
-            scalars,
-            title=f"chainrule: {result['data']}",
-            extra_figures=figures,
-            settings={**result["settings"], "task": result["task"]},
+        files["report"] = run.write(
+            "report.html",
+            lambda path: write_report(
+                path,
+                history,
+                flow,
+                scalars,
+                title=f"chainrule: {result['data']}",
+                extra_figures=figures,
+                settings={**result["settings"], "task": result["task"]},
+            ),
         )
     return files
 
@@ -340,6 +406,24 @@ def _model_path(path: str) -> str:
         return candidate
     if not os.path.exists(path):
         raise CLIError(f"no such model file or run directory: {path!r}")
+    if not os.path.isfile(path):
+        raise CLIError(
+            f"--model {path!r} is not a regular file (a device, pipe or socket); give a model "
+            "file or a run directory"
+        )
+    return path
+
+
+def _data_path(path: str) -> str:
+    """``--data``: a regular file; standard input (``-``), pipes and devices are refused."""
+    if path == "-":
+        raise CLIError(
+            "--data -: reading rows from standard input is not supported (the file is read more "
+            "than once); save them to a file and give its path"
+        )
+    if os.path.exists(path) and not os.path.isfile(path):
+        kind = "a directory" if os.path.isdir(path) else "not a regular file (a pipe or device)"
+        raise CLIError(f"--data {path!r} is {kind}; give a CSV, .npy or .npz file")
     return path
 
 
@@ -362,7 +446,7 @@ def _input_table(args: argparse.Namespace, prep: TabularPreprocessor) -> Table:
         )
     if not args.data:
         raise CLIError("give --data FILE (or --dataset NAME)")
-    return read_table(args.data, prep.target)
+    return read_table(_data_path(args.data), prep.target)
 
 
 def _predictions_csv(prep: TabularPreprocessor, out: np.ndarray) -> str:
@@ -421,6 +505,8 @@ def _load_config(path: str) -> dict[str, Any]:
             raise CLIError("--config needs Python 3.11+ or the tomli package") from None
     if not os.path.exists(path):
         raise CLIError(f"no such config file: {path!r}")
+    if not os.path.isfile(path):
+        raise CLIError(f"--config {path!r} is not a regular file; give a TOML file")
     try:
         with open(path, "rb") as fh:
             cfg = tomllib.load(fh)
@@ -437,13 +523,13 @@ def _load_config(path: str) -> dict[str, Any]:
 def _settings_from(args: argparse.Namespace) -> TrainSettings:
     cfg = _load_config(args.config) if args.config else {}
 
-    def pick(name: str) -> Any:
+    def pick(name: str) -> Any:  # every value checked for type and range, never coerced
         v = getattr(args, name, None)
         if v is not None:
-            return v
+            return check_option(name, v)
         if name in cfg:
-            return cfg[name]
-        return DEFAULTS.get(name)
+            return check_option(name, cfg[name], config=args.config)
+        return check_option(name, DEFAULTS.get(name))
 
     dataset, data = pick("dataset"), pick("data")
     out = pick("out") or os.path.join(
@@ -476,12 +562,9 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         plots=bool(pick("plots")),
         gradient_flow=bool(pick("gradient_flow")),
         report=bool(pick("report")),
+        overwrite=bool(pick("overwrite")),
         verbose=0 if args.quiet else 1,
     )
-    if s.init not in INIT_SCHEMES:
-        raise CLIError(f"--init must be one of {', '.join(INIT_SCHEMES)}, got {s.init!r}")
-    if s.clip_grad_norm is not None and not s.clip_grad_norm > 0:
-        raise CLIError(f"--clip-grad-norm must be > 0, got {s.clip_grad_norm!r}")
     if s.task not in ("auto", "classification", "regression"):
         raise CLIError(f"--task must be auto, classification or regression, got {s.task!r}")
     return s
@@ -564,7 +647,23 @@ def _labelled(
         raise CLIError(f"{table.source} has no target column {prep.target!r}")
     if rows is not None:
         table = table.select(np.arange(min(rows, len(table))))
+    _check_target_finite(table, prep.target)
     return prep.transform(table), prep.encode_target(table)
+
+
+def _check_target_finite(table: Table, target: str | None) -> None:
+    """An infinite or NaN target (possible in .npy/.npz data) is refused by name and row."""
+    col = table.values.get(target or "")
+    if col is None or col.dtype.kind != "f":
+        return
+    bad = np.flatnonzero(~np.isfinite(col))
+    if len(bad):
+        raise CLIError(
+            f"{table.source}: the target column {target!r} holds {col[bad[0]]} at row "
+            f"{int(bad[0]) + 1}"
+            + (f" and {len(bad) - 1} more rows" if len(bad) > 1 else "")
+            + "; remove or fix those rows"
+        )
 
 
 def _loss_for(prep: TabularPreprocessor) -> Any:
@@ -576,6 +675,9 @@ def _loss_for(prep: TabularPreprocessor) -> Any:
 def cmd_explain(args: argparse.Namespace) -> int:
     from .diagnostics import explain
 
+    check_count("--rows", args.rows)
+    if args.lr is not None:
+        check_option("lr", args.lr)
     model, prep = _load_run(args.model)
     X, y = _labelled(args, prep, args.rows)
     print(explain(model, X, y, _loss_for(prep), args.weight, lr=args.lr))
@@ -585,6 +687,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     from .diagnostics import gradcheck_model
 
+    check_count("--rows", args.rows, high=GRADCHECK_MAX_ROWS)  # "OK" over no rows checks nothing
+    check_count("--max-params", args.max_params)
     model, prep = _load_run(args.model)
     if args.data or args.dataset:
         X, y = _labelled(args, prep, args.rows)
@@ -605,6 +709,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from .diagnostics import lr_find
 
     settings = _settings_from(args)
+    if args.plot:  # a plot never replaces the data or a model file
+        args.plot = _plot_path(args.plot, settings.data)
     table, target = _table_for(settings)
     # the same training rows, preprocessing and model as 'chainrule train' with these options
     probe = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop)
@@ -615,6 +721,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     prep = TabularPreprocessor(target, settings.task, settings.categorical, settings.drop).fit(
         train
     )
+    check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
     model = mlp(
         [prep.n_inputs, *settings.layers, prep.n_outputs],
         settings.activation,
@@ -649,9 +756,22 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_path(path: str, data: str | None) -> str:
+    return predictions_path(
+        path,
+        overwrite=True,
+        protected=[("input data", data or "")],
+        option="--plot",
+        writing="plots",
+        default_name="plot.png",
+    )
+
+
 def cmd_bench_grad(args: argparse.Namespace) -> int:
     from .diagnostics import bench_grad, bench_grad_figure, format_bench_grad
 
+    if args.plot:
+        args.plot = _plot_path(args.plot, None)
     rows = bench_grad()
     print(format_bench_grad(rows))
     if args.plot:
@@ -665,6 +785,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = _input_table(args, prep)
     if prep.target not in table.values:
         raise CLIError(f"{table.source} has no target column {prep.target!r} to evaluate against")
+    _check_target_finite(table, prep.target)
     res = _score(prep, predict(model, prep.transform(table)), table)
     if args.json:
         print(json.dumps(res, indent=2, default=float))
@@ -682,12 +803,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    path = None
+    if args.out and args.out != "-":  # checked first: never replace the input or a model file
+        protected = [("input data", args.data or ""), ("model file", _model_path(args.model))]
+        path = predictions_path(args.out, overwrite=args.overwrite, protected=protected)
     model, prep = _load_run(args.model)
     table = _input_table(args, prep)
     text = _predictions_csv(prep, predict(model, prep.transform(table)))
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {len(table)} predictions to {args.out}")
+    if path:
+        atomic_write_text(path, text)
+        print(f"wrote {len(table)} predictions to {path}")
     else:
         sys.stdout.write(text)
     return 0
@@ -706,8 +831,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("preprocessing:")
         for line in TabularPreprocessor.from_dict(pre).describe().splitlines():
             print(f"  {line}")
-    if mf.training is not None:
+    if isinstance(mf.training, dict):
         print(f"checkpoint: after epoch {mf.training.get('epoch')}")
+    elif mf.training is not None:
+        print("checkpoint: training state unreadable (resuming from it will be refused)")
     return 0
 
 
@@ -827,6 +954,12 @@ def build_parser() -> argparse.ArgumentParser:
     out = t.add_argument_group("output")
     out.add_argument("--out", help="output directory (default runs/<data name>)")
     out.add_argument(
+        "--overwrite",
+        action="store_const",
+        const=True,
+        help="replace the run already in --out as a whole (refused without it)",
+    )
+    out.add_argument(
         "--no-plots", dest="plots", action="store_const", const=False, help="skip the PNG plots"
     )
     out.add_argument(
@@ -848,7 +981,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: sweep the rate, suggest one")
     for a in t._actions:
-        if a.dest not in ("help", "out", "plots", "report", "gradient_flow") and a.option_strings:
+        skip = ("help", "out", "overwrite", "plots", "report", "gradient_flow")
+        if a.dest not in skip and a.option_strings:
             lf._add_action(a)
     lf.add_argument("--plot", help="write the loss-against-rate plot to this PNG")
     lf.set_defaults(func=cmd_lr_find)
@@ -897,7 +1031,10 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="predictions for new rows (class names and probabilities, or values)"
     )
     _model_and_data(p, "CSV/NPY/NPZ file with the model's columns")
-    p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p.add_argument(
+        "--out", help="CSV file (or DIR for DIR/predictions.csv) to write (default or -: stdout)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_predict)
 
     i = sub.add_parser("info", help="layers, shapes, parameter count and preprocessing of a model")
@@ -914,16 +1051,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
-    except (CLIError, ModelFileError, ValueError, TypeError, ImportError, OSError) as exc:
+        status = int(args.func(args))
+        sys.stdout.flush()  # a reader that has gone is noticed here, not at interpreter exit
+        return status
+    except BrokenPipeError:  # the reader left (chainrule ... | head): stop quietly, as Unix tools
+        return _broken_pipe()
+    except (
+        CLIError,
+        ModelFileError,
+        ValueError,
+        TypeError,
+        ImportError,
+        OSError,
+        OverflowError,
+    ) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
             message = f"{message}: {exc.filename}"
         print(f"chainrule: error: {message}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(f"chainrule: error: out of memory ({exc or 'MemoryError'})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+
+
+def _broken_pipe() -> int:
+    """Standard output's reader has gone: silence the final flush and exit as SIGPIPE would."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in tests)
+        pass
+    return 128 + 13  # 141: what a shell reports for a command killed by SIGPIPE
 
 
 def _entry() -> None:  # console script

@@ -174,6 +174,12 @@ def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> 
             y = obj["y"] if "y" in obj.files else None
         if X.ndim != 2:
             raise ValueError(f"{p!r}: X must be 2-D, got shape {X.shape}")
+        if y is not None and y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y is not None and y.ndim != 1:
+            raise ValueError(
+                f"{p!r}: y must hold one target per row (shape ({len(X)},)), got shape {y.shape}"
+            )
         if y is not None and len(y) != len(X):
             raise ValueError(f"{p!r}: X has {len(X)} rows but y has {len(y)}")
         return Table.from_arrays(X, y=y, target_name=target or "y", source=name)

@@ -9,6 +9,7 @@ tensors next to the weights.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,10 +116,136 @@ def training_state(tr: Trainer) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return state, tensors
 
 
-def restore_training_state(tr: Trainer, path: str) -> None:
-    """Load the checkpoint at ``path`` into ``tr``'s model, optimizer, generators, callbacks."""
+# what a crafted or damaged training state raises while it is read; all become ModelFileError
+_MALFORMED = (KeyError, IndexError, AttributeError, TypeError, OverflowError, ValueError)
+
+
+class _NotThisRunError(ValueError):
+    """Internal: a sound checkpoint that does not fit this run (raised as ValueError)."""
+
+
+def _generator_state(template: np.random.Generator, saved: Any) -> Any:
+    """``saved`` checked as a state of ``template``'s bit generator (on a fresh one)."""
+    probe = type(template.bit_generator)()
+    probe.state = saved
+    return probe.state
+
+
+def _integer(name: str, value: Any, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise model_io.ModelFileError(
+            f"the checkpoint's {name} must be an integer >= {low}, got {value!r:.60}"
+        )
+    return value
+
+
+def _read_state(tr: Trainer, state: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
+    """Everything the checkpoint holds, read and checked; nothing in ``tr`` is changed."""
     from .history import History
 
+    out: dict[str, Any] = {"epoch": _integer("epoch", state["epoch"])}
+    out["optimizer"] = unpack(state["optimizer"]["state_dict"], tensors)
+    if not isinstance(out["optimizer"], dict):
+        raise model_io.ModelFileError("the checkpoint's optimizer state is not a table")
+    out["rng"] = _generator_state(tr.rng, state["rng"])
+    mods = {name: m for name, m, _ in _module_rngs(tr.model)}
+    out["module_rngs"] = []
+    for name, entry in dict(state["module_rngs"]).items():
+        if name not in mods:
+            continue
+        if "same_as" in entry and entry["same_as"] in mods:
+            out["module_rngs"].append((name, "same_as", entry["same_as"]))
+        elif "state" in entry:
+            saved = _generator_state(mods[name].rng, entry["state"])
+            out["module_rngs"].append((name, "state", saved))
+    history = state["history"]
+    if not isinstance(history, dict):
+        raise model_io.ModelFileError("the checkpoint's history is not a table")
+    out["history"] = History.from_dict(history)
+    out["callbacks"] = [
+        (str(saved["class"]), unpack(saved["state"], tensors)) for saved in state["callbacks"]
+    ]
+    t = state["trainer"]
+    last = list(t["last_finite"])
+    if len(last) != 3:
+        raise model_io.ModelFileError("the checkpoint's last_finite must hold 3 numbers")
+    out["trainer"] = {
+        "_best_loss": float(t["best_loss"]),
+        "_no_improvement": _integer("no_improvement", t["no_improvement"]),
+        "_last_finite": (float(last[0]), int(last[1]), int(last[2])),
+        "best_epoch": (
+            None if t["best_epoch"] is None else _integer("best_epoch", t["best_epoch"])
+        ),
+    }
+    return out
+
+
+def _backup(tr: Trainer) -> dict[str, Any]:
+    mods = _module_rngs(tr.model)
+    return {
+        "model": tr.model.state_dict(),
+        "optimizer": tr.optimizer.state_dict(),
+        "rng": tr.rng.bit_generator.state,
+        "module_rngs": [(m, gen, gen.bit_generator.state) for _, m, gen in mods],
+        "history": tr.history,
+        "callbacks": [copy.deepcopy(c.state_dict()) for c in tr.callbacks],
+        "trainer": {k: getattr(tr, k) for k in _TRAINER_FIELDS},
+    }
+
+
+def _restore_backup(tr: Trainer, b: dict[str, Any]) -> None:
+    tr.model.load_state_dict(b["model"])
+    tr.optimizer.load_state_dict(b["optimizer"])
+    tr.rng.bit_generator.state = b["rng"]
+    for m, gen, gen_state in b["module_rngs"]:
+        m.rng = gen
+        gen.bit_generator.state = gen_state
+    tr.history = b["history"]
+    for c, saved in zip(tr.callbacks, b["callbacks"]):
+        c.load_state_dict(saved)
+    for k, v in b["trainer"].items():
+        setattr(tr, k, v)
+
+
+_TRAINER_FIELDS = ("_best_loss", "_no_improvement", "_last_finite", "best_epoch", "epoch")
+
+
+def _apply(tr: Trainer, mf: Any, parsed: dict[str, Any]) -> None:
+    try:
+        tr.model.load_state_dict(mf.model.state_dict())
+    except ValueError as exc:
+        raise _NotThisRunError(f"the checkpoint does not fit this model: {exc}") from None
+    tr.optimizer.load_state_dict(parsed["optimizer"])
+    tr.rng.bit_generator.state = parsed["rng"]
+    mods = {name: m for name, m, _ in _module_rngs(tr.model)}
+    for name, how, value in parsed["module_rngs"]:
+        if how == "same_as":
+            mods[name].rng = mods[value].rng
+        else:
+            mods[name].rng.bit_generator.state = value
+    tr.history = parsed["history"]
+    tr.history.stop_reason = None
+    used: set[int] = set()
+    for cls, cb_state in parsed["callbacks"]:
+        for i, c in enumerate(tr.callbacks):
+            if i not in used and type(c).__name__ == cls:
+                c.load_state_dict(cb_state)
+                used.add(i)
+                break
+    for k, v in parsed["trainer"].items():
+        setattr(tr, k, v)
+    tr.epoch = parsed["epoch"]
+
+
+def restore_training_state(tr: Trainer, path: str) -> None:
+    """Load the checkpoint at ``path`` into ``tr``'s model, optimizer, generators, callbacks.
+
+    Everything is read and checked before anything is changed, and a failure while applying
+    puts the previous state back: a resume that fails leaves the model, optimizer, generators,
+    history and callbacks as they were. A checkpoint that cannot be read raises
+    :class:`~chainrule.io.ModelFileError` (nothing else); one that does not fit this run (the
+    model's shapes, another optimizer) raises ``ValueError`` saying so.
+    """
     mf = model_io.load_file(path)
     state = mf.training
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
@@ -126,43 +253,29 @@ def restore_training_state(tr: Trainer, path: str) -> None:
             f"{path!r} is a model file without training state: resume needs a checkpoint "
             "written by ModelCheckpoint"
         )
-    tensors = mf.training_tensors
     try:
-        tr.model.load_state_dict(mf.model.state_dict())
-    except ValueError as exc:
-        raise ValueError(f"the checkpoint does not fit this model: {exc}") from None
-    opt_state = state["optimizer"]
-    if opt_state["class"] != type(tr.optimizer).__name__:
+        saved_class = state["optimizer"]["class"]
+        parsed = _read_state(tr, state, mf.training_tensors)
+    except model_io.ModelFileError as exc:
+        raise model_io.ModelFileError(f"{path!r}: {exc}") from None
+    except _MALFORMED as exc:
+        raise model_io.ModelFileError(
+            f"{path!r} has a malformed training state ({type(exc).__name__}: {exc!s:.200})"
+        ) from None
+    if saved_class != type(tr.optimizer).__name__:
         raise ValueError(
-            f"the checkpoint was written with optimizer {opt_state['class']}, this run uses "
+            f"the checkpoint was written with optimizer {saved_class!s:.60}, this run uses "
             f"{type(tr.optimizer).__name__}"
         )
-    tr.optimizer.load_state_dict(unpack(opt_state["state_dict"], tensors))
-    tr.rng.bit_generator.state = state["rng"]
-    mods = {name: m for name, m, _ in _module_rngs(tr.model)}
-    for name, entry in state["module_rngs"].items():
-        if name not in mods:
-            continue
-        if "same_as" in entry and entry["same_as"] in mods:
-            mods[name].rng = mods[entry["same_as"]].rng
-        elif "state" in entry:
-            mods[name].rng.bit_generator.state = entry["state"]
-    tr.history = History.from_dict(state["history"])
-    tr.history.stop_reason = None
-    used: set[int] = set()
-    for saved in state["callbacks"]:
-        for i, c in enumerate(tr.callbacks):
-            if i not in used and type(c).__name__ == saved["class"]:
-                c.load_state_dict(unpack(saved["state"], tensors))
-                used.add(i)
-                break
-    t = state["trainer"]
-    tr._best_loss = float(t["best_loss"])
-    tr._no_improvement = int(t["no_improvement"])
-    tr._last_finite = (
-        float(t["last_finite"][0]),
-        int(t["last_finite"][1]),
-        int(t["last_finite"][2]),
-    )
-    tr.best_epoch = t["best_epoch"]
-    tr.epoch = int(state["epoch"])
+    backup = _backup(tr)
+    try:
+        _apply(tr, mf, parsed)
+    except BaseException as exc:
+        _restore_backup(tr, backup)
+        if isinstance(exc, _NotThisRunError):
+            raise ValueError(str(exc)) from None
+        if isinstance(exc, _MALFORMED) and not isinstance(exc, model_io.ModelFileError):
+            raise model_io.ModelFileError(
+                f"{path!r} has a malformed training state ({type(exc).__name__}: {exc!s:.200})"
+            ) from None
+        raise

@@ -146,6 +146,18 @@ def _as_data(name: str, value: Any, allow_1d: bool = True, purpose: str = "train
     return value
 
 
+def _check_target_width(loss_fn: Any, y: np.ndarray, outputs: int) -> None:
+    """Targets of an elementwise loss need one value per model output: ``(n, outputs)``."""
+    per_sample = y[0].size if len(y) else 0
+    if per_sample != outputs or (outputs > 1 and y.shape[1:] != (outputs,)):
+        want = f"({len(y)},) or ({len(y)}, 1)" if outputs == 1 else f"({len(y)}, {outputs})"
+        raise ValueError(
+            f"{type(loss_fn).__name__}: the model has {outputs} output(s) per sample, so y must "
+            f"have shape {want}, got {y.shape}; give one target per output, or change the "
+            "model's last layer"
+        )
+
+
 def _all_finite(a: np.ndarray) -> bool:
     """True if every element of the flat buffer ``a`` is finite.
 
@@ -434,6 +446,8 @@ class Trainer:
         self._fast = FastMLP.create(self.model, self.loss_fn, self.optimizer)
         if self._fast is not None and self._fast.kind == "multiclass":
             self._fast.check_targets(y)
+        elif self._fast is not None:
+            _check_target_width(self.loss_fn, y, self._fast.linears[-1].out_features)
         self._modules = list(self.model.modules())
         self._flat_now: list[Any] | None = None
         self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
@@ -678,11 +692,14 @@ class Trainer:
             self._restore_snapshot(targets)  # never leave a half-applied update
             raise
         if not all(_all_finite(t) for t in targets):
-            self._restore_snapshot(targets)
+            # find the parameter before restoring the snapshot: afterwards every weight is finite
             name = next(
-                n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))
+                (n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))),
+                None,
             )
-            self._diverged(epoch, batch, f"the update made '{name}' non-finite", xb)
+            self._restore_snapshot(targets)
+            what = f"'{name}'" if name is not None else "a parameter"
+            self._diverged(epoch, batch, f"the optimizer's update made {what} non-finite", xb, "")
 
     def _restore_snapshot(self, targets: list[np.ndarray]) -> None:
         for s, t in zip(self._snap, targets):
@@ -726,7 +743,9 @@ class Trainer:
                     )
         return "; every layer's output is finite, so the loss itself overflowed"
 
-    def _diverged(self, epoch: int, batch: int, what: str, xb: np.ndarray) -> None:
+    def _diverged(
+        self, epoch: int, batch: int, what: str, xb: np.ndarray, where: str | None = None
+    ) -> None:
         last, le, lb = self._last_finite
         lr = float(self.optimizer.param_groups[0]["lr"])
         bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
@@ -742,7 +761,8 @@ class Trainer:
             if not math.isnan(last)
             else "no finite loss before it"
         )
-        where = "" if bad_input else self._locate_nonfinite(xb)
+        if where is None:
+            where = "" if bad_input else self._locate_nonfinite(xb)
         msg = (
             f"training diverged at epoch {epoch}, batch {batch}: {what}{where} ({last_txt}). "
             f"The model keeps its last finite weights. Try: {advice}."
@@ -841,7 +861,9 @@ def fit(
     resume_from : str, optional
         A checkpoint written by ``ModelCheckpoint``: restores the weights, optimizer and
         schedule state, generators, history and callbacks, and continues so that the result is
-        bitwise equal to an uninterrupted run.
+        bitwise equal to an uninterrupted run. Everything is checked before anything changes:
+        an unreadable or crafted checkpoint raises ``ModelFileError``, and a resume that fails
+        leaves the model and optimizer as they were.
 
     Returns
     -------

@@ -36,8 +36,21 @@ def _labels(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[Any] | None
 
 def _check_pair(y_true: Any, y_pred: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(y_true), np.asarray(y_pred)
+    for what, v in (("y_true", a), ("y_pred", b)):
+        if v.ndim == 0:
+            raise ValueError(
+                f"{name}: {what} must have one value per sample (shape (n,)), got shape ()"
+            )
     if a.shape[0:1] != b.shape[0:1]:
         raise ValueError(f"{name}: y_true has {a.shape[0]} rows, y_pred has {b.shape[0]}")
+    # (n,) and (n, 1) are the same thing; any other difference would broadcast or reshape wrongly
+    if a.shape != b.shape:
+        if len(a) and not a[0].size == b[0].size == 1:
+            raise ValueError(
+                f"{name}: y_true has shape {a.shape} and y_pred {b.shape}; they must match (one "
+                "value per sample, or one per output)"
+            )
+        b = b.reshape(a.shape)  # never compared by broadcasting ((n,) == (n, 1) is (n, n))
     return a, b
 
 
