@@ -194,7 +194,7 @@ def test_gradcheck_still_checks_real_rows(run_dir, capsys):
         ["gradcheck", "--model", run_dir, "--rows", "2", "--max-params", "7"], capsys
     )
     assert code == 0, err
-    assert "OK: 7 parameters" in out
+    assert "OK: 7 sampled of " in out  # issue 16 point 13: how many of how many
 
 
 # ----- point 10 (command line): sizes checked before allocating ------------------------------

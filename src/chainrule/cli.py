@@ -1022,7 +1022,13 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="a weight's gradient as the chain rule's product, with numbers"
     )
     _model_and_data(ex, "CSV/NPY/NPZ file with the model's columns and target")
-    ex.add_argument("--weight", required=True, help='e.g. "2.weight[3,1]" (layer, input, unit)')
+    ex.add_argument(
+        "--weight",
+        required=True,
+        help='e.g. "2.weight[3,1]" (input 3 -> unit 1) or "2.bias[1]" (unit 1); the number '
+        "before the dot is the layer's position in the model, activations counted (Linear, "
+        "ReLU, Linear: the second Linear is 2); `chainrule info` lists the names",
+    )
     ex.add_argument(
         "--rows", type=int, default=32, help="how many rows form the batch (default 32)"
     )

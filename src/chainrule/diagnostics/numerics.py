@@ -29,11 +29,16 @@ class ModelGradcheck:
     worst_index: tuple[int, ...]
     analytical: float
     numerical: float
+    n_total: int | None = None  # how many parameter entries the model has (None: unknown)
 
     def __str__(self) -> str:
         verdict = "OK" if self.ok else "MISMATCH"
+        if self.n_total is None or self.n_total == self.n_checked:
+            what = f"all {self.n_checked:,} parameters".replace(",", " ")
+        else:
+            what = f"{self.n_checked:,} sampled of {self.n_total:,} parameters".replace(",", " ")
         return (
-            f"gradient check {verdict}: {self.n_checked} parameters against float64 central "
+            f"gradient check {verdict}: {what} against float64 central "
             f"differences; largest error {self.max_abs_error:.2e} (relative {self.max_rel_error:.2e}) "
             f"at {self.worst_parameter}{list(self.worst_index)}: backprop {self.analytical:.10g}, "
             f"numerical {self.numerical:.10g}"
@@ -60,7 +65,8 @@ def gradcheck_model(
     Returns
     -------
     ModelGradcheck
-        ``ok``, the number checked, and the worst parameter and entry with both values.
+        ``ok``, the number checked (``n_checked``) of the model's ``n_total`` parameter
+        entries, and the worst parameter and entry with both values.
     """
     work = copy.deepcopy(model).to(np.float64)
     work.eval()
@@ -72,6 +78,7 @@ def gradcheck_model(
     for name, p in work.named_parameters():
         for idx in np.ndindex(p.shape):
             entries.append((name, p, idx))
+    n_total = len(entries)
     if max_params is not None and len(entries) > max_params:
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(entries), size=max_params, replace=False)
@@ -95,7 +102,8 @@ def gradcheck_model(
             if score > worst[0]:
                 worst = (score, err, name, tuple(int(i) for i in idx), ana, num)
     _, err, name, idx, ana, num = worst
-    return ModelGradcheck(ok, len(entries), err, err / max(abs(num), 1e-300), name, idx, ana, num)
+    rel = err / max(abs(num), 1e-300)
+    return ModelGradcheck(ok, len(entries), err, rel, name, idx, ana, num, n_total)
 
 
 def bench_grad(

@@ -60,9 +60,10 @@ class Linear(Module):
     """Fully connected layer ``z = x @ W + b``.
 
     ``W`` has shape ``(in_features, out_features)``: row ``i`` holds the weights *from* input
-    ``i``, so ``W[i, j]`` is the seeds' ``w_ij`` (input i -> unit j) and the layout matches
-    scikit-learn's ``coefs_``. PyTorch stores the transpose, ``(out_features, in_features)``,
-    and computes ``x @ W.T + b``; ``load_state_dict`` from PyTorch needs ``W.T``.
+    ``i``, so ``W[i, j]`` is ``w_ij`` of ``z_j = Σ_i x_i w_ij + b_j`` (input i -> unit j, the
+    textbook's notation) and the layout matches scikit-learn's ``coefs_``. PyTorch stores the
+    transpose, ``(out_features, in_features)``, and computes ``x @ W.T + b``;
+    ``load_state_dict`` from PyTorch needs ``W.T``.
 
     Parameters
     ----------

@@ -31,11 +31,28 @@ class _Loss(Module):
 
 
 class MSELoss(_Loss):
-    """Mean squared error ``(1/n) Σ (ŷ - y)²`` (the seeds' quadratic cost).
+    """Mean squared error ``C = (1/n) Σ (ŷ - y)²``, ``n`` = number of entries of ``ŷ``.
+
+    The mean runs over every entry (samples × outputs), as in PyTorch and Keras, and there is
+    no ½: ``∂C/∂ŷ = 2(ŷ - y)/n``. The textbook quadratic cost ``½ Σ (ŷ - y)²`` (whose
+    derivative is ``ŷ - y``) is ``n/2`` times smaller in value and gradient; write it as a
+    function, ``lambda out, y: 0.5 * ((out - y) ** 2).sum()``, to reproduce textbook numbers.
+    ``reduction="sum"`` gives ``Σ (ŷ - y)²`` and ``"none"`` the squared errors themselves.
 
     Shape
     -----
     input and target: the same shape ``(n, ...)``; output: scalar, or that shape with "none".
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> y_hat = cr.tensor(np.array([[0.75, 0.77]]), requires_grad=True)
+    >>> loss = cr.nn.MSELoss()(y_hat, np.array([[0.01, 0.99]]))   # (0.74² + 0.22²) / 2
+    >>> round(loss.item(), 4)
+    0.298
+    >>> loss.backward()
+    >>> y_hat.grad                                                 # 2(ŷ - y)/n, n = 2
+    array([[ 0.74, -0.22]])
     """
 
     def forward(self, input: Any, target: Any, sample_weight: Any = None) -> Tensor:
@@ -43,14 +60,20 @@ class MSELoss(_Loss):
 
 
 class L1Loss(_Loss):
-    """Mean absolute error ``(1/n) Σ |ŷ - y|``."""
+    """Mean absolute error ``C = (1/n) Σ |ŷ - y|``, ``n`` = number of entries of ``ŷ``.
+
+    ``∂C/∂ŷ = sign(ŷ - y)/n`` (0 where ``ŷ = y``); ``reduction="sum"`` drops the ``1/n``.
+    """
 
     def forward(self, input: Any, target: Any, sample_weight: Any = None) -> Tensor:
         return F.l1_loss(input, target, self.reduction, sample_weight)
 
 
 class HuberLoss(_Loss):
-    """Huber loss with threshold ``delta``: quadratic near 0, linear beyond."""
+    """Huber loss ``C = (1/n) Σ h(ŷ - y)``: ``h(d) = ½d²`` for ``|d| ≤ δ``, ``δ(|d| - ½δ)`` beyond.
+
+    ``n`` = number of entries; ``δ`` = ``delta`` (PyTorch's definition).
+    """
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
@@ -62,7 +85,10 @@ class HuberLoss(_Loss):
 
 
 class BCELoss(_Loss):
-    """Binary log loss on probabilities ``-(y log p + (1-y) log(1-p))`` (logs clamped)."""
+    """Binary log loss on probabilities ``C = (1/n) Σ -(y log p + (1-y) log(1-p))``.
+
+    ``n`` = number of entries; the logs are clamped (p = 0 or 1 gives a large finite loss).
+    """
 
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
@@ -73,7 +99,11 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary log loss on logits, exact for any logit (log-sum-exp form); ``pos_weight``."""
+    """Binary log loss on logits ``C = (1/n) Σ -(y log σ(z) + (1-y) log(1-σ(z)))``.
+
+    Computed in log-sum-exp form, exact for any logit; ``∂C/∂z = (σ(z) - y)/n`` with ``n`` the
+    number of entries. ``pos_weight`` weights the positive examples.
+    """
 
     def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
         super().__init__(reduction)
@@ -87,7 +117,11 @@ class BCEWithLogitsLoss(_Loss):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy on logits; targets are class indices or class probabilities.
+    """Softmax cross-entropy on logits ``C = (1/n) Σ_samples -log softmax(z)_y``.
+
+    ``n`` = number of samples (not entries); ``∂C/∂z = (softmax(z) - onehot(y))/n``. Targets
+    are class indices or class probabilities (then ``-Σ_k y_k log softmax(z)_k``). With class
+    ``weight``, ``"mean"`` divides by the summed weights of the targets' classes, as PyTorch.
 
     Shape
     -----
@@ -121,7 +155,10 @@ class CrossEntropyLoss(_Loss):
 
 
 class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (pair it with LogSoftmax)."""
+    """Negative log-likelihood ``C = (1/n) Σ_samples -logp[i, y_i]`` of log-probabilities.
+
+    Pair it with LogSoftmax; ``n`` = number of samples (with class ``weight``, their sum).
+    """
 
     def __init__(
         self, weight: Any = None, reduction: str = "mean", ignore_index: int = -100
