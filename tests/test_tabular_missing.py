@@ -174,7 +174,9 @@ def test_old_model_files_without_imputation_still_load_and_refuse_gaps(penguins)
     assert old.missing == "error"
     complete = table.select(np.array([0, 1, 2]))
     assert old.transform(complete).shape == (3, old.n_inputs)
-    with pytest.raises(ValueError, match="missing value in column 'bill_length_mm' at row 4 \(line 5\)"):
+    with pytest.raises(
+        ValueError, match=r"missing value in column 'bill_length_mm' at row 4 \(line 5\)"
+    ):
         old.transform(table.select(np.array([3])))
 
 
