@@ -492,3 +492,23 @@ def test_small_steps_train_with_one_blas_thread(monkeypatch):
     if os.cpu_count() and os.cpu_count() > 1:
         assert set(_blas_threads_during_fit([784, 512, 2], 64, monkeypatch)) == {2}
         assert set(_blas_threads_during_fit([30, 64, 2], 32, monkeypatch, env="keep")) == {2}
+
+
+def test_validation_split_with_many_small_classes_is_never_empty():
+    # 30 classes of 3 rows: stratified rounding gives each class 0 validation rows
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 2)).astype(np.float32)
+    y = np.arange(90) % 30
+    model = cr.nn.Sequential(cr.nn.Linear(2, 30, rng=0))
+    h = cr.fit(
+        model,
+        X,
+        y,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=optim.SGD(model.parameters(), 0.1),
+        epochs=1,
+        validation_split=0.1,
+        seed=0,
+        verbose=0,
+    )
+    assert np.isfinite(h["val_loss"][0])

@@ -602,7 +602,7 @@ class Trainer:
                 take = round(len(members) * n_val / n)
                 val.extend(members[:take].tolist())
             val_idx = np.sort(np.array(val, dtype=np.int64))
-        else:
+        if labels is None or len(val_idx) == 0:  # many small classes round to none: not stratified
             val_idx = np.sort(self.rng.permutation(n)[:n_val])
         mask = np.ones(n, bool)
         mask[val_idx] = False
