@@ -184,7 +184,7 @@ def max_pool2d_forward(
     Ties go to the first offset in row-major order and a NaN wins, as in PyTorch (its CPU
     kernel replaces the running maximum when ``v > max or isnan(v)``).
     """
-    n, c, h, wd = x.shape
+    _n, _c, h, wd = x.shape
     kh, kw = kernel
     t, bt, left, r = padding
     oh = out_size(h, kh, stride[0], t, bt, dilation[0])
@@ -272,7 +272,7 @@ def avg_pool2d_forward(
 ) -> np.ndarray:
     """``out[n, c, y, x] = Σ_{i,j} xp[n, c, y·sh + i, x·sw + j] / divisor`` (zero padding;
     the divisor of :func:`_avg_divisor`)."""
-    n, c, h, wd = x.shape
+    _n, _c, h, wd = x.shape
     kh, kw = kernel
     t, bt, left, r = padding
     oh = out_size(h, kh, stride[0], t, bt, 1)

@@ -232,7 +232,7 @@ def _conv(
 
 
 def conv1d(
-    input: Any,  # noqa: A002 - PyTorch's name
+    input: Any,
     weight: Any,
     bias: Any = None,
     stride: Any = 1,
@@ -262,7 +262,7 @@ def conv1d(
 
 
 def conv2d(
-    input: Any,  # noqa: A002 - PyTorch's name
+    input: Any,
     weight: Any,
     bias: Any = None,
     stride: Any = 1,
@@ -352,7 +352,7 @@ def _max_pool(
 
 
 def max_pool1d(
-    input: Any,  # noqa: A002 - PyTorch's name
+    input: Any,
     kernel_size: Any,
     stride: Any = None,
     padding: Any = 0,
@@ -368,7 +368,7 @@ def max_pool1d(
 
 
 def max_pool2d(
-    input: Any,  # noqa: A002 - PyTorch's name
+    input: Any,
     kernel_size: Any,
     stride: Any = None,
     padding: Any = 0,
@@ -399,11 +399,9 @@ def _avg_pool(
 ) -> Tensor:  # fmt: skip
     x, unbatched = _input(fn, x, d)
     k, s, p, _, pads = _pool_geometry(fn, d, x, kernel_size, stride, padding, 1, ceil_mode)
-    if divisor_override is not None:
-        if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or (
-            divisor_override == 0):  # fmt: skip
-            raise ValueError(f"{fn}: divisor_override must be a non-zero int, got "
-                             f"{divisor_override!r}")  # fmt: skip
+    bad = isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
+    if divisor_override is not None and (bad or divisor_override == 0):
+        raise ValueError(f"{fn}: divisor_override must be a non-zero int, got {divisor_override!r}")
     counted = tuple(q for pi in p for q in (pi, pi)) if count_include_pad else (0,) * (2 * d)
     attrs = {"kernel": _lift(k), "stride": _lift(s), "padding": _as_pads(pads),
              "counted": _as_pads(counted), "divisor_override": divisor_override}  # fmt: skip
@@ -417,7 +415,7 @@ def _avg_pool(
 
 
 def avg_pool1d(
-    input: Any,  # noqa: A002 - PyTorch's name
+    input: Any,
     kernel_size: Any,
     stride: Any = None,
     padding: Any = 0,
@@ -431,7 +429,7 @@ def avg_pool1d(
 
 
 def avg_pool2d(
-    input: Any,  # noqa: A002 - PyTorch's name
+    input: Any,
     kernel_size: Any,
     stride: Any = None,
     padding: Any = 0,
@@ -464,12 +462,12 @@ def _adaptive(fn: str, d: int, x: Any, output_size: Any) -> Tensor:
     return ops.reshape(out, *out.shape[1:]) if unbatched else out
 
 
-def adaptive_avg_pool1d(input: Any, output_size: Any) -> Tensor:  # noqa: A002
+def adaptive_avg_pool1d(input: Any, output_size: Any) -> Tensor:
     """Average over ``output_size`` adaptive bins ``[⌊i·L/n⌋, ⌈(i+1)·L/n⌉)``, as PyTorch."""
     return _adaptive("adaptive_avg_pool1d", 1, input, output_size)
 
 
-def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:  # noqa: A002
+def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     """Average over adaptive bins (PyTorch's ``⌊i·H/OH⌋ … ⌈(i+1)·H/OH⌉``) to ``output_size``
     (an int, a pair, None keeps a dimension); ``output_size=1`` is global average pooling.
 
