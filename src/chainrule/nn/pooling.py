@@ -67,8 +67,9 @@ class _MaxPoolNd(_Pool):
                   self.ceil_mode)  # fmt: skip
 
     def extra_repr(self) -> str:
+        stride = self.kernel_size if self.stride is None else self.stride
         return (
-            f"kernel_size={self.kernel_size}, stride={self.kernel_size if self.stride is None else self.stride}, padding={self.padding}, "
+            f"kernel_size={self.kernel_size}, stride={stride}, padding={self.padding}, "
             f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
         )
 
