@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..tensor import Tensor, _grad_mode
+from .._primitive import apply, defprimitive
+from ..tensor import Tensor
 from . import _conv_kernels as K
 
 __all__ = [
@@ -34,36 +35,8 @@ Rule = Callable[..., Any]
 
 
 # ---------------------------------------------------------------------------------------------
-# registration
+# 2-D kernels on 1-D signals: (N, C, L) is viewed as (N, C, 1, L), no copy
 # ---------------------------------------------------------------------------------------------
-def _register(name: str, rules: tuple[Rule | None, ...]) -> None:
-    """Enter the per-input rules ``rule(g, out, saved, *inputs, **attrs)`` of primitive
-    ``name`` in the engine's table; each is called only for an input that requires grad."""
-
-    def table_rule(g: Any, out: Any, *inputs: Any, _saved: Any = None, **attrs: Any) -> Any:
-        return tuple(
-            None if r is None else (lambda r=r: r(g, out, _saved, *inputs, **attrs))
-            for r in rules[: len(inputs)]
-        )
-
-    ops.RULES[name] = table_rule
-
-
-def _record(
-    name: str, forward: Callable[..., Any], inputs: tuple[Tensor, ...], **attrs: Any
-) -> Tensor:
-    """Run ``forward(*arrays, **attrs) -> (out, saved)`` and record the node."""
-    out, saved = forward(*[x.data for x in inputs], **attrs)
-    if _grad_mode.enabled and any(x.requires_grad for x in inputs):
-        return Tensor._make(out, name, inputs, {"_saved": saved, **attrs})
-    return Tensor._const(out)
-
-
-def _unsaved(forward: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda *a, **k: (forward(*a, **k), None)
-
-
-# ----- 2-D kernels on 1-D signals: (N, C, L) is viewed as (N, C, 1, L) -----
 def _img(a: Any) -> Any:
     return None if a is None else a[:, :, None, :]
 
@@ -72,46 +45,211 @@ def _sig(a: np.ndarray) -> np.ndarray:
     return a[:, :, 0, :]
 
 
+def _as_1d(rule: Rule) -> Rule:
+    """A rule of a 2-D kernel as the rule of its 1-D primitive."""
+
+    def rule1d(g: Any, out: Any, saved: Any, *inputs: Any, **attrs: Any) -> Any:
+        args = [a if a is None or a.ndim != 3 else _img(a) for a in inputs]
+        res = rule(_img(g), _img(out), saved, *args, **attrs)
+        return _sig(res) if res.ndim == 4 else res
+
+    rule1d.__name__ = rule.__name__.replace("2d", "1d")
+    return rule1d
+
+
 def _conv1d_forward(x: Any, w: Any, b: Any = None, **attrs: Any) -> tuple[Any, Any]:
     out, cols = K.conv2d_forward(_img(x), _img(w), b, **attrs)
     return _sig(out), cols
 
 
-def _as_1d(rule: Rule) -> Rule:
-    """A rule of a 2-D kernel as the rule of its 1-D primitive."""
-
-    def rule1d(g: Any, out: Any, saved: Any, *inputs: Any, **attrs: Any) -> Any:
-        res = rule(_img(g), _img(out), saved, *[_img(a) if a.ndim == 3 else a for a in inputs],
-                   **attrs)  # fmt: skip
-        return _sig(res) if res.ndim == 4 else res
-
-    return rule1d
-
-
-_CONV2D_RULES = (K.conv2d_grad_input, K.conv2d_grad_weight, K.conv2d_grad_bias)
-
-
-def _avg_rule(g: Any, out: Any, saved: Any, x: Any, **attrs: Any) -> Any:
-    return K.avg_pool2d_grad(g, out, x, **attrs)
-
-
-def _adaptive_rule(g: Any, out: Any, saved: Any, x: Any, **attrs: Any) -> Any:
-    return K.adaptive_avg_pool2d_grad(g, out, x, **attrs)
-
-
-def _max1d_forward(x: Any, **attrs: Any) -> Any:
+def _max_pool1d_forward(x: Any, **attrs: Any) -> tuple[Any, Any]:
     out, arg = K.max_pool2d_forward(_img(x), **attrs)
     return _sig(out), arg
 
 
-_register("conv2d", _CONV2D_RULES)
-_register("conv1d", tuple(_as_1d(r) for r in _CONV2D_RULES))
-_register("max_pool2d", (K.max_pool2d_grad,))
-_register("max_pool1d", (_as_1d(K.max_pool2d_grad),))
-_register("avg_pool2d", (_avg_rule,))
-_register("avg_pool1d", (_as_1d(_avg_rule),))
-_register("adaptive_avg_pool2d", (_adaptive_rule,))
-_register("adaptive_avg_pool1d", (_as_1d(_adaptive_rule),))
+def _avg_pool1d_forward(x: Any, **attrs: Any) -> Any:
+    return _sig(K.avg_pool2d_forward(_img(x), **attrs))
+
+
+def _adaptive_avg_pool1d_forward(x: Any, **attrs: Any) -> Any:
+    return _sig(K.adaptive_avg_pool2d_forward(_img(x), **attrs))
+
+
+def _avg_pool2d_grad(g: Any, out: Any, saved: Any, x: Any, **attrs: Any) -> Any:
+    return K.avg_pool2d_grad(g, out, x, **attrs)
+
+
+def _adaptive_avg_pool2d_grad(g: Any, out: Any, saved: Any, x: Any, **attrs: Any) -> Any:
+    return K.adaptive_avg_pool2d_grad(g, out, x, **attrs)
+
+
+# ---------------------------------------------------------------------------------------------
+# test inputs and the PyTorch counterparts (for the check_primitive suite)
+# ---------------------------------------------------------------------------------------------
+def _conv_attrs(s: Any, p: Any, d: Any, groups: int) -> dict[str, Any]:
+    return {"stride": s, "padding": p, "dilation": d, "groups": groups}
+
+
+def _conv2d_examples(rng: np.random.Generator, dtype: Any) -> list[Any]:
+    """Strides, padding (asymmetric as "same" makes it), dilation, groups, depthwise, odd
+    sizes and batch 1."""
+    cases = []
+    for n, c, h, w, o, kh, kw, attrs in [
+        (2, 3, 7, 6, 4, 3, 3, _conv_attrs((1, 1), (1, 1, 1, 1), (1, 1), 1)),
+        (1, 4, 9, 8, 6, 3, 2, _conv_attrs((2, 1), (0, 1, 2, 0), (1, 2), 2)),
+        (2, 3, 5, 7, 6, 2, 3, _conv_attrs((1, 2), (0, 0, 0, 0), (2, 1), 3)),
+        (1, 1, 6, 5, 2, 4, 4, _conv_attrs((1, 1), (1, 2, 1, 2), (1, 1), 1)),
+    ]:
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+        wt = rng.standard_normal((o, c // attrs["groups"], kh, kw)).astype(dtype)
+        b = rng.standard_normal(o).astype(dtype)
+        cases.append(((x, wt, b), attrs))
+    cases.append(((x, wt), attrs))  # no bias
+    return cases
+
+
+def _conv1d_examples(rng: np.random.Generator, dtype: Any) -> list[Any]:
+    cases = []
+    for n, c, length, o, k, attrs in [
+        (2, 3, 11, 4, 3, _conv_attrs((1, 1), (0, 0, 1, 1), (1, 1), 1)),
+        (1, 4, 9, 4, 2, _conv_attrs((1, 2), (0, 0, 0, 1), (1, 3), 4)),
+        (3, 2, 7, 4, 5, _conv_attrs((1, 1), (0, 0, 2, 2), (1, 1), 2)),
+    ]:
+        x = rng.standard_normal((n, c, length)).astype(dtype)
+        wt = rng.standard_normal((o, c // attrs["groups"], k)).astype(dtype)
+        cases.append(((x, wt, rng.standard_normal(o).astype(dtype)), attrs))
+    return cases
+
+
+def _torch_pad(x: Any, padding: Any, value: float = 0.0) -> Any:
+    import torch.nn.functional as tf
+
+    t, b, left, r = padding
+    return tf.pad(x, (left, r, t, b), value=value)
+
+
+def _torch_conv2d(x: Any, w: Any, b: Any = None, **attrs: Any) -> Any:
+    import torch.nn.functional as tf
+
+    return tf.conv2d(_torch_pad(x, attrs["padding"]), w, b, attrs["stride"], 0,
+                     attrs["dilation"], attrs["groups"])  # fmt: skip
+
+
+def _torch_conv1d(x: Any, w: Any, b: Any = None, **attrs: Any) -> Any:
+    return _torch_conv2d(x[:, :, None], w[:, :, None], b, **attrs)[:, :, 0]
+
+
+def _pool_examples(d: int, kind: str) -> Callable[..., list[Any]]:
+    def examples(rng: np.random.Generator, dtype: Any) -> list[Any]:
+        configs = [((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 3), (2, 1), (1, 1, 1, 1)),
+                   ((3, 2), (1, 2), (1, 2, 0, 1))]  # fmt: skip
+        cases = []
+        for i, (k, s, p) in enumerate(configs):
+            shape = (2 - i % 2, 3, 7, 6)
+            if d == 1:
+                k, s, p, shape = (1, k[1]), (1, s[1]), (0, 0, p[2], p[3]), (*shape[:2], 9)
+            x = rng.standard_normal(shape).astype(dtype)
+            if kind == "max":
+                attrs = {"kernel": k, "stride": s, "padding": p, "dilation": (1, 1 + i % 2)}
+            else:
+                attrs = {"kernel": k, "stride": s, "padding": p, "divisor_override": None,
+                         "counted": p if i != 1 else (0, 0, 0, 0)}  # fmt: skip
+            cases.append(((x,), attrs))
+        return cases
+
+    return examples
+
+
+def _torch_max_pool2d(x: Any, **attrs: Any) -> Any:
+    import torch.nn.functional as tf
+
+    xp = _torch_pad(x, attrs["padding"], float("-inf"))
+    return tf.max_pool2d(xp, attrs["kernel"], attrs["stride"], 0, attrs["dilation"])
+
+
+def _torch_max_pool1d(x: Any, **attrs: Any) -> Any:
+    return _torch_max_pool2d(x[:, :, None], **attrs)[:, :, 0]
+
+
+def _torch_avg_pool2d(x: Any, **attrs: Any) -> Any:
+    """The window sums (a convolution with ones) over the divisor of the kernel."""
+    import torch
+
+    (kh, kw), c = attrs["kernel"], x.shape[1]
+    ones = torch.ones((c, 1, kh, kw), dtype=x.dtype)
+    sums = torch.nn.functional.conv2d(_torch_pad(x, attrs["padding"]), ones,
+                                      stride=attrs["stride"], groups=c)  # fmt: skip
+    geometry = (attrs["kernel"], attrs["stride"], attrs["padding"], attrs["counted"])
+    div = K._avg_divisor(tuple(x.shape[2:]), *geometry, attrs["divisor_override"], np.dtype("f8"))
+    return sums / torch.as_tensor(np.asarray(div), dtype=x.dtype)
+
+
+def _torch_avg_pool1d(x: Any, **attrs: Any) -> Any:
+    return _torch_avg_pool2d(x[:, :, None], **attrs)[:, :, 0]
+
+
+def _adaptive_examples(d: int) -> Callable[..., list[Any]]:
+    def examples(rng: np.random.Generator, dtype: Any) -> list[Any]:
+        sizes = [(1, 1), (3, 2), (4, 5)] if d == 2 else [(1, 1), (1, 3), (1, 4)]
+        shape = (2, 3, 7, 9) if d == 2 else (2, 3, 9)
+        return [((rng.standard_normal(shape).astype(dtype),), {"output_size": s}) for s in sizes]
+
+    return examples
+
+
+def _torch_adaptive_avg_pool2d(x: Any, output_size: Any) -> Any:
+    import torch.nn.functional as tf
+
+    return tf.adaptive_avg_pool2d(x, output_size)
+
+
+def _torch_adaptive_avg_pool1d(x: Any, output_size: Any) -> Any:
+    import torch.nn.functional as tf
+
+    return tf.adaptive_avg_pool1d(x, output_size[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the primitives
+# ---------------------------------------------------------------------------------------------
+# NOTE: the convolutions save their im2col columns: the weight gradient is then one GEMM, and
+# no rule reads x's value (only its shape); the input gradient reads the weight.
+_CONV_RULES = (K.conv2d_grad_input, K.conv2d_grad_weight, K.conv2d_grad_bias)
+conv2d_p = defprimitive(
+    "conv2d", K.conv2d_forward, vjps=_CONV_RULES, kind="contraction", saves=True,
+    needed_by=((), (0,), ()), examples=_conv2d_examples, torch=_torch_conv2d,
+)  # fmt: skip
+conv1d_p = defprimitive(
+    "conv1d", _conv1d_forward, vjps=tuple(_as_1d(r) for r in _CONV_RULES), kind="contraction",
+    saves=True, needed_by=((), (0,), ()), examples=_conv1d_examples, torch=_torch_conv1d,
+)  # fmt: skip
+# the pools' rules read what the forward saved (the arg-max) or nothing but shapes
+max_pool2d_p = defprimitive(
+    "max_pool2d", K.max_pool2d_forward, vjps=(K.max_pool2d_grad,), kind="reduction",
+    saves=True, reads_inputs=False, examples=_pool_examples(2, "max"), torch=_torch_max_pool2d,
+)  # fmt: skip
+max_pool1d_p = defprimitive(
+    "max_pool1d", _max_pool1d_forward, vjps=(_as_1d(K.max_pool2d_grad),), kind="reduction",
+    saves=True, reads_inputs=False, examples=_pool_examples(1, "max"), torch=_torch_max_pool1d,
+)  # fmt: skip
+avg_pool2d_p = defprimitive(
+    "avg_pool2d", K.avg_pool2d_forward, vjps=(_avg_pool2d_grad,), kind="reduction",
+    reads_inputs=False, examples=_pool_examples(2, "avg"), torch=_torch_avg_pool2d,
+)  # fmt: skip
+avg_pool1d_p = defprimitive(
+    "avg_pool1d", _avg_pool1d_forward, vjps=(_as_1d(_avg_pool2d_grad),), kind="reduction",
+    reads_inputs=False, examples=_pool_examples(1, "avg"), torch=_torch_avg_pool1d,
+)  # fmt: skip
+adaptive_avg_pool2d_p = defprimitive(
+    "adaptive_avg_pool2d", K.adaptive_avg_pool2d_forward, vjps=(_adaptive_avg_pool2d_grad,),
+    kind="reduction", reads_inputs=False, examples=_adaptive_examples(2),
+    torch=_torch_adaptive_avg_pool2d,
+)  # fmt: skip
+adaptive_avg_pool1d_p = defprimitive(
+    "adaptive_avg_pool1d", _adaptive_avg_pool1d_forward,
+    vjps=(_as_1d(_adaptive_avg_pool2d_grad),), kind="reduction", reads_inputs=False,
+    examples=_adaptive_examples(1), torch=_torch_adaptive_avg_pool1d,
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,8 +364,7 @@ def _conv(
     inputs = (x, w) if b is None else (x, w, b if b.dtype == dtype else ops.astype(b, dtype))
     attrs = {"stride": _lift(st), "padding": _as_pads(pads), "dilation": _lift(dil),
              "groups": groups}  # fmt: skip
-    fwd = K.conv2d_forward if d == 2 else _conv1d_forward
-    out = _record(fn, fwd, inputs, **attrs)
+    out = apply(conv2d_p if d == 2 else conv1d_p, *inputs, **attrs)
     return ops.reshape(out, *out.shape[1:]) if unbatched else out
 
 
@@ -347,7 +484,7 @@ def _max_pool(
                                         ceil_mode)  # fmt: skip
     attrs = {"kernel": _lift(k), "stride": _lift(s), "padding": _as_pads(pads),
              "dilation": _lift(dil)}  # fmt: skip
-    out = _record(fn, K.max_pool2d_forward if d == 2 else _max1d_forward, (x,), **attrs)
+    out = apply(max_pool2d_p if d == 2 else max_pool1d_p, x, **attrs)
     return ops.reshape(out, *out.shape[1:]) if unbatched else out
 
 
@@ -405,12 +542,7 @@ def _avg_pool(
     counted = tuple(q for pi in p for q in (pi, pi)) if count_include_pad else (0,) * (2 * d)
     attrs = {"kernel": _lift(k), "stride": _lift(s), "padding": _as_pads(pads),
              "counted": _as_pads(counted), "divisor_override": divisor_override}  # fmt: skip
-    fwd = (
-        K.avg_pool2d_forward
-        if d == 2
-        else (lambda a, **kw: _sig(K.avg_pool2d_forward(_img(a), **kw)))
-    )
-    out = _record(fn, _unsaved(fwd), (x,), **attrs)
+    out = apply(avg_pool2d_p if d == 2 else avg_pool1d_p, x, **attrs)
     return ops.reshape(out, *out.shape[1:]) if unbatched else out
 
 
@@ -454,11 +586,7 @@ def _adaptive(fn: str, d: int, x: Any, output_size: Any) -> Tensor:
     if any(n == 0 for n in x.shape[2:]):
         raise ValueError(f"{fn}: expected non-empty spatial dimensions, got shape {x.shape}")
     attrs = {"output_size": _lift(size)}
-    if d == 2:
-        fwd = _unsaved(K.adaptive_avg_pool2d_forward)
-    else:
-        fwd = _unsaved(lambda a, **kw: _sig(K.adaptive_avg_pool2d_forward(_img(a), **kw)))
-    out = _record(fn, fwd, (x,), **attrs)
+    out = apply(adaptive_avg_pool2d_p if d == 2 else adaptive_avg_pool1d_p, x, **attrs)
     return ops.reshape(out, *out.shape[1:]) if unbatched else out
 
 
