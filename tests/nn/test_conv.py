@@ -247,12 +247,12 @@ def test_weight_gradient_is_computed_only_when_needed():
                 np.ones((1, 2, 5, 5)), np.ones((2, 2, 3, 3)), stride=2, padding="same"
             ),
             r"'same' needs stride 1",
-        ),  # fmt: skip
+        ),
         (lambda: F.conv2d(np.ones((5, 5)), np.ones((2, 1, 3, 3))), r"4-D input"),
         (
             lambda: F.conv2d(np.ones((1, 4, 5, 5)), np.ones((3, 2, 3, 3)), groups=2),
             r"divisible by groups",
-        ),  # fmt: skip
+        ),
         (
             lambda: F.conv1d(np.ones((1, 2, 5)), np.ones((2, 2, 3)), stride=0),
             r"stride must be >= 1",
@@ -278,8 +278,11 @@ def test_conv2d_layer_message_names_the_layer_and_both_shapes():
     )
     with pytest.raises(ValueError, match=r"Conv2d\(3, 16, kernel_size=5\): the kernel \(5 x 5"):
         cr.nn.Conv2d(3, 16, kernel_size=5)(np.zeros((2, 3, 4, 4)))
-    with pytest.raises(ValueError, match=r"Conv1d\(2, 4, kernel_size=3\) expected input of shape "
-                       r"\(N, 2, L\), got \(5, 3, 10\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"Conv1d\(2, 4, kernel_size=3\) expected input of shape "
+        r"\(N, 2, L\), got \(5, 3, 10\)",
+    ):
         cr.nn.Conv1d(2, 4, 3)(np.zeros((5, 3, 10)))
     with pytest.raises(ValueError, match=r"BatchNorm2d\(4\) expected input of shape \(N, 4, H, W"):
         cr.nn.BatchNorm2d(4)(np.zeros((2, 4, 5)))
@@ -290,15 +293,22 @@ def test_conv2d_layer_message_names_the_layer_and_both_shapes():
 def test_conv_layers_match_torch_layers_with_copied_weights():
     rng = np.random.default_rng(0)
     for ours, theirs, shape in [
-        (cr.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=np.float64),
-         torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=torch.float64), (2, 4, 9, 9)),
-        (cr.nn.Conv1d(3, 5, 4, padding="same", dilation=2, dtype=np.float64),
-         torch.nn.Conv1d(3, 5, 4, padding="same", dilation=2, dtype=torch.float64), (2, 3, 12)),
-    ]:  # fmt: skip
+        (
+            cr.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=np.float64),
+            torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=torch.float64),
+            (2, 4, 9, 9),
+        ),
+        (
+            cr.nn.Conv1d(3, 5, 4, padding="same", dilation=2, dtype=np.float64),
+            torch.nn.Conv1d(3, 5, 4, padding="same", dilation=2, dtype=torch.float64),
+            (2, 3, 12),
+        ),
+    ]:
         theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
         x = rng.standard_normal(shape)
-        np.testing.assert_allclose(ours(x).data, theirs(torch.tensor(x)).detach().numpy(),
-                                   rtol=1e-12, atol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            ours(x).data, theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_conv_init_is_pytorchs_bound():
@@ -384,10 +394,14 @@ def test_layers_state_dict_and_model_file_round_trip(tmp_path):
     other.load_state_dict(model.state_dict())
     other.eval()
     np.testing.assert_array_equal(other(x).data, model(x).data)
-    for layer in [cr.nn.Conv1d(2, 4, 3, stride=2, dilation=2, bias=False),
-                  cr.nn.MaxPool1d(3, 2, 1, ceil_mode=True), cr.nn.AvgPool1d(2),
-                  cr.nn.AdaptiveAvgPool2d((2, None)), cr.nn.AdaptiveAvgPool1d(1),
-                  cr.nn.AvgPool2d(3, 1, 1, count_include_pad=False)]:  # fmt: skip
+    for layer in [
+        cr.nn.Conv1d(2, 4, 3, stride=2, dilation=2, bias=False),
+        cr.nn.MaxPool1d(3, 2, 1, ceil_mode=True),
+        cr.nn.AvgPool1d(2),
+        cr.nn.AdaptiveAvgPool2d((2, None)),
+        cr.nn.AdaptiveAvgPool1d(1),
+        cr.nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+    ]:
         p = tmp_path / f"{type(layer).__name__}.chainrule"
         cr.save(cr.nn.Sequential(layer), p)
         got = cr.load(p)[0]
@@ -402,10 +416,21 @@ def test_small_cnn_trained_by_fit_resumes_bitwise(tmp_path):
 
     def run(epochs, resume):
         model = _small_cnn()
-        h = cr.fit(model, X, y, loss="cross_entropy", optimizer="adam", lr=0.01, epochs=epochs,
-                   seed=3, batch_size=16, verbose=0, validation_split=0.0,
-                   callbacks=[cr.ModelCheckpoint(ckpt)],
-                   resume_from=ckpt if resume else None)  # fmt: skip
+        h = cr.fit(
+            model,
+            X,
+            y,
+            loss="cross_entropy",
+            optimizer="adam",
+            lr=0.01,
+            epochs=epochs,
+            seed=3,
+            batch_size=16,
+            verbose=0,
+            validation_split=0.0,
+            callbacks=[cr.ModelCheckpoint(ckpt)],
+            resume_from=ckpt if resume else None,
+        )
         return model, h
 
     full, hf = run(4, False)
