@@ -154,8 +154,13 @@ def _gemm_step(case: str) -> Callable[[], None]:
     return step
 
 
-def worker(system: str, case: str, steps: int, threads: int) -> dict[str, Any]:
-    """Time ``steps`` training steps in this process; returns the median and peak RSS."""
+def worker(system: str, case: str, steps: int, threads: int, clock: str) -> dict[str, Any]:
+    """Time ``steps`` training steps in this process; returns the median and peak RSS.
+
+    ``clock="cpu"`` measures the process's CPU time instead of wall time: on a loaded
+    machine (other jobs sharing the cores) it leaves out the time spent waiting for a core.
+    """
+    timer = time.process_time if clock == "cpu" else time.perf_counter
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads):
@@ -170,9 +175,9 @@ def worker(system: str, case: str, steps: int, threads: int) -> dict[str, Any]:
             step()
         times = []
         for _ in range(steps):
-            t0 = time.perf_counter()
+            t0 = timer()
             step()
-            times.append(time.perf_counter() - t0)
+            times.append(timer() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"ms": 1e3 * statistics.median(times), "rss_mb": rss}
 
@@ -183,12 +188,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: process CPU time (for a loaded machine)",
+    )
     ap.add_argument("--cases", default="lenet,conv1d")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--worker", nargs=2, metavar=("SYSTEM", "CASE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.steps, args.threads)))
+        print(json.dumps(worker(*args.worker, args.steps, args.threads, args.clock)))
         return {}
     rounds, steps = (1, 5) if args.quick else (args.rounds, args.steps)
     cases, systems = args.cases.split(","), args.systems.split(",")
@@ -198,11 +209,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         for case in cases:
             for system in systems:
                 cmd = [sys.executable, __file__, "--worker", system, case, "--steps", str(steps),
-                       "--threads", str(args.threads)]  # fmt: skip
+                       "--threads", str(args.threads), "--clock", args.clock]  # fmt: skip
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
                 runs[case][system].append(json.loads(res.stdout.strip().splitlines()[-1]))
     results: dict[str, dict[str, Any]] = {}
-    print(f"threads={args.threads}, rounds={rounds}, steps={steps} (ms per step, median)")
+    print(
+        f"threads={args.threads}, rounds={rounds}, steps={steps}, clock={args.clock} "
+        "(ms per step, median)"
+    )
     print(f"{'case':8} {'system':10} {'ms':>8} {'peak RSS MB':>12} {'torch/this':>11}")
     for case in cases:
         res = {s: statistics.median(r["ms"] for r in runs[case][s]) for s in systems}

@@ -43,6 +43,7 @@ from .pooling import (
     MaxPool2d,
 )
 from .registry import register_module
+from .reshaping import Unflatten
 from .torch_compat import from_torch_state_dict, to_torch_state_dict
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "Unflatten",
     "from_torch_state_dict",
     "functional",
     "init",
