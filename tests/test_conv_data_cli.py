@@ -51,7 +51,8 @@ def test_mnist_is_mlxtends_5000_digits_split_4000_1000_stratified():
     ds = cr.datasets.load("mnist", seed=1)
     (X, y), (Xt, yt) = ds.extra["train"], ds.extra["test"]
     assert X.shape == (4000, 1, 28, 28) and Xt.shape == (1000, 1, 28, 28)
-    assert 0.0 <= X.min() and X.max() <= 1.0 and X.dtype == np.float32
+    assert X.min() >= 0.0 and X.max() <= 1.0 and X.dtype == np.float32
+    np.testing.assert_array_equal(np.bincount(y), [400] * 10)
     np.testing.assert_array_equal(np.bincount(yt), [100] * 10)
     again = cr.datasets.load("mnist", seed=1).extra["test"][1]
     np.testing.assert_array_equal(again, yt)
@@ -70,7 +71,7 @@ def test_train_with_an_arch_file_then_info_arch_out_reproduces_the_network(tmp_p
     assert main(["train", "--arch", arch, "--out", out1, *args]) == 0
     net_json = str(tmp_path / "net.json")
     assert main(["info", "--model", out1, "--arch-out", net_json]) == 0
-    desc = json.loads(open(net_json).read())
+    desc = json.loads((tmp_path / "net.json").read_text())
     assert [layer["type"] for layer in desc["config"]["layers"]] == [
         "Unflatten", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"
     ]  # fmt: skip
