@@ -104,8 +104,8 @@ class _ConvNd(Module):
                 f"got {x.shape}"
             )
         size = x.shape[-d:]
-        pads = (0,) * d if self.padding in ("same", "valid") else self.padding
-        padded = tuple(n + 2 * p for n, p in zip(size, pads))  # type: ignore[arg-type]
+        pads: tuple[int, ...] = (0,) * d if isinstance(self.padding, str) else self.padding
+        padded = tuple(n + 2 * p for n, p in zip(size, pads))
         span = tuple(di * (k - 1) + 1 for di, k in zip(self.dilation, self.kernel_size))
         if self.padding != "same" and any(s > p for s, p in zip(span, padded)):
             raise ValueError(

@@ -93,7 +93,7 @@ def _conv_attrs(s: Any, p: Any, d: Any, groups: int) -> dict[str, Any]:
 def _conv2d_examples(rng: np.random.Generator, dtype: Any) -> list[Any]:
     """Strides, padding (asymmetric as "same" makes it), dilation, groups, depthwise, odd
     sizes and batch 1."""
-    cases = []
+    cases: list[Any] = []
     for n, c, h, w, o, kh, kw, attrs in [
         (2, 3, 7, 6, 4, 3, 3, _conv_attrs((1, 1), (1, 1, 1, 1), (1, 1), 1)),
         (1, 4, 9, 8, 6, 3, 2, _conv_attrs((2, 1), (0, 1, 2, 0), (1, 2), 2)),
@@ -143,12 +143,13 @@ def _pool_examples(d: int, kind: str) -> Callable[..., list[Any]]:
     def examples(rng: np.random.Generator, dtype: Any) -> list[Any]:
         configs = [((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 3), (2, 1), (1, 1, 1, 1)),
                    ((3, 2), (1, 2), (1, 2, 0, 1))]  # fmt: skip
-        cases = []
+        cases: list[Any] = []
         for i, (k, s, p) in enumerate(configs):
-            shape = (2 - i % 2, 3, 7, 6)
+            shape: tuple[int, ...] = (2 - i % 2, 3, 7, 6)
             if d == 1:
                 k, s, p, shape = (1, k[1]), (1, s[1]), (0, 0, p[2], p[3]), (*shape[:2], 9)
             x = rng.standard_normal(shape).astype(dtype)
+            attrs: dict[str, Any]
             if kind == "max":
                 attrs = {"kernel": k, "stride": s, "padding": p, "dilation": (1, 1 + i % 2)}
             else:
