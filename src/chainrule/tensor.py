@@ -691,11 +691,13 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
-def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+def _toposort(roots: Sequence[Tensor], members: list[Tensor] | None = None) -> list[Tensor]:
     """Nodes reachable from ``roots`` (that require grad), inputs before outputs.
 
     Iterative depth-first search with an explicit stack: no recursion limit. The outputs of a
-    multi-output primitive are one vertex (the first one met stands for all of them).
+    multi-output primitive are one vertex (the first one met stands for all of them); every
+    output met is appended to ``members`` if given (backward keeps them alive until their
+    node gathers their gradients).
     """
     order: list[Tensor] = []
     seen: set[int] = set()
@@ -718,6 +720,8 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
                     "again."
                 )
             if node._group is not None:
+                if members is not None:
+                    members.append(node)
                 key = id(node._group)
                 if key in seen:
                     continue
@@ -739,7 +743,8 @@ def run_backward(
     of the output into gradients of the inputs (∂C/∂input = ∂C/∂out · ∂out/∂input) — only for
     the inputs that require a gradient; gradients arriving along several paths are summed.
     """
-    order = _toposort(roots)
+    members: list[Tensor] = []  # outputs of multi-output nodes: alive until gathered
+    order = _toposort(roots, members)
     kept: dict[int, ReleasedNode] = {}  # the structure that outlives the released values
     grads: dict[int, Any] = {}
     for r, s in zip(roots, seeds):
