@@ -1,11 +1,12 @@
 """The Tensor and the backward pass.
 
 A :class:`Tensor` wraps a NumPy array (``.data``). When it is produced by a primitive while
-gradients are recorded, it remembers the primitive's name, its inputs and attributes: that is
-the whole graph. :meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain
-of any length works), walks it in reverse and applies each primitive's rule from the table in
-:mod:`chainrule.ops` — the chain rule, one product per edge — accumulating (``+=``) into the
-``.grad`` of the leaves.
+gradients are recorded, it holds the primitive's record (:class:`chainrule._primitive.Primitive`),
+its inputs, attributes and what the forward saved: that is the whole graph.
+:meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain of any length
+works), walks it in reverse and calls, for each node, the rules of the inputs that require a
+gradient — the chain rule, one product per edge — accumulating (``+=``) into the ``.grad`` of
+the leaves.
 """
 
 from __future__ import annotations
@@ -438,7 +439,7 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    # ----- operators (defined in ops; installed at the bottom of ops.py) -----
+    # ----- operators (defined in ops; installed by chainrule/ops/__init__.py) -----
     __add__: Callable[..., Tensor]
     __radd__: Callable[..., Tensor]
     __sub__: Callable[..., Tensor]
