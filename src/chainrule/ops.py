@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._primitive import Case, Primitive, apply, check_registry, primitive
 from .tensor import Tensor, _grad_mode, _raw, tensor
 
 Rule = Callable[..., tuple[Any, ...]]
@@ -41,8 +42,40 @@ def _apply(op: str, fwd: Callable[..., Any], inputs: tuple[Any, ...], **attrs: A
     if _grad_mode.enabled:
         for x in inputs:
             if isinstance(x, Tensor) and x.requires_grad:
-                return Tensor._make(out, op, inputs, attrs or None)
+                return Tensor._make(out, _legacy(op), inputs, attrs or None)
     return Tensor._const(out)
+
+
+_LEGACY: dict[str, Primitive] = {}
+
+
+def _legacy(op: str) -> Primitive:
+    """A record for a primitive still written as a RULES entry (during the conversion)."""
+    prim = _LEGACY.get(op)
+    if prim is None:
+
+        def vjp(i: int, g: Any, out: Any, saved: Any, *xs: Any, **attrs: Any) -> Any:
+            try:
+                rule = RULES[op]
+            except KeyError:
+                raise NotImplementedError(f"no gradient rule for '{op}'") from None
+            gi = rule(g, out, *xs, **attrs)[i]
+            return gi() if callable(gi) else gi
+
+        prim = _LEGACY[op] = Primitive(
+            op,
+            _legacy_forward,
+            kind="fused",
+            vjp_argnum=vjp,
+            reads_out=op in READS_OUT,
+            reads_inputs=op not in READS_NO_INPUTS,
+            needed_by=NEEDED_BY.get(op),
+        )
+    return prim
+
+
+def _legacy_forward(*arrays: Any, **attrs: Any) -> Any:
+    raise NotImplementedError("a legacy primitive's forward is run by ops._apply")
 
 
 def _t(x: Any) -> Tensor:
@@ -825,18 +858,66 @@ def _grad_matmul(g: Any, out: Any, x: Any, y: Any) -> tuple[Any, ...]:
 RULES["matmul"] = _grad_matmul
 
 
-def _linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+def _outer_or_matmul(x2: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    # NOTE: with one row, xᵀg is an outer product; OpenBLAS runs that K=1 GEMM ~4x slower than a
+    # broadcast multiply, which is also exact (each entry is a single product either way).
+    if x2.shape[0] == 1:
+        return np.multiply(x2.T, g2)
+    return x2.T @ g2
+
+
+def _linear_grad_w(g: Any, out: Any, saved: Any, x: Any, w: Any, b: Any = None) -> Any:
+    return _outer_or_matmul(x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]))
+
+
+def _linear_examples(rng: np.random.Generator, dtype: Any) -> list[Case]:
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(dtype)
+
+    return [
+        ((r(4, 3), r(3, 2), r(2)), {}),
+        ((r(4, 3), r(3, 2)), {}),
+        ((r(2, 4, 3), r(3, 5), r(5)), {}),
+        ((r(1, 3), r(3, 2), r(2)), {}),
+        ((r(0, 3), r(3, 2), r(2)), {}),
+    ]
+
+
+def _torch_linear(x: Any, w: Any, b: Any = None) -> Any:
     out = x @ w
+    return out if b is None else out + b
+
+
+# NOTE: one primitive instead of matmul + add: one node, an in-place bias add, and the bias
+# gradient as one column sum. ∂C/∂x = G Wᵀ, ∂C/∂W = xᵀ G, ∂C/∂b = Σ_rows G. The rule of an
+# input runs only if that input needs a gradient (never G Wᵀ for the input data).
+@primitive(
+    "linear",
+    kind="contraction",
+    vjps=(
+        lambda g, out, saved, x, w, b=None: g @ w.T,
+        _linear_grad_w,
+        lambda g, out, saved, x, w, b=None: g.reshape(-1, g.shape[-1]).sum(axis=0),
+    ),
+    out_capable=True,
+    needed_by=((1,), (0,), ()),
+    examples=_linear_examples,
+    torch=_torch_linear,
+)
+def linear_p(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``x @ w + b`` (the bias added in place into the product)."""
+    res = np.matmul(x, w, out=out)
     if b is not None:
-        out += b
-    return out
+        res += b
+    return res
 
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     """Affine map ``z = x @ W + b`` with ``W`` of shape ``(in_features, out_features)``.
 
-    # NOTE: one primitive instead of matmul + add: one node, an in-place bias add, and the
-    # bias gradient as one column sum. ``∂C/∂x = G Wᵀ``, ``∂C/∂W = xᵀ G``, ``∂C/∂b = Σ_rows G``.
+    ``∂C/∂x = G Wᵀ``, ``∂C/∂W = xᵀ G``, ``∂C/∂b = Σ_rows G`` (see ``linear_p``).
     """
     if not isinstance(x, Tensor):
         x = _coerce(x, weight)
@@ -849,31 +930,10 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
             f"got shape {sx}"
         )
     if bias is None:
-        return _apply("linear", _linear, (x, weight))
+        return apply(linear_p, x, weight)  # type: ignore[no-any-return]
     if _shape(bias) != (sw[1],):
         raise ValueError(f"linear: bias must have shape ({sw[1]},), got {_shape(bias)}")
-    return _apply("linear", _linear, (x, weight, bias))
-
-
-def _outer_or_matmul(x2: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    # NOTE: with one row, xᵀg is an outer product; OpenBLAS runs that K=1 GEMM ~4x slower than a
-    # broadcast multiply, which is also exact (each entry is a single product either way).
-    if x2.shape[0] == 1:
-        return np.multiply(x2.T, g2)
-    return x2.T @ g2
-
-
-def _grad_linear(g: Any, out: Any, x: Any, w: Any, b: Any = None) -> tuple[Any, ...]:
-    g2 = g.reshape(-1, g.shape[-1])
-    x2 = x.reshape(-1, x.shape[-1])
-    gx = lambda: g @ w.T
-    gw = lambda: _outer_or_matmul(x2, g2)
-    if b is None:
-        return (gx, gw)
-    return (gx, gw, lambda: g2.sum(axis=0))
-
-
-RULES["linear"] = _grad_linear
+    return apply(linear_p, x, weight, bias)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1088,6 +1148,116 @@ def stack(tensors: Sequence[Any], axis: int = 0, *, dim: int | None = None) -> T
 RULES["stack"] = lambda g, out, *xs, axis: tuple(np.take(g, i, axis=axis) for i in range(len(xs)))
 
 
+def _split_grad(g: Any, out: Any, saved: Any, x: Any, *, sizes: Any, axis: int) -> Any:
+    # NOTE: one array for the whole input gradient; a piece whose output received no gradient
+    # is filled with zeros (slicing through getitem would allocate a zero array per piece).
+    if all(gk is not None for gk in g):
+        return np.concatenate(g, axis=axis)
+    ref = next(gk for gk in g if gk is not None)
+    gx = np.empty(x.shape, dtype=ref.dtype)
+    index: list[Any] = [slice(None)] * x.ndim
+    start = 0
+    for gk, n in zip(g, sizes):
+        index[axis] = slice(start, start + n)
+        gx[tuple(index)] = 0 if gk is None else gk
+        start += n
+    return gx
+
+
+def _split_examples(rng: np.random.Generator, dtype: Any) -> list[Case]:
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(dtype)
+
+    return [
+        ((r(6),), {"sizes": (2, 4), "axis": 0}),
+        ((r(3, 8),), {"sizes": (2, 2, 2, 2), "axis": 1}),
+        ((r(5, 2, 3),), {"sizes": (1, 4), "axis": 0}),
+        ((r(4, 0),), {"sizes": (1, 3), "axis": 0}),
+    ]
+
+
+def _torch_split(x: Any, *, sizes: Any, axis: int) -> Any:
+    return x.split(list(sizes), dim=axis)
+
+
+@primitive(
+    "split",
+    kind="movement",
+    n_outputs=None,
+    vjps=(_split_grad,),
+    reads_inputs=False,
+    examples=_split_examples,
+    torch=_torch_split,
+)
+def split_p(a: np.ndarray, *, sizes: tuple[int, ...], axis: int) -> tuple[np.ndarray, ...]:
+    """Consecutive pieces of ``a`` along ``axis`` of lengths ``sizes`` (views)."""
+    return tuple(np.split(a, np.cumsum(sizes)[:-1], axis=axis))
+
+
+def split(
+    x: Any, split_size_or_sections: Any, dim: int = 0, *, axis: int | None = None
+) -> tuple[Tensor, ...]:
+    """Split into consecutive pieces along ``dim`` — PyTorch's ``split``, one node.
+
+    ``split_size_or_sections`` is the length of every piece (an int; the last piece may be
+    shorter) or the list of lengths (summing to the dimension's length). Not NumPy's
+    ``np.split``, whose integer means a number of equal parts: for that use :func:`chunk`.
+    The pieces are the outputs of one primitive: backward assembles the input's gradient in
+    one array (zeros for pieces that got no gradient), ``∂C/∂x = concat(∂C/∂pieces)``.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> a, b = cr.ops.split(cr.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), [2, 3])
+    >>> a.shape, b.shape
+    ((2,), (3,))
+    """
+    x = _t(x)
+    dim = _alias("split", "dim", dim, "axis", axis, 0)
+    ax = _norm_axis(dim, x.ndim)[0] if x.ndim else None
+    if ax is None:
+        raise ValueError("split: cannot split a 0-d tensor")
+    n = x.shape[ax]
+    if isinstance(split_size_or_sections, (int, np.integer)) and not isinstance(
+        split_size_or_sections, bool
+    ):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split_size must be a positive integer, got {size}")
+        sizes = tuple(builtins.min(size, n - s) for s in range(0, n, size)) or (0,)
+    else:
+        try:
+            sizes = tuple(int(s) for s in split_size_or_sections)
+        except TypeError:
+            raise TypeError(
+                "split: split_size_or_sections must be an int or a list of ints, got "
+                f"{type(split_size_or_sections).__name__}"
+            ) from None
+        if builtins.sum(sizes) != n or builtins.any(s < 0 for s in sizes):
+            raise ValueError(
+                f"split: section lengths {list(sizes)} must be >= 0 and sum to the length "
+                f"{n} of dimension {dim} (tensor shape {x.shape})"
+            )
+    return apply(split_p, x, sizes=sizes, axis=ax)  # type: ignore[no-any-return]
+
+
+def chunk(x: Any, chunks: int, dim: int = 0, *, axis: int | None = None) -> tuple[Tensor, ...]:
+    """Split into ``chunks`` pieces of length ``ceil(n / chunks)`` along ``dim`` (PyTorch's).
+
+    As ``torch.chunk``, the last piece may be shorter and there may be fewer pieces than
+    ``chunks`` when the length does not divide. One primitive (see :func:`split`): slicing
+    the four gates of an LSTM this way makes one gradient array, not four zero-filled ones.
+    """
+    x = _t(x)
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive integer, got {chunks!r}")
+    dim = _alias("chunk", "dim", dim, "axis", axis, 0)
+    if x.ndim == 0:
+        raise ValueError("chunk: cannot split a 0-d tensor")
+    n = x.shape[_norm_axis(dim, x.ndim)[0]]
+    return split(x, builtins.max(-(-n // int(chunks)), 1), dim)
+
+
 def _sequence_args(op: str, tensors: Any) -> tuple[Tensor, ...]:
     if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
         raise TypeError(f"{op} expects a sequence of tensors, got {type(tensors).__name__}")
@@ -1179,10 +1349,14 @@ _METHODS: dict[str, Callable[..., Any]] = {
     "clip": clip,
     "argmax": _argmax,
     "argmin": _argmin,
+    "split": split,
+    "chunk": chunk,
 }
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 del _name, _fn
+
+check_registry()  # every registered primitive has its rules (an import-time check)
 
 # in-place operators and PyTorch's names install themselves on Tensor
 from . import _inplace as _inplace  # noqa: E402
