@@ -1,11 +1,12 @@
 """The Tensor and the backward pass.
 
 A :class:`Tensor` wraps a NumPy array (``.data``). When it is produced by a primitive while
-gradients are recorded, it remembers the primitive's name, its inputs and attributes: that is
-the whole graph. :meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain
-of any length works), walks it in reverse and applies each primitive's rule from the table in
-:mod:`chainrule.ops` — the chain rule, one product per edge — accumulating (``+=``) into the
-``.grad`` of the leaves.
+gradients are recorded, it holds the primitive's record (:class:`chainrule._primitive.Primitive`),
+its inputs, attributes and what the forward saved: that is the whole graph.
+:meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain of any length
+works), walks it in reverse and calls, for each node, the rules of the inputs that require a
+gradient — the chain rule, one product per edge — accumulating (``+=``) into the ``.grad`` of
+the leaves.
 """
 
 from __future__ import annotations
@@ -438,7 +439,7 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    # ----- operators (defined in ops; installed at the bottom of ops.py) -----
+    # ----- operators (defined in ops; installed by chainrule/ops/__init__.py) -----
     __add__: Callable[..., Tensor]
     __radd__: Callable[..., Tensor]
     __sub__: Callable[..., Tensor]
@@ -691,11 +692,13 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
-def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+def _toposort(roots: Sequence[Tensor], members: list[Tensor] | None = None) -> list[Tensor]:
     """Nodes reachable from ``roots`` (that require grad), inputs before outputs.
 
     Iterative depth-first search with an explicit stack: no recursion limit. The outputs of a
-    multi-output primitive are one vertex (the first one met stands for all of them).
+    multi-output primitive are one vertex (the first one met stands for all of them); every
+    output met is appended to ``members`` if given (backward keeps them alive until their
+    node gathers their gradients).
     """
     order: list[Tensor] = []
     seen: set[int] = set()
@@ -718,6 +721,8 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
                     "again."
                 )
             if node._group is not None:
+                if members is not None:
+                    members.append(node)
                 key = id(node._group)
                 if key in seen:
                     continue
@@ -739,7 +744,8 @@ def run_backward(
     of the output into gradients of the inputs (∂C/∂input = ∂C/∂out · ∂out/∂input) — only for
     the inputs that require a gradient; gradients arriving along several paths are summed.
     """
-    order = _toposort(roots)
+    members: list[Tensor] = []  # outputs of multi-output nodes: alive until gathered
+    order = _toposort(roots, members)
     kept: dict[int, ReleasedNode] = {}  # the structure that outlives the released values
     grads: dict[int, Any] = {}
     for r, s in zip(roots, seeds):
