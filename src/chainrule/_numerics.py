@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "LOG_TINY",
     "exp_nonpositive",
     "finite_max",
     "log_sigmoid",
@@ -40,15 +41,15 @@ __all__ = [
 ]
 
 # log of the smallest normal number (plus a margin): e^a below it would be subnormal
-_LOG_TINY: dict[np.dtype[Any], float] = {
+LOG_TINY: dict[np.dtype[Any], float] = {
     np.dtype(t): float(np.log(np.finfo(t).tiny)) + 1e-3 for t in (np.float32, np.float64)
 }
-_LOG_TINY[np.dtype(np.float16)] = float(np.log(np.finfo(np.float16).tiny)) + 1e-2
+LOG_TINY[np.dtype(np.float16)] = float(np.log(np.finfo(np.float16).tiny)) + 1e-2
 
 
 def log_tiny(dtype: Any, default: float = -700.0) -> float:
     """``log`` of the smallest normal number of ``dtype`` (plus a small margin)."""
-    return _LOG_TINY.get(np.dtype(dtype), default)
+    return LOG_TINY.get(np.dtype(dtype), default)
 
 
 def _float(a: Any) -> np.ndarray:

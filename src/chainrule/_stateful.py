@@ -98,11 +98,26 @@ def _running_stats_examples(rng: np.random.Generator, dtype: Any) -> list[Case]:
     ]
 
 
+def _zero_or(g: Any, scale: Any, like: np.ndarray) -> np.ndarray:
+    return np.zeros_like(like) if g is None else g * scale
+
+
+# The layer never differentiates its running statistics (they are buffers, not parameters);
+# the rules exist so that check_primitive can verify the update's formula by finite
+# differences: ∂r'/∂r = 1 - m, ∂r'/∂mean = m, ∂v'/∂v = 1 - m, ∂v'/∂var = m·n/(n - 1).
 batch_norm_running_stats = primitive(
     "batch_norm_running_stats",
     kind="state",
     n_outputs=3,
-    vjps=(None, None, None, None, None),  # a state update: nothing to differentiate
+    vjps=(
+        lambda g, out, saved, r, v, c, mean, var, momentum, n: _zero_or(g[0], 1 - momentum, r),
+        lambda g, out, saved, r, v, c, mean, var, momentum, n: _zero_or(g[1], 1 - momentum, v),
+        None,  # the batch count is an integer
+        lambda g, out, saved, r, v, c, mean, var, momentum, n: _zero_or(g[0], momentum, mean),
+        lambda g, out, saved, r, v, c, mean, var, momentum, n: _zero_or(
+            g[1], momentum * (n / (n - 1)), var
+        ),
+    ),
     examples=_running_stats_examples,
 )(_running_stats)
 

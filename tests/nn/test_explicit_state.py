@@ -122,9 +122,9 @@ def test_batchnorm_running_statistics_are_bitwise_the_former_ones(shape, dtype):
 
 
 def test_the_running_statistics_update_is_a_state_primitive_that_writes_nothing():
+    # (its formula's derivatives are checked by check_primitive over the registry)
     prim = PRIMITIVES["batch_norm_running_stats"]
     assert prim.kind == "state" and prim.n_outputs == 3
-    assert all(rule is None for rule in prim.vjps)
     rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
     count = np.zeros((), np.int64)
     mean, var = np.array([1, 2, 3], np.float32), np.array([4, 5, 6], np.float32)
