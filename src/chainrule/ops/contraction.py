@@ -139,11 +139,8 @@ def _torch_linear(x: Any, w: Any, b: Any = None) -> Any:
 def linear_p(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """``x @ w + b`` (the bias added in place into the product)."""
-    res = np.matmul(x, w, out=out)
-    if b is not None:
-        res += b
-    return res
+    """``x @ w + b`` (the bias added in place into the product: :func:`kernels.linear`)."""
+    return kernels.linear(x, w, b, out=out)
 
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
