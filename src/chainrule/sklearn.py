@@ -32,6 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import nn
+from ._numerics import log_sigmoid, log_softmax, sigmoid, softmax
 from .nn import functional as F
 from .optim import SGD, Adam
 from .tensor import Tensor, enable_grad, no_grad
@@ -734,11 +735,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Class probabilities, columns in the order of ``classes_``."""
         out = self._raw(X).astype(np.float64)
         if self._loss_kind == "multiclass":
-            z = out - out.max(axis=1, keepdims=True)
-            e = np.exp(z)
-            return e / e.sum(axis=1, keepdims=True)
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(-out))
+            return softmax(out, axis=1)
+        p = sigmoid(out)
         if self._multilabel:
             return p
         return np.hstack([1 - p, p])
@@ -747,10 +745,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Logarithm of ``predict_proba`` (computed stably from the logits)."""
         out = self._raw(X).astype(np.float64)
         if self._loss_kind == "multiclass":
-            z = out - out.max(axis=1, keepdims=True)
-            return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        log_p = -np.logaddexp(0, -out)
-        log_q = -np.logaddexp(0, out)
+            return log_softmax(out, axis=1)
+        log_p = log_sigmoid(out)
+        log_q = log_sigmoid(-out)
         return log_p if self._multilabel else np.hstack([log_q, log_p])
 
     def __sklearn_tags__(self) -> Any:

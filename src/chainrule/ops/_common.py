@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._numerics import LOG_TINY, exp_nonpositive
 from .._primitive import Case, Primitive, apply
 from ..tensor import Tensor, tensor
 
@@ -136,23 +137,9 @@ def _reduced_count(shape: tuple[int, ...], axis: Any) -> int:
     return math.prod(shape[a] for a in _norm_axis(axis, len(shape)))
 
 
-_LOG_TINY: dict[np.dtype[Any], float] = {
-    np.dtype(t): float(np.log(np.finfo(t).tiny)) + 1e-3 for t in (np.float32, np.float64)
-}
-_LOG_TINY[np.dtype(np.float16)] = float(np.log(np.finfo(np.float16).tiny)) + 1e-2
-
-
-def _exp_nonneg_underflow(a: np.ndarray) -> np.ndarray:
-    """``exp(a)`` for ``a <= 0`` that returns exact 0 instead of a subnormal (no underflow).
-
-    # NOTE: stable softmax / sigmoid / softplus exponentiate non-positive numbers; the tiny ones
-    # would raise under ``np.errstate(under="raise")`` and produce slow subnormals otherwise.
-    """
-    a = np.asarray(a)
-    lo = _LOG_TINY.get(a.dtype, -700.0)
-    out = np.zeros_like(a)
-    np.exp(a, out=out, where=a > lo)
-    return out
+# stable exponentials live in the one numerics module (exp of a ≤ 0, subnormals flushed to 0)
+_LOG_TINY = LOG_TINY
+_exp_nonneg_underflow = exp_nonpositive
 
 
 def _alias(op: str, name: Any, value: Any, torch_name: str, torch_value: Any, default: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from .._primitive import Case, apply, primitive
 from ..tensor import Tensor
 from ._common import _coerce, _promote, _shape, torch_fn
@@ -92,12 +93,9 @@ def matmul(a: Any, b: Any) -> Tensor:
         ) from None
 
 
-def _outer_or_matmul(x2: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    # NOTE: with one row, xᵀg is an outer product; OpenBLAS runs that K=1 GEMM ~4x slower than a
-    # broadcast multiply, which is also exact (each entry is a single product either way).
-    if x2.shape[0] == 1:
-        return np.multiply(x2.T, g2)
-    return x2.T @ g2
+# NOTE: with one row, xᵀg is an outer product; OpenBLAS runs that K=1 GEMM ~4x slower than a
+# broadcast multiply, which is also exact (each entry is a single product either way).
+_outer_or_matmul = kernels.weight_grad
 
 
 def _linear_grad_w(g: Any, out: Any, saved: Any, x: Any, w: Any, b: Any = None) -> Any:
@@ -141,11 +139,8 @@ def _torch_linear(x: Any, w: Any, b: Any = None) -> Any:
 def linear_p(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """``x @ w + b`` (the bias added in place into the product)."""
-    res = np.matmul(x, w, out=out)
-    if b is not None:
-        res += b
-    return res
+    """``x @ w + b`` (the bias added in place into the product: :func:`kernels.linear`)."""
+    return kernels.linear(x, w, b, out=out)
 
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _numerics
 from .._primitive import Case, apply, primitive
 from ..tensor import Tensor
 from ._common import (
@@ -22,7 +23,6 @@ from ._common import (
     _shape,
     _t,
 )
-from .reduction import _finite_max
 
 
 def _axis_examples(rng: np.random.Generator, dtype: Any) -> list[Case]:
@@ -46,13 +46,9 @@ def _torch_softmax(name: str) -> Any:
     return call
 
 
-def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
-    # (x - m) - log Σ e^{x - m}: shifting first keeps float32 exact where x - logsumexp(x)
-    # would cancel two large numbers (x = -1e4 everywhere).
-    shifted = a - _finite_max(a, axis)
-    s = np.sum(_exp_nonneg_underflow(shifted), axis=axis, keepdims=True)
-    with np.errstate(divide="ignore"):
-        return (shifted - np.log(s)).astype(a.dtype, copy=False)
+# (x - m) - log Σ e^{x - m}: shifting first keeps float32 exact where x - logsumexp(x)
+# would cancel two large numbers (x = -1e4 everywhere)
+_log_softmax = _numerics.log_softmax
 
 
 @primitive(
@@ -65,7 +61,7 @@ def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
 )
 def softmax_p(a: np.ndarray, *, axis: int) -> np.ndarray:
     """``exp(a - logsumexp(a))`` along ``axis``."""
-    return _exp_nonneg_underflow(_log_softmax(a, axis))
+    return _numerics.softmax(a, axis)
 
 
 # NOTE: a primitive (not log ∘ softmax) for stability: log(softmax) is -inf where softmax

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import _numerics
 from .._primitive import Case, apply, primitive
 from ..tensor import Tensor
 from ._common import (
@@ -283,12 +284,7 @@ def logsumexp(
     return apply(logsumexp_p, x, axis=axis, keepdims=keepdims)  # type: ignore[no-any-return]
 
 
-def _finite_max(a: np.ndarray, axis: Any) -> np.ndarray:
-    """The max along ``axis`` (kept), 0 where it is not finite or the axis is empty."""
-    if a.size == 0:
-        return np.zeros((1,) * a.ndim, a.dtype)
-    m = np.max(a, axis=axis, keepdims=True)
-    return np.where(np.isfinite(m), m, 0).astype(a.dtype, copy=False)
+_finite_max = _numerics.finite_max  # the max along axis (kept), 0 where not finite or empty
 
 
 @primitive(
@@ -306,10 +302,4 @@ def _finite_max(a: np.ndarray, axis: Any) -> np.ndarray:
 )
 def logsumexp_p(a: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarray:
     """``m + log Σ e^{a - m}`` with ``m`` the finite max along ``axis``."""
-    m = _finite_max(a, axis)
-    s = np.sum(_exp_nonneg_underflow(a - m), axis=axis, keepdims=True)
-    with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf slice, as expected
-        out = np.log(s) + m
-    if not keepdims:
-        out = out.reshape(np.sum(s, axis=axis).shape) if axis is not None else out.reshape(())
-    return out.astype(a.dtype, copy=False)
+    return _numerics.logsumexp(a, axis, keepdims)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_number
+from ..kernels import add_scaled
 from ..tensor import Tensor, _mark_modified, enable_grad
 from ._kernels import adam_kernel
 
@@ -254,8 +255,7 @@ class Optimizer:
 
 def _with_l2(p: np.ndarray, g: np.ndarray, wd: float, out: np.ndarray) -> np.ndarray:
     """``g + λ·w`` (the L2 penalty's gradient) written into ``out``."""
-    np.multiply(p, wd, out=out)
-    return np.add(g, out, out=out)  # type: ignore[no-any-return]
+    return add_scaled(g, p, wd, out)
 
 
 class _FlatGroup:
