@@ -116,8 +116,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     for key in args.runs.split(","):
+        runs = []
         with threadpool_limits(args.threads):
-            runs = [run_one(key, s, args.quick) for s in seeds]
+            for s in seeds:
+                runs.append(run_one(key, s, args.quick))
+                print(f"  {key} seed {s}: {runs[-1]['accuracy']:.4f}", flush=True)
         accs = [r["accuracy"] for r in runs]
         results[key] = {
             "mean": statistics.fmean(accs),
