@@ -83,10 +83,9 @@ def _chainrule_step(case: str) -> Callable[[], None]:
     return step
 
 
-def _torch_step(case: str) -> Callable[[], None]:
+def torch_model(case: str) -> Any:
+    """PyTorch's copy of :func:`chainrule_model` (the same initial weights)."""
     import torch
-
-    import chainrule as cr
 
     ours = chainrule_model(case)
     layers: list[Any] = []
@@ -106,12 +105,17 @@ def _torch_step(case: str) -> Callable[[], None]:
         else:
             t = getattr(torch.nn, name)()
         layers.append(t)
-    model = torch.nn.Sequential(*layers)
+    return torch.nn.Sequential(*layers)
+
+
+def _torch_step(case: str) -> Callable[[], None]:
+    import torch
+
+    model = torch_model(case)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xn, yn = _data(case)
     x, y = torch.tensor(xn), torch.tensor(yn)
     loss_fn = torch.nn.CrossEntropyLoss()
-    _ = cr
 
     def step() -> None:
         opt.zero_grad()
