@@ -30,7 +30,13 @@ import numpy as np
 import chainrule as cr
 
 nn = cr.nn
-TARGETS = {"mnist1d_cnn": 0.94, "mnist1d_mlp": None, "digits_cnn": 0.985, "mnist_lenet": 0.97}
+TARGETS = {
+    "mnist1d_cnn": 0.94,
+    "mnist1d_mlp": None,
+    "digits_cnn": 0.985,
+    "mnist_lenet": 0.97,
+    "mnist_lenet_dropout": 0.97,
+}
 
 
 def mnist1d_cnn(seed: int) -> Any:
@@ -68,6 +74,17 @@ def lenet5(seed: int) -> Any:
     )  # fmt: skip
 
 
+def lenet5_dropout(seed: int) -> Any:
+    """LeNet-5 with dropout before each fully connected layer (4 000 training images are few)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2, rng=seed), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, rng=seed + 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Dropout(0.25), nn.Linear(400, 120, rng=seed + 2), nn.ReLU(),
+        nn.Dropout(0.25), nn.Linear(120, 84, rng=seed + 3), nn.ReLU(),
+        nn.Linear(84, 10, rng=seed + 4),
+    )  # fmt: skip
+
+
 def _data(name: str, seed: int) -> tuple[np.ndarray, ...]:
     if name == "digits":
         ds = cr.datasets.load("digits")
@@ -87,6 +104,7 @@ RUNS: dict[str, tuple[str, Callable[[int], Any], int, int, float]] = {
     "mnist1d_mlp": ("mnist1d", mnist1d_mlp, 40, 64, 1e-3),
     "digits_cnn": ("digits", digits_cnn, 40, 32, 2e-3),
     "mnist_lenet": ("mnist", lenet5, 30, 64, 1e-3),
+    "mnist_lenet_dropout": ("mnist", lenet5_dropout, 40, 64, 2e-3),
 }
 
 
