@@ -441,3 +441,13 @@ def test_small_cnn_trained_by_fit_resumes_bitwise(tmp_path):
         np.testing.assert_array_equal(resumed.state_dict()[k], v)
     assert hr.history["loss"] == hf.history["loss"]
     assert hf.history["loss"][-1] < hf.history["loss"][0]
+
+
+def test_changing_a_max_pool_output_in_place_before_backward_raises():
+    x = cr.tensor(np.random.default_rng(0).standard_normal((1, 1, 4, 4)), requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    z = y.sum()
+    with cr.no_grad():
+        y -= 1.0  # the arg-max is found from the output: changing it must be refused
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        z.backward()
