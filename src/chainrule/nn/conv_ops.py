@@ -228,11 +228,13 @@ conv1d_p = defprimitive(
 # (the arg-max is where a window equals it); the input only by its shape
 max_pool2d_p = defprimitive(
     "max_pool2d", K.max_pool2d_forward, vjps=(K.max_pool2d_grad,), kind="reduction",
-    saves=True, reads_inputs=False, reads_out=True, examples=_pool_examples(2, "max"), torch=_torch_max_pool2d,
+    saves=True, reads_inputs=False, reads_out=True, examples=_pool_examples(2, "max"),
+    torch=_torch_max_pool2d,
 )  # fmt: skip
 max_pool1d_p = defprimitive(
     "max_pool1d", _max_pool1d_forward, vjps=(_as_1d(K.max_pool2d_grad),), kind="reduction",
-    saves=True, reads_inputs=False, reads_out=True, examples=_pool_examples(1, "max"), torch=_torch_max_pool1d,
+    saves=True, reads_inputs=False, reads_out=True, examples=_pool_examples(1, "max"),
+    torch=_torch_max_pool1d,
 )  # fmt: skip
 avg_pool2d_p = defprimitive(
     "avg_pool2d", K.avg_pool2d_forward, vjps=(_avg_pool2d_grad,), kind="reduction",
