@@ -451,3 +451,27 @@ def test_changing_a_max_pool_output_in_place_before_backward_raises():
         y -= 1.0  # the arg-max is found from the output: changing it must be refused
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         z.backward()
+
+
+def test_explain_a_conv_weight_is_the_sum_over_positions_and_samples_equal_to_the_engine():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 2, 7, 7)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+    model = cr.nn.Sequential(
+        cr.nn.Conv2d(2, 4, 3, stride=2, padding=1, groups=2, rng=0), cr.nn.ReLU(),
+        cr.nn.Conv2d(4, 4, 2, padding="same", dilation=2, rng=3), cr.nn.Flatten(),
+        cr.nn.Linear(64, 3, rng=1),
+    )  # fmt: skip
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    for weight, index in [("0.weight", (3, 0, 2, 0)), ("0.bias", 2), ("2.weight", (1, 3, 1, 1))]:
+        e = cr.explain(model, X, y, "cross_entropy", weight, index)
+        assert e.total == pytest.approx(e.engine_grad, rel=1e-12, abs=1e-15)
+        assert len(e.per_sample) == 6 and e.engine_grad != 0.0
+        assert "Σ_positions" in str(e)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    m1 = cr.nn.Sequential(cr.nn.Conv1d(1, 3, 4, stride=2, padding=1, rng=0), cr.nn.Flatten(),
+                          cr.nn.Linear(15, 2, rng=1))  # fmt: skip
+    x1 = rng.standard_normal((4, 1, 10)).astype(np.float32)
+    e = cr.explain(m1, x1, rng.integers(0, 2, 4), "cross_entropy", "0.weight", (2, 0, 3))
+    assert e.total == pytest.approx(e.engine_grad, rel=1e-12)
