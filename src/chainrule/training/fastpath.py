@@ -76,10 +76,11 @@ class FastMLP:
         self.linears, self.acts = linears, acts
         self.kind, self.scale, self.l2 = spec
         self._shape_cache: dict[tuple[int, Any], _Buffers] = {}
+        self.arena: Any = None  # the optimizer's parameter arena (set by create and ready)
 
     @classmethod
     def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FastMLP | None:
-        if type(model) is not Sequential or not hasattr(optimizer, "_flat"):
+        if type(model) is not Sequential or getattr(optimizer, "arena", None) is None:
             return None
         layers = list(model)
         linears: list[Any] = []
@@ -107,7 +108,9 @@ class FastMLP:
         spec = loss_spec(loss_fn)
         if spec is None:
             return None
-        return cls(linears, acts, spec)
+        fast = cls(linears, acts, spec)
+        fast.arena = optimizer.arena
+        return fast
 
     def _buffers(self, n: int, dtype: np.dtype[Any]) -> _Buffers:
         """The step's arrays for batches of ``n`` rows, made once per batch size."""
@@ -128,15 +131,12 @@ class FastMLP:
 
     def ready(self, optimizer: Any) -> bool:
         """True if every parameter's gradient can be written into the optimizer's flat buffer."""
-        flat = getattr(optimizer, "_flat", None)
-        if not flat or any(f is None for f in flat):
-            return False
+        arena = self.arena = optimizer.arena
         for lin in self.linears:
             for p in (lin.weight, lin.bias):
                 if not p.requires_grad:  # type: ignore[union-attr]
                     continue  # frozen: the step writes no gradient for it
-                buf = getattr(p, "_grad_buf", None)
-                if buf is None or buf.base is None:
+                if arena.grad_view(p) is None:
                     return False
         return True
 
@@ -222,7 +222,7 @@ class FastMLP:
             lin = self.linears[k]
             tw, tb = trainable[k]
             if tw:
-                gw = _grad_target(lin.weight)
+                gw = _grad_target(lin.weight, self.arena)
                 x = inputs[k]
                 if n == 1:
                     np.multiply(x.T, delta, out=gw)  # K = 1: an outer product (see ops.linear)
@@ -236,7 +236,7 @@ class FastMLP:
             if tb:
                 # ∂C/∂b = Σ_rows δ as 1ᵀδ: one matrix-vector product, ~3× faster than
                 # np.sum(δ, axis=0) for a (128, 256) float32 δ (measured)
-                gb = _grad_target(lin.bias)  # type: ignore[arg-type]
+                gb = _grad_target(lin.bias, self.arena)
                 np.matmul(buf.ones_rows, delta, out=gb)
                 lin.bias.grad = gb  # type: ignore[union-attr]
             else:
@@ -311,10 +311,10 @@ class FastMLP:
         return loss
 
 
-def _grad_target(p: Any) -> np.ndarray:
-    """Where the step writes ``p``'s gradient: its view into the optimizer's flat buffer, or a
-    fresh array if it has none (a parameter the optimizer does not hold)."""
-    buf = p._grad_buf
+def _grad_target(p: Any, arena: Any) -> np.ndarray:
+    """Where the step writes ``p``'s gradient: its view into the arena's flat gradient buffer,
+    or a fresh array if it has none (a parameter the optimizer does not hold)."""
+    buf = arena.grad_view(p) if arena is not None else None
     return buf if buf is not None else np.empty_like(p.data)
 
 

@@ -711,19 +711,16 @@ class Trainer:
         self._pending.clear()
 
     def _flat_groups(self) -> list[Any] | None:
-        """The optimizer's flat buffers, if every parameter lives in them right now."""
-        flat = getattr(self.optimizer, "_flat", None)
-        if not flat or any(f is None for f in flat):
+        """The arena's ``(data, grad)`` buffers, if every parameter lives in them right now."""
+        arena = getattr(self.optimizer, "arena", None)
+        if arena is None or len(arena.params) != len(self._params) or not arena.ready():
             return None
-        covered = sum(len(f.params) for f in flat)
-        if covered != len(self._params) or not all(f.ready(self.optimizer) for f in flat):
-            return None
-        return list(flat)
+        return arena.buffers  # type: ignore[no-any-return]
 
     def _grads_finite(self) -> bool:
         flat = self._flat_now = self._flat_groups()
         if flat is not None:  # one pass per buffer instead of one per parameter
-            return all(_all_finite(f.G) for f in flat)
+            return all(_all_finite(g) for _, g in flat)
         return all(p.grad is None or bool(np.isfinite(p.grad).all()) for p in self._params)
 
     def _step(self, epoch: int, batch: int, xb: np.ndarray) -> None:
@@ -733,16 +730,17 @@ class Trainer:
         # the layout found by _grads_finite for this very batch (clipping does not change it)
         flat = self._flat_now if self._flat_now is not None else self._flat_groups()
         if flat is not None:
-            if len(self._snap) != len(flat) or any(
-                s.shape != f.P.shape for s, f in zip(self._snap, flat)
+            targets = [d for d, _ in flat]
+            if len(self._snap) != len(targets) or any(
+                s.shape != d.shape or s.dtype != d.dtype for s, d in zip(self._snap, targets)
             ):
-                self._snap = [np.empty_like(f.P) for f in flat]
-            for s, f in zip(self._snap, flat):
-                np.copyto(s, f.P)
-            targets = [f.P for f in flat]
+                self._snap = [np.empty_like(d) for d in targets]
+            for s, d in zip(self._snap, targets):
+                np.copyto(s, d)
         else:
             if len(self._snap) != len(self._params) or any(
-                s.shape != p.data.shape for s, p in zip(self._snap, self._params)
+                s.shape != p.data.shape or s.dtype != p.data.dtype
+                for s, p in zip(self._snap, self._params)
             ):
                 self._snap = [np.empty_like(p.data) for p in self._params]
             for s, p in zip(self._snap, self._params):
