@@ -189,7 +189,7 @@ class ParameterArena:
         if not self._built:
             return True
         if params is not None:
-            ps = params if isinstance(params, list) else list(params)
+            ps = params if isinstance(params, (list, tuple)) else list(params)
             wanted = self._wanted
             if len(ps) != len(wanted) or any(a is not b for a, b in zip(ps, wanted)):
                 return True
@@ -198,11 +198,16 @@ class ParameterArena:
     def set_params(self, params: Iterable[Any]) -> None:
         """Hold ``params`` (in this order) from the next :meth:`ensure` on; nothing is moved
         now, and nothing is rebuilt if the list is the one already held."""
-        ps = list(params)
+        ps = params if isinstance(params, (list, tuple)) else list(params)
         wanted = self._wanted
-        if len(ps) != len(wanted) or any(a is not b for a, b in zip(ps, wanted)):
-            self._wanted = ps
-            self._built = False
+        if len(ps) == len(wanted):
+            for a, b in zip(ps, wanted):  # (a loop: an optimizer calls this at every step)
+                if a is not b:
+                    break
+            else:
+                return
+        self._wanted = list(ps)  # a copy: the caller's list may change later
+        self._built = False
 
     def ensure(self, params: Iterable[Any] | None = None) -> bool:
         """Make the buffers current; True if they were (re)built.
@@ -220,8 +225,12 @@ class ParameterArena:
         """
         if params is not None:
             self.set_params(params)
-        if self._built and all(p.data is v for p, v in zip(self._held, self._views)):
-            return False
+        if self._built:
+            for p, v in zip(self._held, self._views):
+                if p.data is not v:
+                    break
+            else:
+                return False
         self._rebuild()
         return True
 

@@ -317,12 +317,12 @@ class _Segment:
                     np.copyto(sview, old, casting="unsafe")
                 st[name] = sview
 
-    def _state_of(self, opt: Optimizer, p: Tensor, pa: int, pb: int) -> dict[str, Any]:
-        st = opt.state.get(id(p))
-        if st is None:  # first update: the state starts as views into the flat buffers
-            st = opt.state[id(p)] = {"step": 0}
-            for name, arr in self.S.items():
-                st[name] = arr[pa:pb].reshape(p.data.shape)
+    def _new_state(self, opt: Optimizer, p: Tensor, pa: int, pb: int) -> dict[str, Any]:
+        """A parameter's state before its first update: views into the flat state buffers."""
+        st: dict[str, Any] = {"step": 0}
+        for name, arr in self.S.items():
+            st[name] = arr[pa:pb].reshape(p.data.shape)
+        opt.state[id(p)] = st
         return st
 
     def step(self, opt: Optimizer) -> None:
@@ -332,14 +332,16 @@ class _Segment:
         updated together, with one ``_update`` over their joint range (usually: the whole
         segment at once); a parameter with a gradient elsewhere is updated on its own.
         """
-        group = self.group
+        group, state = self.group, opt.state
         run_a = run_b = -1  # the pending run [run_a, run_b) of flat updates, at step run_t
         run_t = 0
         for p, gview, (pa, pb) in zip(self.params, self.gviews, self.spans):
             g = p.grad
             if g is None:  # frozen or not reached: no step, no decay, no momentum
                 continue
-            st = self._state_of(opt, p, pa, pb)
+            st = state.get(id(p))
+            if st is None:
+                st = self._new_state(opt, p, pa, pb)
             t = st["step"] = st["step"] + 1
             if g is gview:
                 if pa == run_b and t == run_t:
@@ -361,6 +363,9 @@ class _Segment:
             return
         # NOTE: measured on 2 cores, splitting this update across threads or into cache-sized
         # blocks was slower than one pass per ufunc over the whole buffer.
+        if a == 0 and b == self.P.size:  # the whole segment (the usual case): no slicing
+            opt._update(self.P, self.G, self.S, t, self.group, self.T1, self.T2)
+            return
         S = {name: arr[a:b] for name, arr in self.S.items()}
         opt._update(self.P[a:b], self.G[a:b], S, t, self.group, self.T1[a:b], self.T2[a:b])
 
