@@ -233,6 +233,37 @@ def test_state_follows_to_float64_and_training_continues_as_torch(name, kwargs):
                 np.testing.assert_allclose(v, topt.state[tparams[i]][k].numpy(), rtol=1e-11)
 
 
+def test_back_to_float32_the_state_follows_too():
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    model = nn.mlp([3, 4, 2], rng=0, dtype=np.float64)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad()
+    backward_mse(model, X, y)
+    opt.step()
+    buf = opt.state[id(model[0].weight)]["momentum_buffer"].copy()
+    model.float()
+    opt.zero_grad()
+    backward_mse(model, X.astype(np.float32), y.astype(np.float32))
+    opt.step()
+    st = opt.state[id(model[0].weight)]
+    assert opt.arena.dtypes == [np.float32] and st["momentum_buffer"].dtype == np.float32
+    g = model[0].weight.grad
+    np.testing.assert_array_equal(st["momentum_buffer"], buf.astype(np.float32) * 0.9 + g)
+
+
+def test_an_empty_parameter_takes_no_room_and_breaks_nothing():
+    a, e, b = nn.Parameter([1.0, 2.0]), nn.Parameter(np.zeros(0, np.float32)), nn.Parameter([3.0])
+    opt = optim.Adam([a, e, b], lr=0.1)
+    opt.zero_grad()
+    ((a * a).sum() + e.sum() + (b * b).sum()).backward()
+    opt.step()
+    assert opt.arena.location(e) == (0, 2, 2) and opt.arena.location(b) == (0, 2, 3)
+    assert e.data.shape == (0,) and opt.arena.ready()
+    np.testing.assert_allclose(a.data, [0.9, 1.9], rtol=1e-6)
+    np.testing.assert_allclose(b.data, [2.9], rtol=1e-6)
+
+
 def test_fit_after_to_float64_continues_on_the_fused_path_with_converted_state(monkeypatch):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(64, 6)).astype(np.float32)
