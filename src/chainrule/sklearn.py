@@ -32,6 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import nn
+from .io import register_loader
 from .nn import functional as F
 from .optim import SGD, Adam
 from .tensor import Tensor, enable_grad, no_grad
@@ -918,3 +919,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def predict(self, X: Any) -> np.ndarray:
         """Predicted values (in the target's units)."""
         return self._decode(self._raw(X))
+
+
+# `cr.load` rebuilds estimators from their model files through io's loader registry
+# (io sits on a lower floor and imports nothing from here).
+register_loader("sklearn_estimator", from_model_file)
