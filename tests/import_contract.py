@@ -77,6 +77,17 @@ FLOOR_OF: dict[str, str] = {
 }
 
 
+# Imports that break rule 2 today and that another branch of issue 17 removes: helper i17b's
+# array-level numerics module (``_numerics``) gives the fused step's relu and sigmoid kernels
+# public names. Each entry must still occur — a stale entry is reported — so this only shrinks.
+PENDING: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("chainrule.training.fastpath", "chainrule.ops._relu_array"),
+        ("chainrule.training.fastpath", "chainrule.ops._sigmoid"),
+    }
+)
+
+
 @dataclass(frozen=True)
 class Violation:
     path: Path
@@ -173,10 +184,12 @@ def _imports(
                     yield node.lineno, source, alias.name, None
 
 
-def check(src: Path = SRC) -> list[Violation]:
-    """Every violation of the two rules under ``src`` (the ``chainrule`` package directory)."""
+def check(src: Path = SRC, pending: frozenset[tuple[str, str]] = PENDING) -> list[Violation]:
+    """Every violation of the two rules under ``src`` (the ``chainrule`` package directory),
+    but those listed in ``pending``; a ``pending`` entry that no longer occurs is reported."""
     index = _Index(src)
     found: list[Violation] = []
+    seen: set[tuple[str, str]] = set()
     for path in sorted(src.rglob("*.py")):
         current = module_name(path, src)
         here_top = (
@@ -223,6 +236,9 @@ def check(src: Path = SRC) -> list[Violation]:
                 private.append(name)
             if private:
                 what = f"{target}.{name}" if name else target
+                if (current, what) in pending:
+                    seen.add((current, what))
+                    continue
                 found.append(
                     Violation(
                         path,
@@ -249,6 +265,15 @@ def check(src: Path = SRC) -> list[Violation]:
                             f"({node.value.id}.{node.attr}), another part of the package",
                         )
                     )
+    for module, what in sorted(pending - seen):
+        found.append(
+            Violation(
+                Path(__file__),
+                1,
+                f"PENDING lists {module} importing {what}, which no longer happens: remove the "
+                "entry",
+            )
+        )
     return found
 
 

@@ -387,7 +387,9 @@ def register_loader(key: str, loader: Callable[[Module, Any], Any]) -> None:
     Examples
     --------
     >>> import os, tempfile, chainrule as cr
-    >>> cr.io.register_loader("doc_scaled", lambda model, info: (type(model).__name__, info["scale"]))
+    >>> def rebuild(model, info):
+    ...     return type(model).__name__, info["scale"]
+    >>> cr.io.register_loader("doc_scaled", rebuild)
     >>> path = os.path.join(tempfile.mkdtemp(), "scaled.chainrule")
     >>> cr.save(cr.nn.Linear(2, 1, rng=0), path, extra={"doc_scaled": {"scale": 3.0}})
     >>> cr.load(path)
