@@ -120,7 +120,13 @@ def top_of(module: str) -> str:
 
 # Top-level modules that are one part with another: the CLI's training run, options and output
 # files were split out of cli.py along their seams, and share its private helpers.
-SAME_PART: dict[str, str] = {"_run": "cli", "_options": "cli", "_outputs": "cli"}
+# The same for the estimators' shared base, split out of sklearn.py.
+SAME_PART: dict[str, str] = {
+    "_run": "cli",
+    "_options": "cli",
+    "_outputs": "cli",
+    "_sklearn": "sklearn",
+}
 
 
 def part_of(module: str) -> str:
