@@ -50,6 +50,11 @@ def as_input(x: Any, dtype: np.dtype[Any], where: str) -> Tensor:
     return Tensor._const(arr)
 
 
+def _size_or_none(v: Any) -> int | None:
+    """A non-negative int read from a model file's configuration, or None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
 def _check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
@@ -138,6 +143,16 @@ class Linear(Module):
             "bias": self.bias is not None,
             "dtype": self.weight.dtype.name,
         }
+
+    @classmethod
+    def config_elements(cls, config: dict[str, Any]) -> int:
+        n_in, n_out = (
+            _size_or_none(config.get("in_features")),
+            _size_or_none(config.get("out_features")),
+        )
+        if n_in is None or n_out is None:
+            return 0
+        return n_in * n_out + (n_out if config.get("bias", True) else 0)
 
     def flops(self, input_shape: tuple[int | None, ...]) -> int:
         """``rows · in_features · out_features`` multiply-adds (the product ``x @ W``)."""
@@ -424,6 +439,14 @@ class BatchNorm1d(Module):
         if self.weight is not None and self.bias is not None:
             return xhat * self.weight.reshape(shape) + self.bias.reshape(shape)
         return xhat
+
+    @classmethod
+    def config_elements(cls, config: dict[str, Any]) -> int:
+        n = _size_or_none(config.get("num_features"))
+        if n is None:
+            return 0
+        affine = 2 * n if config.get("affine", True) else 0
+        return affine + (2 * n + 1 if config.get("track_running_stats", True) else 0)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

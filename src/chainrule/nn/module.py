@@ -369,6 +369,20 @@ class Module:
         args = kwargs.pop("__args__", [])
         return cls(*args, **kwargs)
 
+    @classmethod
+    def config_elements(cls, config: dict[str, Any]) -> int:
+        """How many elements the parameters and buffers of ``cls.from_config(config)`` will
+        hold, computed from the configuration alone (0 if unknown, the default).
+
+        Loading a model file compares the total with the number of elements the file stores
+        before it builds anything, so a crafted architecture (``Linear(10**6, 10**6)``) cannot
+        make the loader allocate more memory than the file's own size. A layer that allocates
+        in proportion to its arguments should report it. Values in ``config`` come from the
+        file: treat anything that is not a non-negative int as unknown (count 0), the
+        constructor judges it.
+        """
+        return 0
+
     # ----- cost and shape (BLAS-thread policy, diagnostics) -----
     def flops(self, input_shape: tuple[int | None, ...]) -> int:
         """Multiply-adds of this module's own forward (its submodules count for themselves) on
