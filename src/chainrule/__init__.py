@@ -99,7 +99,7 @@ from .training import callbacks as callbacks
 from .training import metrics as metrics
 
 
-def _load_estimator(model: nn.Module, info: object) -> object:
+def _load_estimator(model: nn.Module, info: dict[str, object]) -> object:
     """Rebuild an estimator from its model file: ``cr.load`` calls this for a file saved from a
     ``chainrule.sklearn`` estimator, in a process that may never have imported the estimators.
 

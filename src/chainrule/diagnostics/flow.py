@@ -119,12 +119,12 @@ class GradientFlow(Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         assert self.model is not None
         mods = list(self.model.named_modules())
-        self._linears: list[tuple[str, Module]] = [(n, m) for n, m in mods if _weighted(m)]
+        self._linears: list[tuple[str, Any]] = [(n, m) for n, m in mods if _weighted(m)]
         self.layers = [n for n, _ in self._linears]
         self.labels = {}
         self._fans = {}
         for n, m in self._linears:
-            fan_in, fan_out = self._fans[n] = m.fans()  # type: ignore[misc]
+            fan_in, fan_out = self._fans[n] = m.fans()
             self.labels[n] = f"{n}: {type(m).__name__}({fan_in}→{fan_out})"
         self._kinds = {}
         self._w0 = {n: _rms(m.weight.data) for n, m in self._linears}

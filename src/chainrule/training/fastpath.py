@@ -95,7 +95,8 @@ class FastMLP:
                 acts.append(None)
                 expect_linear = False
             elif activation_kind(layer) in _KINDS:
-                if activation_kind(layer) == "leaky_relu" and layer.negative_slope <= 0:
+                slope = getattr(layer, "negative_slope", 0.0)
+                if activation_kind(layer) == "leaky_relu" and slope <= 0:
                     return None
                 acts[-1] = layer
                 expect_linear = True
