@@ -109,8 +109,13 @@ def _load_estimator(model: nn.Module, info: dict[str, object]) -> object:
     ``io`` (training floor) may import nothing from the applications floor, and the file itself
     only names the key ``"sklearn_estimator"`` (loading never imports a module a file names).
     """
-    from .sklearn import from_model_file
-
+    try:
+        from .sklearn import from_model_file
+    except ImportError as exc:
+        raise ImportError(
+            "this model file holds a chainrule.sklearn estimator, and loading it needs "
+            f'scikit-learn ({exc}): pip install "chainrule[datasets]"'
+        ) from None
     return from_model_file(model, info)
 
 

@@ -270,6 +270,34 @@ def test_an_estimator_file_loads_in_a_fresh_process_that_never_imported_the_esti
     assert preds == " ".join(map(str, est.predict(X)))
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+def test_loading_an_estimator_file_without_scikit_learn_says_what_to_install(tmp_path):
+    pytest.importorskip("sklearn")
+    from chainrule.sklearn import MLPRegressor
+
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    est = MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0).fit(X, X[:, 0])
+    path = tmp_path / "reg.chainrule"
+    cr.save(est, path)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["sklearn"] = None  # as if scikit-learn were not installed
+        import chainrule as cr
+        try:
+            cr.load({str(path)!r})
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, env=_env()
+    )
+    assert run.returncode == 0, run.stderr
+    assert "holds a chainrule.sklearn estimator" in run.stdout
+    assert 'pip install "chainrule[datasets]"' in run.stdout
+
+
 def _env() -> dict[str, str]:
     import os
 
