@@ -50,6 +50,7 @@ FLOOR_OF: dict[str, str] = {
     "_validation": "engine",
     "_inplace": "engine",
     "_torch_names": "engine",
+    "_stateful": "engine",  # state primitives (dropout masks, running statistics): i17b
     # models: modules, layers, losses, initialisers; optimizers and schedules
     "nn": "models",
     "optim": "models",
@@ -70,6 +71,7 @@ FLOOR_OF: dict[str, str] = {
     "_sklearn": "applications",
     "playground": "applications",
     "distributed": "applications",
+    "_launch": "applications",  # `chainrule ... --workers N` under mpiexec: i19
     "export": "applications",
     "testing": "applications",
     "__main__": "applications",

@@ -178,9 +178,7 @@ def register_module(
 
 def spec_of(module: Module | type[Module]) -> LayerSpec | None:
     """The registry's entry for exactly ``module``'s class (not a base class's), or None."""
-    cls = module if isinstance(module, type) else type(module)
-    spec = _SPECS.get(cls)
-    return spec if spec is not None and lookup(spec.name) is cls else None
+    return _SPECS.get(module if isinstance(module, type) else type(module))
 
 
 def activation_kind(module: Module, inherited: bool = False) -> str | None:
@@ -198,9 +196,11 @@ def activation_kind(module: Module, inherited: bool = False) -> str | None:
     >>> activation_kind(cr.nn.Tanh()), activation_kind(cr.nn.Linear(2, 3))
     ('tanh', None)
     """
-    classes = type(module).__mro__ if inherited else (type(module),)
-    for cls in classes:
-        spec = spec_of(cls)
+    if not inherited:  # the fused step asks this for every layer of every step: one lookup
+        spec = _SPECS.get(type(module))
+        return None if spec is None else spec.activation
+    for cls in type(module).__mro__:
+        spec = _SPECS.get(cls)
         if spec is not None and spec.activation is not None:
             return spec.activation
     return None
