@@ -18,14 +18,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..nn.layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from ..nn.layers import Linear
 from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..nn.module import Sequential
+from ..nn.registry import activation_kind
 from ..ops import _relu_array, _sigmoid
 
 __all__ = ["FastMLP"]
 
-_ACTS = (ReLU, LeakyReLU, Tanh, Sigmoid, Identity)
+# activations with a kernel here, by the kind their class registered (nn.registry)
+_KINDS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 
 
 def loss_spec(loss_fn: Any) -> tuple[str, float, float] | None:
@@ -93,8 +95,9 @@ class FastMLP:
                 linears.append(layer)
                 acts.append(None)
                 expect_linear = False
-            elif type(layer) in _ACTS:
-                if type(layer) is LeakyReLU and layer.negative_slope <= 0:
+            elif activation_kind(layer) in _KINDS:
+                slope = getattr(layer, "negative_slope", 0.0)
+                if activation_kind(layer) == "leaky_relu" and slope <= 0:
                     return None
                 acts[-1] = layer
                 expect_linear = True
@@ -103,7 +106,7 @@ class FastMLP:
                 acts.append(None)
             else:
                 return None
-        if acts[-1] is not None and type(acts[-1]) is not Identity:
+        if acts[-1] is not None and activation_kind(acts[-1]) != "identity":
             return None  # an activation on the output belongs to the loss: use the engine
         spec = loss_spec(loss_fn)
         if spec is None:
@@ -331,32 +334,32 @@ def _row_max(a: np.ndarray) -> np.ndarray:
 
 
 def _activate(act: Any, z: np.ndarray) -> None:
-    t = type(act)
-    if t is ReLU:
+    t = activation_kind(act)
+    if t == "relu":
         _relu_array(z, out=z)
-    elif t is Tanh:
+    elif t == "tanh":
         np.tanh(z, out=z)
-    elif t is Sigmoid:
+    elif t == "sigmoid":
         z[...] = _sigmoid(z)
-    elif t is LeakyReLU:
+    elif t == "leaky_relu":
         np.multiply(z, np.where(z > 0, 1, act.negative_slope).astype(z.dtype), out=z)
 
 
 def _backward_act(act: Any, a: np.ndarray, g: np.ndarray, tmp: np.ndarray) -> None:
     """``g ← g ⊙ f'(z)`` from the activation's output ``a`` (the engine's rules); ``tmp`` is
     scratch of ``g``'s shape, so no temporary array is allocated."""
-    t = type(act)
-    if act is None or t is Identity:
+    t = None if act is None else activation_kind(act)
+    if t is None or t == "identity":
         return
-    if t is ReLU:
+    if t == "relu":
         g *= a > 0
-    elif t is Tanh:  # 1 - a²
+    elif t == "tanh":  # 1 - a²
         np.multiply(a, a, out=tmp)
         np.subtract(1, tmp, out=tmp)
         g *= tmp
-    elif t is Sigmoid:  # a(1 - a)
+    elif t == "sigmoid":  # a(1 - a)
         np.subtract(1, a, out=tmp)
         tmp *= a
         g *= tmp
-    elif t is LeakyReLU:
+    elif t == "leaky_relu":
         g *= np.where(a > 0, 1, act.negative_slope).astype(g.dtype)
