@@ -19,7 +19,10 @@ from chainrule.testing import (
     registered_primitives,
 )
 
-torch = pytest.importorskip("torch")  # the oracle (installed with the "test" extra)
+try:  # the oracle: CI installs torch==2.13.0; without it the other checks still run
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
 
 
 def test_the_registry_is_complete_and_every_primitive_has_its_rules():
@@ -34,7 +37,7 @@ def test_primitive_passes_its_contract(prim):
     assert report.cases > 0
     if any(rule is not None for rule in prim.vjps) or prim.vjp_argnum is not None:
         assert report.gradient_points > 0
-    if prim.torch is not None:
+    if prim.torch is not None and torch is not None:
         assert report.torch_cases > 0
     assert report.max_gradient_error <= 1.0
 
@@ -76,6 +79,7 @@ def test_a_wrong_rule_is_caught_naming_the_primitive_input_and_position():
 
 
 def test_the_right_rule_passes_the_same_checks():
+    pytest.importorskip("torch")
     right = Primitive(
         "toy_square",
         _square,
@@ -182,6 +186,7 @@ def test_a_float32_forward_that_loses_precision_is_caught():
 
 
 def test_a_disagreement_with_pytorch_is_caught():
+    pytest.importorskip("torch")
     def softplus_wrong(a):
         return np.log1p(np.exp(a)) - 1e-6  # a constant offset: gradients stay right
 
