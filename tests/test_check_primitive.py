@@ -187,6 +187,7 @@ def test_a_float32_forward_that_loses_precision_is_caught():
 
 def test_a_disagreement_with_pytorch_is_caught():
     pytest.importorskip("torch")
+
     def softplus_wrong(a):
         return np.log1p(np.exp(a)) - 1e-6  # a constant offset: gradients stay right
 
@@ -236,3 +237,40 @@ def test_a_forward_that_writes_into_its_input_is_caught():
 def test_a_primitive_without_examples_cannot_pass():
     prim = Primitive("toy_no_examples", _square, vjps=(lambda g, out, saved, x: 2 * g * x,))
     _check_fails(prim, r"has no examples")
+
+
+def test_a_rule_reading_the_output_without_declaring_it_is_caught():
+    # exp's rule g·out reads the forward output: reads_out=False would let an in-place
+    # change of the output slip past backward()'s check
+    prim = Primitive(
+        "toy_exp_undeclared",
+        np.exp,
+        kind="elementwise",
+        vjps=(lambda g, out, saved, x: g * out,),
+        reads_out=False,
+        examples=_square_examples,
+    )
+    _check_fails(prim, r"in-place facts: the rule of input 0 reads the forward output")
+    declared = Primitive(
+        "toy_exp_declared",
+        np.exp,
+        kind="elementwise",
+        vjps=(lambda g, out, saved, x: g * out,),
+        reads_out=True,
+        examples=_square_examples,
+    )
+    with registered(declared):
+        check_primitive(declared, oracle=False)
+
+
+def test_a_wrong_needed_by_declaration_is_caught():
+    # x·y: the rule of x reads y and the rule of y reads x; the swapped declaration is wrong
+    prim = Primitive(
+        "toy_mul_swapped",
+        np.multiply,
+        kind="elementwise",
+        vjps=(lambda g, out, saved, x, y: g * y, lambda g, out, saved, x, y: g * x),
+        needed_by=((0,), (1,)),
+        examples=_mul_examples,
+    )
+    _check_fails(prim, r"the rule of input 1 reads the value of input 0", r"inputs \(0,\)")
