@@ -12,4 +12,6 @@ fi
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy
+# the floors of DESIGN.md and the private-name rule (also a test; this prints file:line first)
+.venv/bin/python -m tests.import_contract
 .venv/bin/python -m pytest

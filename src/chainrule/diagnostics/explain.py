@@ -36,7 +36,7 @@ from ..nn.losses import (
 )
 from ..nn.module import Module, Sequential
 from ..tensor import Tensor, enable_grad
-from ..training.fit import _resolve_loss
+from ..training.arguments import resolve_loss
 
 __all__ = ["Explanation", "describe_loss", "explain", "parse_weight"]
 
@@ -363,7 +363,7 @@ def explain(
         isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
     ):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    loss_fn = _resolve_loss(loss)
+    loss_fn = resolve_loss(loss)
     # The computation runs on a copy: backward() on the model itself would add to (or, after
     # zero_grad, replace) the gradients the user is about to step with, and eval() would lose
     # each sub-module's own mode. The copy is in eval mode (dropout off).

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._validation import check_number
 from ..kernels import add_scaled
-from ..tensor import Tensor, _mark_modified, enable_grad
+from ..tensor import Tensor, enable_grad, mark_modified
 from ._kernels import adam_kernel
 
 __all__ = ["GD", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
@@ -150,7 +150,7 @@ class Optimizer:
                 self._update(p.data, g, arrays, state["step"], group, tmp, tmp2)
         # an optimizer step is an in-place change (PyTorch's version counter): a backward()
         # through a graph built before it raises instead of using the new weights
-        _mark_modified(p for grp in self.param_groups for p in grp["params"] if p.grad is not None)
+        mark_modified(p for grp in self.param_groups for p in grp["params"] if p.grad is not None)
         return loss
 
     def prepare(self) -> None:

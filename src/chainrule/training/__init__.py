@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import metrics
+from ._threads import blas_threads_for
 from .callbacks import (
     Callback,
     CSVLogger,
@@ -26,6 +27,7 @@ __all__ = [
     "ModelCheckpoint",
     "ProgressBar",
     "Trainer",
+    "blas_threads_for",
     "evaluate",
     "fit",
     "metrics",

@@ -20,13 +20,15 @@ import numpy as np
 
 from .._numerics import sigmoid, softplus
 from ..kernels import activate_, activation_grad_, column_sums, linear, row_max, weight_grad
-from ..nn.layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from ..nn.layers import Linear
 from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..nn.module import Sequential
+from ..nn.registry import activation_kind
 
 __all__ = ["FastMLP"]
 
-_ACTS = (ReLU, LeakyReLU, Tanh, Sigmoid, Identity)
+# activations with a kernel here, by the kind their class registered (nn.registry)
+_KINDS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 
 
 def loss_spec(loss_fn: Any) -> tuple[str, float, float] | None:
@@ -93,8 +95,9 @@ class FastMLP:
                 linears.append(layer)
                 acts.append(None)
                 expect_linear = False
-            elif type(layer) in _ACTS:
-                if type(layer) is LeakyReLU and layer.negative_slope <= 0:
+            elif activation_kind(layer) in _KINDS:
+                slope = getattr(layer, "negative_slope", 0.0)
+                if activation_kind(layer) == "leaky_relu" and slope <= 0:
                     return None
                 acts[-1] = layer
                 expect_linear = True
@@ -103,7 +106,7 @@ class FastMLP:
                 acts.append(None)
             else:
                 return None
-        if acts[-1] is not None and type(acts[-1]) is not Identity:
+        if acts[-1] is not None and activation_kind(acts[-1]) != "identity":
             return None  # an activation on the output belongs to the loss: use the engine
         spec = loss_spec(loss_fn)
         if spec is None:
@@ -310,17 +313,17 @@ def _grad_target(p: Any) -> np.ndarray:
     return buf if buf is not None else np.empty_like(p.data)
 
 
-_KINDS = {ReLU: "relu", Tanh: "tanh", Sigmoid: "sigmoid", LeakyReLU: "leaky_relu"}
+_KERNEL_KINDS = ("relu", "tanh", "sigmoid", "leaky_relu")  # identity: nothing to do
 
 
 def _activate(act: Any, z: np.ndarray) -> None:
-    kind = _KINDS.get(type(act))
-    if kind is not None:
+    kind = activation_kind(act)
+    if kind in _KERNEL_KINDS:
         activate_(kind, z, getattr(act, "negative_slope", 0.01))
 
 
 def _backward_act(act: Any, a: np.ndarray, g: np.ndarray, tmp: np.ndarray) -> None:
     """``g ← g ⊙ f'(z)`` from the activation's output ``a`` (kernels.activation_grad_)."""
-    kind = _KINDS.get(type(act))
-    if kind is not None:
+    kind = None if act is None else activation_kind(act)
+    if kind in _KERNEL_KINDS:
         activation_grad_(kind, a, g, tmp, getattr(act, "negative_slope", 0.01))

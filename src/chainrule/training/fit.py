@@ -105,15 +105,9 @@ def _resolve_loss(loss: Any) -> Any:
 
 
 def _task_of(loss_fn: Any) -> str:
-    if isinstance(loss_fn, (CrossEntropyLoss,)):
-        return "multiclass"
-    if isinstance(loss_fn, NLLLoss):
-        return "multiclass_logprob"
-    if isinstance(loss_fn, BCEWithLogitsLoss):
-        return "binary_logits"
-    if isinstance(loss_fn, BCELoss):
-        return "binary_proba"
-    return "regression"
+    # the loss declares what the outputs are (nn.losses: ``task``); any other callable: values
+    task = getattr(loss_fn, "task", "regression")
+    return task if isinstance(task, str) else "regression"
 
 
 def _outputs_to(kind: str, task: str, out: np.ndarray) -> np.ndarray:
@@ -411,7 +405,9 @@ class Trainer:
         from .checkpoint import training_state
 
         meta, tensors = training_state(self)
-        model_io._write(path, self.model, extra={}, training=meta, training_tensors=tensors)
+        model_io.write_model_file(
+            path, self.model, extra={}, training=meta, training_tensors=tensors
+        )
 
     def load_checkpoint(self, path: str) -> None:
         """Restore everything :meth:`save_checkpoint` wrote (into this trainer's objects)."""
@@ -518,7 +514,7 @@ class Trainer:
             # invalid-value warnings would only repeat it, batch after batch
             quiet = self.on_nonfinite != "ignore"
             with (
-                blas_threads_for(self.model, bs),  # one BLAS thread for small steps
+                blas_threads_for(self.model, (bs, *X.shape[1:])),  # one thread, small steps
                 use_generator(self.rng),  # dropout without its own generator follows the seed
             ):
                 for epoch in range(start_epoch, self.epochs + 1):
