@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,8 @@ def _rebind(t: Tensor, result: Tensor) -> Tensor:
     t._op = result._op
     t._inputs = result._inputs
     t._attrs = result._attrs
+    t._saved = result._saved
+    t._group = result._group
     t.requires_grad = True
     t._vers = t._version + 1
     t._mod = t._epoch = _EPOCH[0]
@@ -69,7 +72,11 @@ def _old_identity(t: Tensor) -> Tensor:
     """A new object that stands for ``t`` as it is now (the node of the recorded change)."""
     if t._op is None:
         return Tensor._const(t.data)
-    old = Tensor._make(t.data, t._op, t._inputs or (), t._attrs)
+    old = Tensor._make(t.data, t._op, t._inputs or (), t._attrs, t._saved)
+    group = t._group
+    if group is not None:  # an output of a multi-output node: the old object takes its place
+        old._group = group
+        group.refs = [weakref.ref(old) if r() is t else r for r in group.refs]
     old._epoch = t._epoch
     old._mod = getattr(t, "_mod", 0)
     old._vers = t._version

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._numerics import softmax
 from ._options import OPTIONS, check_network_size, check_option
 from ._outputs import RunDirectory, check_run_out
 from .data import datasets
@@ -141,8 +142,7 @@ def _score(prep: TabularPreprocessor, out: np.ndarray, table: Table) -> dict[str
     if prep.task == "classification":
         y = prep.encode_target(table)
         pred = out.argmax(axis=1)
-        z = out - out.max(axis=1, keepdims=True)
-        proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        proba = softmax(out, axis=1)
         labels = list(range(len(prep.classes or [])))
         return {
             "n": len(y),

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._numerics import softmax
 from ._options import check_count, check_network_size, check_option
 from ._outputs import predictions_path
 from ._run import (
@@ -107,8 +108,7 @@ def _predictions_csv(prep: TabularPreprocessor, out: np.ndarray) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if prep.task == "classification":
-        z = out - out.max(axis=1, keepdims=True)
-        proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        proba = softmax(out, axis=1)
         classes = prep.classes or []
         w.writerow(["prediction", *[f"p({c})" for c in classes]])
         for label, row in zip(prep.decode_classes(out.argmax(axis=1)), proba):

@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
 
+from ._numerics import log_sigmoid, log_softmax, sigmoid, softmax
 from ._sklearn import _BaseMLP, _PenalizedLoss, _plain  # noqa: F401 - _PenalizedLoss: tests import it here
 from .io import register_loader
 from .tensor import no_grad
@@ -271,11 +272,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Class probabilities, columns in the order of ``classes_``."""
         out = self._raw(X).astype(np.float64)
         if self._loss_kind == "multiclass":
-            z = out - out.max(axis=1, keepdims=True)
-            e = np.exp(z)
-            return e / e.sum(axis=1, keepdims=True)
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(-out))
+            return softmax(out, axis=1)
+        p = sigmoid(out)
         if self._multilabel:
             return p
         return np.hstack([1 - p, p])
@@ -284,10 +282,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Logarithm of ``predict_proba`` (computed stably from the logits)."""
         out = self._raw(X).astype(np.float64)
         if self._loss_kind == "multiclass":
-            z = out - out.max(axis=1, keepdims=True)
-            return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        log_p = -np.logaddexp(0, -out)
-        log_q = -np.logaddexp(0, out)
+            return log_softmax(out, axis=1)
+        log_p = log_sigmoid(out)
+        log_q = log_sigmoid(-out)
         return log_p if self._multilabel else np.hstack([log_q, log_p])
 
     def __sklearn_tags__(self) -> Any:

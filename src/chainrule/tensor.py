@@ -1,11 +1,12 @@
 """The Tensor and the backward pass.
 
 A :class:`Tensor` wraps a NumPy array (``.data``). When it is produced by a primitive while
-gradients are recorded, it remembers the primitive's name, its inputs and attributes: that is
-the whole graph. :meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain
-of any length works), walks it in reverse and applies each primitive's rule from the table in
-:mod:`chainrule.ops` — the chain rule, one product per edge — accumulating (``+=``) into the
-``.grad`` of the leaves.
+gradients are recorded, it holds the primitive's record (:class:`chainrule._primitive.Primitive`),
+its inputs, attributes and what the forward saved: that is the whole graph.
+:meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain of any length
+works), walks it in reverse and calls, for each node, the rules of the inputs that require a
+gradient — the chain rule, one product per edge — accumulating (``+=``) into the ``.grad`` of
+the leaves.
 """
 
 from __future__ import annotations
@@ -208,10 +209,12 @@ class Tensor:
         "_attrs",
         "_base",
         "_epoch",
+        "_group",
         "_inputs",
         "_mod",
         "_op",
         "_retain",
+        "_saved",
         "_vers",
         "data",
         "grad",
@@ -226,9 +229,11 @@ class Tensor:
     data: np.ndarray
     grad: np.ndarray | None
     requires_grad: bool
-    _op: str | None
+    _op: Any  # the Primitive record of the node that produced this tensor (None for a leaf)
     _inputs: tuple[Any, ...] | None
     _attrs: dict[str, Any] | None
+    _saved: Any  # what the primitive's forward saved for its rules
+    _group: Any  # for an output of a multi-output primitive: the shared _primitive._Group
     _retain: bool
     name: str | None
     # in-place bookkeeping (set lazily; read with getattr defaults where they may be unset)
@@ -255,7 +260,12 @@ class Tensor:
     # ----- construction helpers used by the primitives (hot path: keep it short) -----
     @classmethod
     def _make(
-        cls, data: np.ndarray, op: str, inputs: tuple[Any, ...], attrs: dict[str, Any] | None
+        cls,
+        data: np.ndarray,
+        op: Any,
+        inputs: tuple[Any, ...],
+        attrs: dict[str, Any] | None,
+        saved: Any = None,
     ) -> Tensor:
         t = object.__new__(cls)
         t.data = data
@@ -265,6 +275,8 @@ class Tensor:
         t._op = op
         t._inputs = inputs
         t._attrs = attrs
+        t._saved = saved
+        t._group = None
         t.requires_grad = True
         t._epoch = _EPOCH[0]  # for the in-place check in backward()
         return t
@@ -317,6 +329,12 @@ class Tensor:
     @property
     def op(self) -> str | None:
         """Name of the primitive that produced this tensor (None for a leaf)."""
+        op = self._op
+        return None if op is None else op.name  # type: ignore[no-any-return]
+
+    @property
+    def primitive(self) -> Any:
+        """The :class:`~chainrule._primitive.Primitive` that produced this tensor (None: leaf)."""
         return self._op
 
     @property
@@ -387,7 +405,7 @@ class Tensor:
         if self.data.dtype != np.float32:
             extra += f", dtype={self.data.dtype}"
         if self._op is not None:
-            extra += f", op={self._op}"
+            extra += f", op={self.op}"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -423,7 +441,7 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    # ----- operators (defined in ops; installed at the bottom of ops.py) -----
+    # ----- operators (defined in ops; installed by chainrule/ops/__init__.py) -----
     __add__: Callable[..., Tensor]
     __radd__: Callable[..., Tensor]
     __sub__: Callable[..., Tensor]
@@ -476,6 +494,8 @@ class Tensor:
     flatten: Callable[..., Tensor]
     argmax: Callable[..., np.ndarray]
     argmin: Callable[..., np.ndarray]
+    split: Callable[..., tuple[Tensor, ...]]
+    chunk: Callable[..., tuple[Tensor, ...]]
 
     @property
     def T(self) -> Tensor:  # noqa: N802 - NumPy's name
@@ -608,17 +628,26 @@ def _mark_modified(tensors: Any) -> None:
             t = getattr(t, "_base", None)
 
 
-def _check_inplace(node: Tensor, op: str, inputs: tuple[Any, ...]) -> None:
-    from .ops import NEEDED_BY, READS_NO_INPUTS, READS_OUT
+def _check_inplace(node: Tensor, prim: Any, inputs: tuple[Any, ...]) -> None:
+    """Raise if a value that ``prim``'s rules read was changed in place after ``node`` was made.
 
+    What the rules read is declared by the record: ``reads_out``, ``reads_inputs`` and
+    ``needed_by`` (see :mod:`chainrule._primitive`).
+    """
     e = node._epoch
-    if op in READS_OUT and getattr(node, "_mod", 0) > e:
-        raise RuntimeError(
-            f"backward(): the output of '{op}' (shape {node.shape}), which its gradient needs, "
-            f"was modified by an in-place operation after it was used (it is at version "
-            f"{node._version}). Change a copy instead (y = y + v, not y += v), or change it "
-            "after backward()"
-        )
+    op = prim.name
+    if prim.reads_out:
+        group = node._group
+        outs = [node] if group is None else [r() for r in group.refs]
+        for t in outs:
+            if t is not None and getattr(t, "_mod", 0) > e:
+                raise RuntimeError(
+                    f"backward(): the output of '{op}' (shape {t.shape}), which its gradient "
+                    f"needs, was modified by an in-place operation after it was used (it is at "
+                    f"version {t._version}). Change a copy instead (y = y + v, not y += v), or "
+                    "change it after backward()"
+                )
+    needed_by = prim.needed_by
     for i, x in enumerate(inputs):
         if not isinstance(x, Tensor) or getattr(x, "_mod", 0) <= e:
             continue
@@ -626,12 +655,11 @@ def _check_inplace(node: Tensor, op: str, inputs: tuple[Any, ...]) -> None:
         # the rule reads; otherwise only a changed value that the rule reads matters
         rebound = x._op is not None and x._epoch > e
         if not rebound and (
-            op in READS_NO_INPUTS
+            not prim.reads_inputs
             or (
-                op in NEEDED_BY
+                needed_by is not None
                 and not any(
-                    isinstance(inputs[j], Tensor) and inputs[j].requires_grad
-                    for j in NEEDED_BY[op][i]
+                    isinstance(inputs[j], Tensor) and inputs[j].requires_grad for j in needed_by[i]
                 )
             )
         ):
@@ -666,10 +694,13 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
-def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+def _toposort(roots: Sequence[Tensor], members: list[Tensor] | None = None) -> list[Tensor]:
     """Nodes reachable from ``roots`` (that require grad), inputs before outputs.
 
-    Iterative depth-first search with an explicit stack: no recursion limit.
+    Iterative depth-first search with an explicit stack: no recursion limit. The outputs of a
+    multi-output primitive are one vertex (the first one met stands for all of them); every
+    output met is appended to ``members`` if given (backward keeps them alive until their
+    node gathers their gradients).
     """
     order: list[Tensor] = []
     seen: set[int] = set()
@@ -682,15 +713,23 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
         key = id(node)
         if key in seen:
             continue
+        inputs = node._inputs
+        if node._op is not None:
+            if inputs is None or type(inputs) is Released:
+                raise RuntimeError(
+                    f"trying to backward through the graph a second time (op '{node.op}'): "
+                    "its intermediate values were released after the first backward(). Pass "
+                    "retain_graph=True to the first backward() if you need to go through it "
+                    "again."
+                )
+            if node._group is not None:
+                if members is not None:
+                    members.append(node)
+                key = id(node._group)
+                if key in seen:
+                    continue
         seen.add(key)
         stack.append((node, True))
-        inputs = node._inputs
-        if node._op is not None and (inputs is None or type(inputs) is Released):
-            raise RuntimeError(
-                f"trying to backward through the graph a second time (op '{node._op}'): its "
-                "intermediate values were released after the first backward(). Pass "
-                "retain_graph=True to the first backward() if you need to go through it again."
-            )
         if inputs:
             for inp in inputs:
                 if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
@@ -703,60 +742,108 @@ def run_backward(
 ) -> None:
     """Reverse-mode sweep from ``roots`` with seed gradients ``seeds``.
 
-    For every node in reverse topological order the rule of its primitive turns the gradient
-    of the output into gradients of the inputs (∂C/∂input = ∂C/∂out · ∂out/∂input); gradients
-    arriving along several paths are summed.
+    For every node in reverse topological order the rules of its primitive turn the gradient
+    of the output into gradients of the inputs (∂C/∂input = ∂C/∂out · ∂out/∂input) — only for
+    the inputs that require a gradient; gradients arriving along several paths are summed.
     """
-    from .ops import RULES
-
-    order = _toposort(roots)
+    members: list[Tensor] = []  # outputs of multi-output nodes: alive until gathered
+    order = _toposort(roots, members)
     kept: dict[int, ReleasedNode] = {}  # the structure that outlives the released values
-    grads: dict[int, np.ndarray] = {}
+    grads: dict[int, Any] = {}
     for r, s in zip(roots, seeds):
         k = id(r)
         grads[k] = grads[k] + s if k in grads else s
     for node in reversed(order):
-        g = grads.pop(id(node), None)
-        op = node._op
-        if op is None or node._retain:
+        prim = node._op
+        if prim is None:
+            g = grads.pop(id(node), None)
             if g is not None:
                 _accumulate(node, g)
-            if op is None:
-                continue
+            continue
         inputs = node._inputs
         assert inputs is not None  # checked in _toposort
+        group = node._group
+        if group is None:
+            g = grads.pop(id(node), None)
+            if g is not None and node._retain:
+                _accumulate(node, g)
+            out, saved = node.data, node._saved
+        else:
+            g, out, saved = _gather_outputs(group, grads)
         if node._epoch != _EPOCH[0]:
-            _check_inplace(node, op, inputs)
+            _check_inplace(node, prim, inputs)
         if g is not None:
-            try:
-                rule = RULES[op]
-            except KeyError:
-                raise NotImplementedError(f"no gradient rule for '{op}'") from None
-            in_data = [x.data if isinstance(x, Tensor) else x for x in inputs]
-            attrs = node._attrs
-            results = (
-                rule(g, node.data, *in_data, **attrs) if attrs else rule(g, node.data, *in_data)
-            )
-            for i, (x, gi) in enumerate(zip(inputs, results)):
-                if not isinstance(x, Tensor) or not x.requires_grad:
-                    continue
-                if gi is None:
-                    raise NotImplementedError(
-                        f"no gradient rule for '{op}' (argument {i}): it is not differentiable"
-                    )
-                if callable(gi):  # expensive gradients are computed only when needed
-                    gi = gi()
-                xd = x.data
-                if getattr(gi, "shape", None) != xd.shape:
-                    gi = unbroadcast(gi, xd.shape)
-                if gi.dtype != xd.dtype:
-                    gi = gi.astype(xd.dtype)
-                k = id(x)
-                prev = grads.get(k)
-                grads[k] = gi if prev is None else prev + gi
+            _propagate(prim, g, out, saved, inputs, node._attrs, grads)
         if not retain_graph:
-            node._inputs = _release(node, inputs, kept)
-            node._attrs = None
+            if group is None:
+                node._inputs = _release(node, inputs, kept)
+                node._attrs = node._saved = None
+            else:
+                _release_group(node, group, inputs, kept)
+
+
+def _propagate(
+    prim: Any,
+    g: Any,
+    out: Any,
+    saved: Any,
+    inputs: tuple[Any, ...],
+    attrs: dict[str, Any] | None,
+    grads: dict[int, Any],
+) -> None:
+    """Call the rule of every input of ``prim`` that requires grad; sum into ``grads``."""
+    in_data = [x.data if isinstance(x, Tensor) else x for x in inputs]
+    vjps = prim.vjps
+    argnum = prim.vjp_argnum
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or not x.requires_grad:
+            continue
+        if argnum is None:
+            rule = vjps[i] if i < len(vjps) else None
+            if rule is None:
+                raise NotImplementedError(
+                    f"no gradient rule for '{prim.name}' (argument {i}): it is not differentiable"
+                )
+            gi = rule(g, out, saved, *in_data, **attrs) if attrs else rule(g, out, saved, *in_data)
+        elif attrs:
+            gi = argnum(i, g, out, saved, *in_data, **attrs)
+        else:
+            gi = argnum(i, g, out, saved, *in_data)
+        if gi is None:
+            raise NotImplementedError(
+                f"no gradient rule for '{prim.name}' (argument {i}): it is not differentiable"
+            )
+        xd = x.data
+        if getattr(gi, "shape", None) != xd.shape:
+            gi = unbroadcast(gi, xd.shape)
+        if gi.dtype != xd.dtype:
+            gi = gi.astype(xd.dtype)
+        k = id(x)
+        prev = grads.get(k)
+        grads[k] = gi if prev is None else prev + gi
+
+
+def _gather_outputs(group: Any, grads: dict[int, Any]) -> tuple[Any, Any, Any]:
+    """The gradients of every output of a multi-output node (None where none arrived)."""
+    gs = []
+    for ref in group.refs:
+        t = ref()
+        gk = None if t is None else grads.pop(id(t), None)
+        if gk is not None and t._retain:
+            _accumulate(t, gk)
+        gs.append(gk)
+    if all(gk is None for gk in gs):
+        return None, group.outs, group.saved
+    return tuple(gs), group.outs, group.saved
+
+
+def _release_group(node: Tensor, group: Any, inputs: tuple[Any, ...], kept: Any) -> None:
+    for ref in group.refs:
+        t = ref()
+        if t is not None:
+            t._inputs = _release(t, inputs, kept)
+            t._attrs = None
+    group.outs = group.saved = None
 
 
 class ReleasedNode:
@@ -791,7 +878,7 @@ def _release(node: Tensor, inputs: tuple[Any, ...], kept: dict[int, ReleasedNode
                 continue
             stub = kept.get(id(x))  # x is in the sorted graph, alive until the sweep ends
             if stub is None:
-                stub = kept[id(x)] = ReleasedNode(x._op, x.data.shape, x.data.dtype)
+                stub = kept[id(x)] = ReleasedNode(x._op.name, x.data.shape, x.data.dtype)
             out.append(stub)
         else:  # a constant (data, targets, a number): only its shape is kept
             arr = x.data if isinstance(x, Tensor) else x

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import ops
 from .._random import as_generator, current_generator
+from .._stateful import masked_dropout, running_stats_update
 from .._validation import check_number
 from ..tensor import Tensor, as_array, as_tensor
 from . import init
@@ -326,6 +327,12 @@ class Dropout(Module):
         it) draws from the running ``fit``'s generator (so ``fit(seed=...)`` fixes the masks) and
         outside ``fit`` from chainrule's default generator (``cr.manual_seed``). NumPy's global
         generator is never used.
+
+    Notes
+    -----
+    The mask is drawn by :meth:`draw_mask` and enters the graph as an explicit input of the
+    ``dropout`` primitive (``y = x ⊙ mask``, ``∂C/∂x = g ⊙ mask``), not as a hidden side
+    effect: a recorded step can take a fresh mask as an input.
     """
 
     def __init__(self, p: float = 0.5, *, rng: Any = None) -> None:
@@ -338,14 +345,26 @@ class Dropout(Module):
         x = as_tensor(x)
         if not self.training or self.p == 0.0:
             return x
-        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+        if x.dtype.kind != "f":  # integers join as float32, as x * mask did
+            x = Tensor._const(x.data.astype(np.float32))
+        return masked_dropout(x, self.draw_mask(x.shape, x.dtype))
+
+    def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of the mask for an input of ``shape``: one draw per element."""
+        return shape
+
+    def draw_mask(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A mask for an input of ``shape``: 0 with probability ``p``, else ``1/(1-p)``.
+
+        Drawn from the layer's generator (see ``rng``), in ``dtype``.
+        """
+        dtype = np.dtype(dtype)
+        shape = self.mask_shape(tuple(shape))
         if self.p == 1.0:
-            mask = np.zeros(x.shape, dtype)
-        else:
-            gen = self.rng if self.rng is not None else current_generator()
-            keep = gen.random(x.shape, dtype=np.float64) >= self.p
-            mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
-        return x * mask
+            return np.zeros(shape, dtype)
+        gen = self.rng if self.rng is not None else current_generator()
+        keep = gen.random(shape, dtype=np.float64) >= self.p
+        return keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))  # type: ignore[no-any-return]
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -361,6 +380,9 @@ class BatchNorm1d(Module):
     ``y = (x - μ) / √(σ² + eps) · γ + β`` with the batch mean and (biased) variance in
     training, and the running estimates in eval mode. The running variance is updated with the
     unbiased batch variance: ``r ← (1 - momentum)·r + momentum·σ²_unbiased``, as PyTorch.
+    That update is the output of the ``batch_norm_running_stats`` primitive, written into the
+    buffers in one place (:meth:`_update_running_stats`), not a side effect scattered in
+    ``forward``.
 
     Shape
     -----
@@ -412,25 +434,23 @@ class BatchNorm1d(Module):
                 f"BatchNorm1d({self.num_features}) expected input of shape (N, "
                 f"{self.num_features}) or (N, {self.num_features}, L), got shape {x.shape}"
             )
-        axes = (0,) if x.ndim == 2 else (0, 2)
-        shape = (1, self.num_features) if x.ndim == 2 else (1, self.num_features, 1)
+        return self._normalize(x)
+
+    def _normalize(self, x: Tensor) -> Tensor:
+        """Normalise per channel (axis 1) over every other axis, for inputs of any rank."""
+        axes = (0, *range(2, x.ndim))
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training or not self.track_running_stats:
             n = x.size // self.num_features
             if self.training and n <= 1:
                 raise ValueError(
-                    f"BatchNorm1d needs more than one value per channel in training, got input "
-                    f"shape {x.shape}"
+                    f"{type(self).__name__} needs more than one value per channel in training, "
+                    f"got input shape {x.shape}"
                 )
             mean = x.mean(axis=axes, keepdims=True)
             var = x.var(axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
-                m = self.momentum
-                unbiased = var.data.reshape(-1) * (n / (n - 1))
-                self.running_mean *= 1 - m
-                self.running_mean += m * mean.data.reshape(-1)
-                self.running_var *= 1 - m
-                self.running_var += m * unbiased
-                self.num_batches_tracked += 1
+                self._update_running_stats(mean.data.reshape(-1), var.data.reshape(-1), n)
             xhat = (x - mean) / ops.sqrt(var + self.eps)
         else:
             mean_c = self.running_mean.reshape(shape)
@@ -439,6 +459,19 @@ class BatchNorm1d(Module):
         if self.weight is not None and self.bias is not None:
             return xhat * self.weight.reshape(shape) + self.bias.reshape(shape)
         return xhat
+
+    def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
+        """The one place the running statistics change: the state primitive's outputs (from
+        the batch's per-channel ``mean`` and biased ``var`` over ``n`` values) are written
+        into the buffers, which stay the same arrays."""
+        new = running_stats_update(
+            self.running_mean, self.running_var, self.num_batches_tracked, mean, var,
+            self.momentum, n,
+        )  # fmt: skip
+        for buffer, value in zip(
+            (self.running_mean, self.running_var, self.num_batches_tracked), new
+        ):
+            np.copyto(buffer, value)
 
     @classmethod
     def config_elements(cls, config: dict[str, Any]) -> int:

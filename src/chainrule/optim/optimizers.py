@@ -29,6 +29,7 @@ import numpy as np
 
 from .._validation import check_number
 from ..arena import ParameterArena
+from ..kernels import add_scaled
 from ..tensor import Tensor, enable_grad, mark_modified
 from ._kernels import adam_kernel
 
@@ -274,8 +275,7 @@ class Optimizer:
 
 def _with_l2(p: np.ndarray, g: np.ndarray, wd: float, out: np.ndarray) -> np.ndarray:
     """``g + λ·w`` (the L2 penalty's gradient) written into ``out``."""
-    np.multiply(p, wd, out=out)
-    return np.add(g, out, out=out)  # type: ignore[no-any-return]
+    return add_scaled(g, p, wd, out)
 
 
 class _Segment:

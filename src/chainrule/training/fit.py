@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import io as model_io
+from .._numerics import sigmoid, softmax
 from .._random import as_generator, use_generator
 from .._validation import check_number
 from ..nn.losses import (
@@ -116,16 +117,13 @@ def _outputs_to(kind: str, task: str, out: np.ndarray) -> np.ndarray:
     if task == "multiclass":
         if kind == "label":
             return out.argmax(axis=1)
-        z = out - out.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(out, axis=1)
     if task == "multiclass_logprob":
         return out.argmax(axis=1) if kind == "label" else np.exp(out)
     if task == "binary_logits":
         if kind == "label":
             return (out > 0).astype(np.int64)
-        with np.errstate(over="ignore", under="ignore"):
-            return 1 / (1 + np.exp(-out.astype(np.float64)))
+        return sigmoid(out.astype(np.float64))
     return (out > 0.5).astype(np.int64) if kind == "label" else out
 
 
@@ -1037,12 +1035,9 @@ def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.nd
     z = predict(model, X, batch_size)
     if z.dtype.kind != "f":
         z = z.astype(np.float64)
-    with np.errstate(under="ignore"):  # a probability that rounds to 0 is right
-        if z.ndim >= 2 and z.shape[-1] > 1:
-            e = np.exp(z - z.max(axis=-1, keepdims=True))
-            return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
-        e = np.exp(-np.abs(z))  # σ(z) from e^{-|z|} ≤ 1: never overflows
-        return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)  # type: ignore[no-any-return]
+    if z.ndim >= 2 and z.shape[-1] > 1:
+        return softmax(z, axis=-1)
+    return sigmoid(z)
 
 
 def evaluate(
