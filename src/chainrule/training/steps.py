@@ -195,7 +195,7 @@ def check_step_plan(
     same generator for the dropout masks, and requires after every step
 
     - the same loss and output, and ``p.grad`` equal for every trainable parameter, None for
-      every frozen one: ``|a - b| ≤ atol + 1e-10·|b|`` (``atol`` = 1e-12 by default);
+      every frozen one: ``|a - b| ≤ atol·max(1, |b|)`` (``atol`` = 1e-12 by default);
     - after the last step, the same weights, batch-norm running statistics and optimizer
       state, and frozen parameters bitwise as they started.
 
@@ -273,7 +273,7 @@ def _close(got: Any, want: Any, atol: float, what: str) -> None:
     if got.shape != want.shape:
         raise AssertionError(f"{what}: shape {got.shape}, the eager plan's {want.shape}")
     err = np.abs(got - want)
-    bound = atol + 1e-10 * np.abs(want)
+    bound = atol * np.maximum(1.0, np.abs(want))  # absolute, relative for values above 1
     if not np.all(err <= bound):  # NaN fails too
         i = np.unravel_index(
             int(np.argmax(np.where(np.isnan(err), np.inf, err - bound))), err.shape

@@ -22,7 +22,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ from .history import History
 from .metrics import get_metric
 from .steps import EagerPlan, StepPlan, all_finite, flat_buffers
 
-__all__ = ["OPTIMIZERS", "DivergenceError", "Trainer"]
+__all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
 
 # what decide_stop returns: go on, stop once this epoch is recorded, stop at once
 GO_ON, STOP_AFTER_EPOCH, STOP_NOW = 0, 1, 2
@@ -69,6 +69,10 @@ OPTIMIZERS: dict[str, type[optim_mod.Optimizer]] = {
     "rmsprop": optim_mod.RMSprop,
     "adagrad": optim_mod.Adagrad,
 }
+
+
+# the step plans the trainer tries, in order; the last one runs every model
+PLANS: tuple[type[StepPlan], ...] = (FusedMLPPlan, EagerPlan)
 
 
 @dataclass
@@ -547,7 +551,7 @@ class Trainer:
             c.on_train_begin({})
         return _Run(X, y, w, Xv, yv, wv, bs, shuffle, start_epoch)
 
-    def _iterate(self, run: _Run) -> Iterator[dict[str, Any]]:
+    def _iterate(self, run: _Run) -> Generator[dict[str, Any], None, None]:
         """The epochs of one fit, yielding after every step; ends with :meth:`_finish`."""
         try:
             for epoch in range(run.start_epoch, self.epochs + 1):
@@ -571,7 +575,7 @@ class Trainer:
             raise
         self._finish()
 
-    def _run_epoch(self, epoch: int, run: _Run) -> Iterator[dict[str, Any]]:
+    def _run_epoch(self, epoch: int, run: _Run) -> Generator[dict[str, Any], None, int]:
         """One epoch's steps (yielding after each); returns the stop decision."""
         self.epoch = epoch
         X, y, w, bs = run.X, run.y, run.w, run.batch_size
@@ -742,9 +746,8 @@ class Trainer:
             return [plan]
         if isinstance(self._plan_given, StepPlan):
             return [self._plan_given]
-        fused = FusedMLPPlan.create(self.model, self.loss_fn, self.optimizer)
-        eager = EagerPlan(self.model, self.loss_fn, self.optimizer)
-        return [eager] if fused is None else [fused, eager]
+        plans = (cls.create(self.model, self.loss_fn, self.optimizer) for cls in PLANS)
+        return [p for p in plans if p is not None]
 
     def _choose_plan(self) -> StepPlan:
         """The first candidate plan that can run now (the last one always can)."""
@@ -815,8 +818,9 @@ class Trainer:
         else:
             flag = GO_ON
         flag = self.agree_stop(flag)
+        if flag != GO_ON:
+            self.stop_training = True  # also when another process asked (agree_stop)
         if flag == STOP_NOW:
-            self.stop_training = True
             if self._divergence is not None:
                 msg, self._divergence = self._divergence, None
                 self.history.message = msg
