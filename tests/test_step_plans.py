@@ -348,8 +348,9 @@ def test_leaving_steps_early_ends_the_run_cleanly():
 
 
 def test_steps_leaves_the_default_generator_to_the_caller():
-    # dropout masks come from the run's generator; drawing from chainrule's default one
-    # between steps (an unseeded layer) changes nothing in the run
+    # dropout masks come from the run's generator only while a step runs; drawing from
+    # chainrule's default generator between steps (an unseeded layer, a dropout mask of the
+    # caller's own) changes nothing in the run
     X, y = _data()
 
     def run(draw):
@@ -358,9 +359,11 @@ def test_steps_leaves_the_default_generator_to_the_caller():
             nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3, rng=1)
         )
         tr = Trainer(model, "cross_entropy", seed=3, verbose=0)
+        other = nn.Dropout(0.5)  # the caller's own dropout layer, no generator of its own
         for _ in tr.steps(X.astype(np.float32), y, epochs=2, batch_size=16):
             if draw:
                 nn.Linear(3, 3)  # draws its initial weights from the default generator
+                other(cr.tensor(np.ones((4, 4), np.float32)))  # draws a mask: not the run's
         return [p.data.tobytes() for p in model.parameters()]
 
     assert run(False) == run(True)
