@@ -29,7 +29,13 @@ import numpy as np
 
 from .. import optim
 from ..diagnostics.explain import explain
-from ..diagnostics.flow import DEAD_FRACTION, EXPLODING_RMS, SATURATED_FRACTION, VANISHING_RATIO
+from ..diagnostics.flow import (
+    DEAD_FRACTION,
+    EXPLODING_RMS,
+    SATURATED_FRACTION,
+    SEVERE_VANISHING_RATIO,
+    VANISHING_RATIO,
+)
 from ..io import save
 from ..nn import ACTIVATIONS, mlp
 from ..nn.layers import Linear
@@ -490,7 +496,9 @@ class Session:
         n = len(self.linears)
         if self.step >= 50 and n >= 3 and ema.get(0) is not None and ema.get(n - 1):
             ratio = ema[0] / ema[n - 1]
-            if ratio < VANISHING_RATIO:
+            # as diagnostics.flow: a small ratio matters while the loss is not falling, a
+            # severe one whatever the loss does
+            if ratio < SEVERE_VANISHING_RATIO or (ratio < VANISHING_RATIO and self._stalled()):
                 out.append(
                     f"vanishing gradients: the first layer's gradient RMS is {ratio:.1e} of the "
                     f"output layer's ({ema[0]:.1e} against {ema[n - 1]:.1e}); the first layers "
@@ -526,6 +534,11 @@ class Session:
                         "points, where their slope is ~0; lower the learning rate"
                     )
         return out
+
+    def _stalled(self) -> bool:
+        """The training loss has fallen by less than 10 % over the last 20 frames."""
+        h = [t for _, t, _ in self.loss_history[-21:] if t is not None]
+        return len(h) >= 21 and h[-1] > 0.9 * h[0]
 
     # ----- messages for the page ------------------------------
     def _network_message(self) -> dict[str, Any]:

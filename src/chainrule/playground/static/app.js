@@ -316,16 +316,17 @@
     return (inputCache[name] = heatImage(g, (k) => diverging(vals[k] / m)));
   }
 
-  function outputImage(g, unit) {
+  function outputImage(g, unit, soft) {
     const A = pg.arrays, f = pg.frame, task = pg.network.task;
-    if (task === "regression") return heatImage(g, (k) => diverging(A.output[k]));
-    if (f.outputs === 1) return heatImage(g, (k) => diverging(2 * A.output[k] - 1));
+    const s = soft ? 0.65 : 1;  // the decision view is lighter, so that the points stand out
+    if (task === "regression") return heatImage(g, (k) => diverging(s * A.output[k]));
+    if (f.outputs === 1) return heatImage(g, (k) => diverging(s * (2 * A.output[k] - 1)));
     const K = f.outputs;
     if (unit != null) return heatImage(g, (k) => mix(WHITE, CLASS_COLOURS[unit % 6], A.output[unit * g * g + k]));
     return heatImage(g, (k) => {
       let best = 0, p = -1;
       for (let c = 0; c < K; c++) if (A.output[c * g * g + k] > p) { p = A.output[c * g * g + k]; best = c; }
-      return mix(WHITE, CLASS_COLOURS[best % 6], Math.max(0, (p - 1 / K) / (1 - 1 / K)));
+      return mix(WHITE, CLASS_COLOURS[best % 6], s * Math.max(0, (p - 1 / K) / (1 - 1 / K)));
     });
   }
 
@@ -505,7 +506,7 @@
     const f = pg.frame, d = pg.data;
     if (f && pg.arrays) {
       ctx.imageSmoothingEnabled = true;
-      ctx.drawImage(outputImage(f.grid, null), 0, 0, canvas.width, canvas.height);
+      ctx.drawImage(outputImage(f.grid, null, true), 0, 0, canvas.width, canvas.height);
     }
     if (!d) return;
     const [x0, x1, y0, y1] = d.domain;
@@ -582,6 +583,7 @@
   }
 
   function draw() {
+    if (!pg.network || !pg.state) return;  // a frame can arrive before the first reply
     drawNetwork();
     drawOutput();
     drawLossChart();
