@@ -409,11 +409,13 @@
     return best;
   }
 
-  // page coordinates of a link's middle / a neuron's centre (for tests and tours)
-  pg.linkPoint = (li, i, j) => {
+  // page coordinates of a point on a link (a third of the way: links cross at their middles)
+  // and of a neuron's centre, for tests and guided tours
+  pg.linkPoint = (li, i, j, t) => {
     const r = $("network").getBoundingClientRect();
     const [x0, y0, x1, y1] = linkEnds(li, i, j);
-    return { x: r.left + (x0 + x1) / 2, y: r.top + (y0 + y1) / 2 };
+    const f = t == null ? 0.3 : t;
+    return { x: r.left + x0 + f * (x1 - x0), y: r.top + y0 + f * (y1 - y0) };
   };
   pg.neuronPoint = (col, unit) => {
     const r = $("network").getBoundingClientRect();
