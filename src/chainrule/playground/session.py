@@ -4,7 +4,8 @@ The page talks to a :class:`Session` only through :meth:`Session.call` (commands
 training thread, between two steps, so nothing changes the model while a step runs) and
 receives what the session broadcasts: JSON messages (state, data, network, explanations) and
 binary *frames* (weights, losses, heat-maps). Training runs step by step through the trainer's
-``train_step`` (forward, loss, backward, optimizer step); frames are throttled, never steps:
+public step generator, :meth:`chainrule.Trainer.steps` (one epoch per call, over rows the
+session has shuffled, so that it knows each step's batch); frames are throttled, never steps:
 a frame is built at most ``fps`` times a second and only once every listener has sent the
 previous one, and the steps in between run at full speed.
 """
@@ -43,7 +44,7 @@ from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..nn.module import Module, Sequential
 from ..ops import abs as t_abs
 from ..tensor import Tensor, enable_grad, no_grad
-from ..training.fit import DivergenceError, Trainer
+from ..training.fit import Trainer
 from .data import PlaygroundData, load_csv, make_data
 from .state import RESET_KEYS, PlaygroundState
 
@@ -55,44 +56,9 @@ FRAME_MAGIC = b"CRPF"
 MOMENTUM = 0.9
 
 
-class _StepAdapter:
-    """``Trainer.train_step``'s contract on the engine, for trainers that do not have it yet.
-
-    One step: forward, loss, zero_grad, backward, finiteness checks, optimizer step; a step
-    whose loss, gradients or updated weights are not finite raises ``DivergenceError`` and
-    leaves the weights as they were.
-    """
-
-    def __init__(self, model: Module, loss: Any, optimizer: Any) -> None:
-        self.model, self.loss_fn, self.optimizer = model, loss, optimizer
-        self._params = list(model.parameters())
-
-    def train_step(self, batch: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-        x, y = batch
-        out = self.model(x)
-        loss = self.loss_fn(out, y)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise DivergenceError(f"the loss is {value}")
-        self.optimizer.zero_grad()
-        loss.backward()
-        for p in self._params:
-            if p.grad is not None and not np.all(np.isfinite(p.grad)):
-                raise DivergenceError("a gradient is not finite")
-        before = [p.data.copy() for p in self._params]
-        self.optimizer.step()
-        if not all(np.all(np.isfinite(p.data)) for p in self._params):
-            for p, b in zip(self._params, before):
-                np.copyto(p.data, b)
-            raise DivergenceError("the optimizer's update made a weight non-finite")
-        return {"loss": value}
-
-
-def _make_trainer(model: Module, loss: Any, optimizer: Any) -> Any:
-    """The trainer's public one-step unit (``Trainer.train_step``) where it exists."""
-    if hasattr(Trainer, "train_step"):
-        return Trainer(model, loss, optimizer, verbose=0, on_nonfinite="raise")
-    return _StepAdapter(model, loss, optimizer)
+def _make_trainer(model: Module, loss: Any, optimizer: Any, seed: int) -> Trainer:
+    """The trainer whose public step generator (``Trainer.steps``) drives the playground."""
+    return Trainer(model, loss, optimizer, seed=seed, verbose=0, on_nonfinite="stop")
 
 
 def decode_frame(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -306,10 +272,9 @@ class Session:
         self.y_fit = self._fit_target(d.y_train)
         self.y_fit_test = self._fit_target(d.y_test)
         self.optimizer = self._optimizer()
-        self.trainer = _make_trainer(self.model, self._loss, self.optimizer)
         self.rng = np.random.default_rng(st.seed)
+        self._new_trainer()
         self._order: np.ndarray = self.rng.permutation(len(d.X_train))
-        self._pos = 0
         self.batch_idx = self._order[: st.batchSize].copy()
         self.step = self.epoch = 0
         self.playing = False
@@ -330,6 +295,18 @@ class Session:
             return optim.Adam(params, lr=st.lr)
         return optim.SGD(params, lr=st.lr, momentum=MOMENTUM if st.optimizer == "momentum" else 0.0)
 
+    def _new_trainer(self) -> None:
+        """A trainer for the current model, loss and optimizer; the epoch starts afresh.
+
+        Without regularisation the loss is the loss module itself (the trainer may then use
+        its fused MLP step plan); with it, :meth:`_loss` adds the penalty.
+        """
+        st = self.state
+        loss = self.base_loss if st.reg == "none" or st.regRate == 0 else self._loss
+        self.trainer = _make_trainer(self.model, loss, self.optimizer, st.seed)
+        self._gen: Iterator[dict[str, Any]] | None = None
+        self._epoch_rows: np.ndarray | None = None
+
     def _loss(self, out: Tensor, y: Any) -> Tensor:
         """The data loss plus the regularisation penalty on the weights (not the biases).
 
@@ -346,43 +323,47 @@ class Session:
         return c
 
     # ----- training ------------------------------
-    def _next_batch(self) -> np.ndarray:
-        bs, n = self.state.batchSize, len(self._order)
-        if self._pos >= n:
-            self._order = self.rng.permutation(n)
-            self._pos = 0
+    def _epoch(self) -> Iterator[dict[str, Any]]:
+        """One epoch through ``Trainer.steps`` over freshly shuffled rows (batch ``b`` of the
+        epoch is rows ``order[b·bs : (b+1)·bs]``)."""
+        if self._epoch_rows is not None:  # a finished epoch: the next one is shuffled anew
+            self._order = self.rng.permutation(len(self.data.X_train))
             self.epoch += 1
-        idx = self._order[self._pos : self._pos + bs]
-        self._pos += bs
-        return idx
-
-    def steps(self) -> Iterator[dict[str, float]]:
-        """The playground's step generator: one ``train_step`` per item, its logs yielded."""
-        while True:
-            idx = self._next_batch()
-            logs = self.trainer.train_step((self.data.X_train[idx], self.y_fit[idx]))
-            self.batch_idx = idx
-            yield logs
+        self._epoch_rows = self._order
+        X, y = self.data.X_train[self._order], self.y_fit[self._order]
+        return self.trainer.steps(X, y, epochs=1, batch_size=self.state.batchSize, shuffle=False)
 
     def _one_step(self) -> None:
-        if not hasattr(self, "_gen"):
-            self._gen = self.steps()
-        try:
-            next(self._gen)
-        except (DivergenceError, FloatingPointError) as exc:
-            self._gen = self.steps()
-            self.playing = False
-            self._diverged = (
-                f"training stopped at step {self.step}: {exc}; the weights are the last finite "
-                "ones. Lower the learning rate (or add regularisation) and press play"
-            )
+        """One training step (a new epoch begins when the last one has ended)."""
+        logs = None
+        for _ in range(2):
+            if self._gen is None:
+                self._gen = self._epoch()
+            logs = next(self._gen, None)
+            if logs is not None:
+                break
+            self._gen = None
+            if self.trainer.stop_reason == "diverged":
+                self.playing = False
+                self._diverged = (
+                    f"training stopped at step {self.step}: {self.trainer.stop_detail}; the "
+                    "weights are the last finite ones. Lower the learning rate (or add "
+                    "regularisation) and press play"
+                )
+                self._new_trainer()
+                return
+        if logs is None:
             return
+        bs = self.state.batchSize
+        assert self._epoch_rows is not None
+        self.batch_idx = self._epoch_rows[logs["batch"] * bs : (logs["batch"] + 1) * bs]
         self.step += 1
         self._steps_since += 1
         for li, k in enumerate(self.linears):
             g = self.model[k].weight.grad
             if g is not None:
-                rms = float(np.sqrt(np.mean(np.square(g, dtype=np.float64))))
+                flat = g.ravel()
+                rms = math.sqrt(float(np.dot(flat, flat)) / flat.size)
                 self._grad_now[li] = rms
                 old = self._grad_ema.get(li)
                 self._grad_ema[li] = rms if old is None else 0.95 * old + 0.05 * rms
@@ -626,27 +607,23 @@ class Session:
             if new.problem != self.data.task:
                 self.state = new = replace(new, problem=self.data.task)
         if changed & RESET_KEYS:
-            playing = self.playing
             try:
-                self._reset(rebuild_data=True)
+                self._reset(rebuild_data=True)  # paused, as after the reset button
             except Exception:
                 self.state = old
                 raise
-            self.playing = playing and False
             return self.hello()
         if "activation" in changed:  # new activation modules between the same Linear layers
             act = ACTIVATIONS[new.activation]
             layers = [m if isinstance(m, Linear) else act() for m in self.model]
             self.model = Sequential(*layers)
-            self.trainer = _make_trainer(self.model, self._loss, self.optimizer)
-            self._gen = self.steps()
         if "optimizer" in changed:  # the weights stay; the new optimizer starts its own state
             self.optimizer = self._optimizer()
-            self.trainer = _make_trainer(self.model, self._loss, self.optimizer)
-            self._gen = self.steps()
-        elif "lr" in changed:
+        elif "lr" in changed:  # between two steps, as Trainer.steps allows
             for g in self.optimizer.param_groups:
                 g["lr"] = new.lr
+        if changed & {"activation", "optimizer", "reg", "regRate", "batchSize"}:
+            self._new_trainer()  # the same weights (and optimizer state, unless replaced)
         if changed & {"fx", "fy"} and self.data.preprocessor is not None:
             d = self.data
             dd = load_csv(self.csv[0], self.csv[1], new) if self.csv else d
