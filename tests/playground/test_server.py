@@ -192,3 +192,17 @@ def test_upload_name_cannot_escape_the_folder(client):
     files = [p for p in client.upload_dir.rglob("*") if p.is_file()]
     assert [p.name for p in files] == ["evil.sh.csv"]
     assert all(not (p.stat().st_mode & 0o111) for p in files)  # not executable
+
+
+def test_listening_beyond_this_machine_accepts_ip_addresses_but_not_other_names(session, tmp_path):
+    app = create_app(session, TOKEN, host="0.0.0.0", port=8765, upload_dir=str(tmp_path))
+    with TestClient(app, base_url="http://192.168.1.5:8765") as c:
+        ok = c.get(f"/?token={TOKEN}", headers={"Host": "192.168.1.5:8765", "Origin": "http://192.168.1.5:8765"})
+        assert ok.status_code == 200
+        assert "ws://192.168.1.5:8765" in ok.headers["content-security-policy"]
+        assert c.get(f"/?token={TOKEN}", headers={"Host": "[fe80::1]:8765"}).status_code == 200
+        assert c.get(f"/?token={TOKEN}", headers={"Host": "rebind.attacker.test:8765"}).status_code == 400
+        assert c.get(f"/?token={TOKEN}", headers={"Host": "192.168.1.5:9999"}).status_code == 400
+        cross = c.get(f"/?token={TOKEN}", headers={"Host": "192.168.1.5:8765", "Origin": "http://10.0.0.9:8765"})
+        assert cross.status_code == 403
+        assert c.get("/", headers={"Host": "192.168.1.5:8765"}).status_code == 403  # the token still

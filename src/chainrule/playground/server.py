@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import os
 import re
@@ -47,22 +48,46 @@ def _static(name: str) -> bytes:
 
 
 def allowed_hosts(host: str, port: int) -> set[str]:
-    """The ``Host`` header values this server answers (its own address and port)."""
-    names = {host}
+    """The ``Host`` header values this server answers by name (its own address and port)."""
+    names = {host if ":" not in host else f"[{host.strip('[]')}]"}
     if host in ("127.0.0.1", "localhost"):
         names |= {"127.0.0.1", "localhost"}
     if host in ("::1", "[::1]"):
         names |= {"[::1]", "localhost"}
+    if host in ("0.0.0.0", "::", "[::]"):  # every interface: also this machine's names
+        names |= {"127.0.0.1", "localhost", socket.gethostname(), socket.getfqdn()}
     return {f"{h}:{port}" for h in names}
 
 
-class _Guard:
-    """ASGI middleware: refuse a wrong ``Host`` (400) and a foreign ``Origin`` (403)."""
+def _is_ip_literal(host: str, port: int) -> bool:
+    """``Host`` is an IP address with this port (no name that DNS could re-point)."""
+    name, sep, p = host.rpartition(":")
+    if not sep or p != str(port):
+        return False
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
-    def __init__(self, app: Any, hosts: set[str]) -> None:
+
+class _Guard:
+    """ASGI middleware: refuse a wrong ``Host`` (400) and a foreign ``Origin`` (403).
+
+    ``Host`` must be one of the server's own names with its port, or, when it listens beyond
+    this machine (``--host``), any IP address with its port: DNS rebinding needs a name, and
+    names other than the machine's own are refused. ``Origin``, when sent, must be the page's
+    own (``http://`` + the request's ``Host``): another site's page is refused.
+    """
+
+    def __init__(self, app: Any, hosts: set[str], port: int, remote: bool) -> None:
         self.app = app
         self.hosts = hosts
-        self.origins = {f"http://{h}" for h in hosts}
+        self.port = port
+        self.remote = remote
+
+    def host_ok(self, host: str) -> bool:
+        return host in self.hosts or (self.remote and _is_ip_literal(host, self.port))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
@@ -70,9 +95,9 @@ class _Guard:
             host = headers.get("host", "")
             origin = headers.get("origin")
             problem = None
-            if host not in self.hosts:
+            if not self.host_ok(host):
                 problem = (400, f"Host {host!r} is not this playground's address")
-            elif origin is not None and origin not in self.origins:
+            elif origin is not None and origin != f"http://{host}":
                 problem = (403, f"requests from {origin!r} are refused (cross-site)")
             if problem is not None:
                 if scope["type"] == "websocket":
@@ -109,11 +134,12 @@ def create_app(
     from starlette.websockets import WebSocket, WebSocketDisconnect
 
     upload_root = upload_dir or tempfile.mkdtemp(prefix="chainrule-playground-")
-    csp = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        f"connect-src 'self' ws://{host}:{port} ws://localhost:{port}; object-src 'none'; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    )
+    def csp(request: Request) -> str:  # the Host header has been checked by the guard
+        return (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            f"connect-src 'self' ws://{request.headers.get('host', '')}; object-src 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        )
     secure = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
     def token_ok(value: str | None) -> bool:
@@ -130,7 +156,7 @@ def create_app(
         return Response(
             _static("index.html"),
             media_type=STATIC["index.html"],
-            headers={**secure, "Content-Security-Policy": csp, "Referrer-Policy": "no-referrer"},
+            headers={**secure, "Content-Security-Policy": csp(request), "Referrer-Policy": "no-referrer"},
         )
 
     async def static(request: Request) -> Response:
@@ -274,7 +300,15 @@ def create_app(
     ]
     app = Starlette(routes=routes)
     app.state.upload_dir = upload_root
-    return _Guard(app, allowed_hosts(host, port))
+    remote = host not in ("127.0.0.1", "localhost", "::1", "[::1]")
+    return _Guard(app, allowed_hosts(host, port), port, remote)
+
+
+def _ws_implementation() -> str:
+    """uvicorn's WebSocket protocol on the websockets library (its sans-I/O one if known)."""
+    from uvicorn.config import WS_PROTOCOLS
+
+    return "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
 
 
 def serve(
@@ -314,7 +348,7 @@ def serve(
     token = secrets.token_urlsafe(24)
     upload_dir = tempfile.mkdtemp(prefix="chainrule-playground-")
     app = create_app(session, token, host=host, port=port, upload_dir=upload_dir)
-    config = uvicorn.Config(app, log_level="warning", ws="websockets", lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", ws=_ws_implementation(), lifespan="off")
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/?token={token}"

@@ -50,8 +50,9 @@ from .state import RESET_KEYS, PlaygroundState
 
 __all__ = ["FRAME_MAGIC", "GRID", "NEURON_GRID", "Session", "decode_frame"]
 
-GRID = 48  # the output heat-map: GRID × GRID points over the view
-NEURON_GRID = 24  # each neuron's heat-map (every second point of the output grid)
+GRID = 40  # the output heat-map: GRID × GRID points over the view
+NEURON_GRID = 20  # each neuron's heat-map (every second point of the output grid)
+FRAME_SHARE = 0.25  # at most this fraction of the training thread's time goes to frames
 FRAME_MAGIC = b"CRPF"
 MOMENTUM = 0.9
 
@@ -147,7 +148,7 @@ class Session:
         self,
         state: PlaygroundState | None = None,
         *,
-        fps: float = 20.0,
+        fps: float = 15.0,
         csv: tuple[str, str | None] | None = None,
     ) -> None:
         self.state = state or PlaygroundState()
@@ -164,6 +165,7 @@ class Session:
         self._closed = False
         self._dirty = True
         self._last_frame = 0.0
+        self._frame_cost = 0.0  # seconds to build a frame (moving average)
         self._steps_since = 0
         self._time_since = time.perf_counter()
         self.steps_per_second = 0.0
@@ -219,9 +221,13 @@ class Session:
             except queue.Empty:
                 return
 
+    def _frame_interval(self) -> float:
+        """Seconds between frames: ``1/fps``, longer if frames cost more than FRAME_SHARE."""
+        return max(1.0 / self.fps, self._frame_cost / FRAME_SHARE)
+
     def _train_until_frame(self) -> None:
         """Steps at full speed until a frame is due (or a command waits)."""
-        due = self._last_frame + 1.0 / self.fps
+        due = self._last_frame + self._frame_interval()
         while self.playing and self._commands.empty():
             self._one_step()
             if time.perf_counter() >= due and not self._busy():
@@ -234,10 +240,12 @@ class Session:
         now = time.perf_counter()
         if not self.listeners or self._busy():
             return
-        if self._dirty or (self.playing and now - self._last_frame >= 1.0 / self.fps):
-            self._broadcast(self.frame())
+        if self._dirty or (self.playing and now - self._last_frame >= self._frame_interval()):
+            frame = self.frame()
+            self._last_frame = time.perf_counter()
+            self._frame_cost = 0.8 * self._frame_cost + 0.2 * (self._last_frame - now)
+            self._broadcast(frame)
             self._dirty = False
-            self._last_frame = now
 
     def _broadcast(self, msg: str | bytes) -> None:
         for listener in list(self.listeners):
@@ -389,10 +397,14 @@ class Session:
         """The current picture: losses, weights, the output and each neuron over the view."""
         d, st = self.data, self.state
         grid = d.grid_inputs(st, GRID)
+        n_grid, n_train = len(grid), len(d.X_train)
         with np.errstate(over="ignore", invalid="ignore"):
-            acts, out = self._forward_layers(grid)
-            train_acts, out_train = self._forward_layers(d.X_train)
-            _, out_test = self._forward_layers(d.X_test)
+            # one forward pass for the grid, the training and the test points together
+            all_acts, all_out = self._forward_layers(np.concatenate([grid, d.X_train, d.X_test]))
+            acts = [a[:n_grid] for a in all_acts]
+            train_acts = [a[n_grid : n_grid + n_train] for a in all_acts]
+            out = all_out[:n_grid]
+            out_train, out_test = all_out[n_grid : n_grid + n_train], all_out[n_grid + n_train :]
             train_loss = self._data_loss(out_train, self.y_fit)
             test_loss = self._data_loss(out_test, self.y_fit_test)
         sub = np.arange(0, GRID, GRID // NEURON_GRID)
