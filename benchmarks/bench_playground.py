@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "steps_per_s_alone": statistics.median(alone),
     }
     result["training_speed_ratio"] = result["steps_per_s_streaming"] / result["steps_per_s_alone"]
-    print(f"playground, 6×8 tanh network, spiral, 7 features ({rounds} round(s) of {seconds:g} s, medians)")
+    print(
+        f"playground, 6×8 tanh network, spiral, 7 features ({rounds} round(s) of {seconds:g} s, medians)"
+    )
     print(f"  frames/s over the WebSocket:          {result['fps']:.1f}")
     print(f"  training steps/s while streaming:     {result['steps_per_s_streaming']:.0f}")
     print(f"  training steps/s with no page:        {result['steps_per_s_alone']:.0f}")

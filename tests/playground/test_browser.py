@@ -9,6 +9,7 @@ picture); by default they go to a temporary folder.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -40,9 +41,14 @@ WAIT = 180_000  # ms: an upper bound for a state to be reached on a loaded machi
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+    )
     if path is None:
-        pytest.fail("the browser tests need Debian's chromium on PATH: apt-get install -y chromium (.ci/run does)")
+        pytest.fail(
+            "the browser tests need Debian's chromium on PATH: apt-get install -y chromium "
+            "(.ci/run does)"
+        )
     return path
 
 
@@ -56,7 +62,9 @@ def shots(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server():
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "chainrule", "playground", "--no-browser"],
         stdout=subprocess.PIPE,
@@ -112,7 +120,9 @@ def _hash(page) -> str:
 def _pause(page) -> None:
     if page.evaluate("playground.playing"):
         page.click("#play")
-    page.wait_for_function("!playground.playing && playground.frame && !playground.frame.playing", timeout=WAIT)
+    page.wait_for_function(
+        "!playground.playing && playground.frame && !playground.frame.playing", timeout=WAIT
+    )
 
 
 def test_1_page_opens_with_the_default_state_in_its_hash(page):
@@ -141,13 +151,15 @@ def test_3_learning_rate_changes_mid_run_without_a_reset(page, server):
     page.wait_for_function("location.hash.includes('lr=0.1&')", timeout=WAIT)
     page.wait_for_function(f"playground.frame.step > {step_before + 100}", timeout=WAIT)
     steps = page.evaluate("playground.history.map(h => h.step)")
-    assert all(b >= a for a, b in zip(steps, steps[1:]))  # the step count never went back to 0
+    assert all(b >= a for a, b in itertools.pairwise(steps))  # the step count never went back to 0
     assert page.evaluate("playground.playing")
     command = json.loads(_get(server, "/api/export/code"))["command"]
     assert "--lr 0.1 " in command
 
 
-def test_4_clicking_a_link_shows_the_chain_rule_numbers_of_cr_explain(page, server, shots, tmp_path):
+def test_4_clicking_a_link_shows_the_chain_rule_numbers_of_cr_explain(
+    page, server, shots, tmp_path
+):
     _pause(page)
     point = page.evaluate("playground.linkPoint(1, 2, 1)")  # hidden unit 2 -> unit 1 of layer 2
     page.mouse.click(point["x"], point["y"])
@@ -158,7 +170,9 @@ def test_4_clicking_a_link_shows_the_chain_rule_numbers_of_cr_explain(page, serv
     total = float(page.locator("#explain-total").get_attribute("data-value"))
     engine = float(page.locator("#explain-engine").get_attribute("data-value"))
     cells = page.locator("#explain-table tr.sample td[data-value]")
-    shown = np.array([float(cells.nth(k).get_attribute("data-value")) for k in range(cells.count())])
+    shown = np.array(
+        [float(cells.nth(k).get_attribute("data-value")) for k in range(cells.count())]
+    )
     # the same weights (exported from the paused server) and the same rows, recomputed here
     path = tmp_path / "model.chainrule"
     path.write_bytes(_get(server, "/api/export/model"))
@@ -179,7 +193,9 @@ def test_5_three_classes_train_with_softmax(page, shots):
     page.wait_for_function("playground.network && playground.network.outputs === 3", timeout=WAIT)
     assert "classes=3" in _hash(page)
     page.click("#play")
-    page.wait_for_function("playground.frame.step > 300 && playground.frame.outputs === 3", timeout=WAIT)
+    page.wait_for_function(
+        "playground.frame.step > 300 && playground.frame.outputs === 3", timeout=WAIT
+    )
     _pause(page)
     assert page.locator("#confusion tr").count() == 4  # header + 3 classes
     page.screenshot(path=str(shots / "playground-3-classes.png"))
@@ -190,8 +206,9 @@ def _points_csv(path: Path) -> None:
     lines = ["length,width,depth,colour,species"]
     for k in range(150):
         c = k % 3
-        a, b, d = rng.normal(size=3) + [c, -c, 0.5 * c]
-        lines.append(f"{a:.3f},{b:.3f},{d:.3f},{['red', 'green'][k % 2]},{['setosa', 'versicolor', 'virginica'][c]}")
+        a, b, d = rng.normal(size=3) + np.array([c, -c, 0.5 * c])
+        species = ["setosa", "versicolor", "virginica"][c]
+        lines.append(f"{a:.3f},{b:.3f},{d:.3f},{['red', 'green'][k % 2]},{species}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -200,7 +217,9 @@ def test_6_upload_a_csv_with_errors_shown_then_a_good_one(page, shots, tmp_path)
     bad.write_text("a,b\n1,2\n3\n")
     page.set_input_files("#upload-file", str(bad))
     page.click("#upload")
-    page.wait_for_function("document.getElementById('upload-error').textContent.length > 0", timeout=WAIT)
+    page.wait_for_function(
+        "document.getElementById('upload-error').textContent.length > 0", timeout=WAIT
+    )
     assert "has 1 fields, the header has 2" in page.locator("#upload-error").inner_text()
     good = tmp_path / "species.csv"
     _points_csv(good)
@@ -209,13 +228,22 @@ def test_6_upload_a_csv_with_errors_shown_then_a_good_one(page, shots, tmp_path)
     page.click("#upload")
     page.wait_for_function("playground.data && playground.data.csv", timeout=WAIT)
     assert page.locator("#upload-error").inner_text() == ""
-    assert page.evaluate("playground.network.inputs") == ["length", "width", "depth", "colour=green", "colour=red"]
+    assert page.evaluate("playground.network.inputs") == [
+        "length",
+        "width",
+        "depth",
+        "colour=green",
+        "colour=red",
+    ]
     assert "dataset=csv" in _hash(page)
     assert page.locator("#view-picker").is_visible()
     page.select_option("#fy", "2")  # the boundary over length and depth
     page.wait_for_function("location.hash.includes('fy=2')", timeout=WAIT)
     page.click("#play")
-    page.wait_for_function("playground.frame.step > 200 && playground.frame.metrics.confusion.length === 3", timeout=WAIT)
+    page.wait_for_function(
+        "playground.frame.step > 200 && playground.frame.metrics.confusion.length === 3",
+        timeout=WAIT,
+    )
     _pause(page)
     assert float(page.evaluate("playground.frame.metrics.testAccuracy")) > 0.5
     page.screenshot(path=str(shots / "playground-csv.png"))
@@ -233,7 +261,9 @@ def test_7_export_the_model_and_load_it_with_cr_load(page, tmp_path):
     widths = [m.out_features for m in model if isinstance(m, cr.nn.Linear)]
     assert widths[-1] == 3
     page.click("#show-code")
-    page.wait_for_function("document.getElementById('code-command').textContent.length > 0", timeout=WAIT)
+    page.wait_for_function(
+        "document.getElementById('code-command').textContent.length > 0", timeout=WAIT
+    )
     command = page.locator("#code-command").inner_text()
     assert command.startswith("chainrule train --data species.csv --target species")
     assert "cr.nn.mlp(" in page.locator("#code-python").inner_text()

@@ -39,7 +39,9 @@ def test_a_bad_csv_is_refused_before_serving(tmp_path, capsys):
 
 
 def _start(*args: str) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "chainrule", "playground", "--no-browser", *args],
         stdout=subprocess.PIPE,
@@ -76,7 +78,9 @@ def test_another_host_prints_a_warning():
 
 def test_starts_on_a_csv_file(tmp_path):
     path = tmp_path / "pts.csv"
-    path.write_text("a,b,label\n" + "".join(f"{k % 7},{k % 5},{'x' if k % 2 else 'y'}\n" for k in range(40)))
+    path.write_text(
+        "a,b,label\n" + "".join(f"{k % 7},{k % 5},{'x' if k % 2 else 'y'}\n" for k in range(40))
+    )
     proc, line = _start("--data", str(path), "--target", "label")
     try:
         base, token = re.search(r"(http://\S+)/\?token=(\S+)", line).groups()
@@ -84,14 +88,18 @@ def test_starts_on_a_csv_file(tmp_path):
         import urllib.request
 
         with urllib.request.urlopen(f"{base}/api/export/code?token={token}") as r:
-            assert json.loads(r.read())["command"].startswith("chainrule train --data pts.csv --target label")
+            assert json.loads(r.read())["command"].startswith(
+                "chainrule train --data pts.csv --target label"
+            )
     finally:
         proc.terminate()
         proc.wait(30)
 
 
 def test_frames_benchmark_smoke(capsys):
-    spec = importlib.util.spec_from_file_location("bench_playground", ROOT / "benchmarks" / "bench_playground.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_playground", ROOT / "benchmarks" / "bench_playground.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pytest
 
 pytest.importorskip("starlette", reason="the playground extra (starlette) is not installed")
-from starlette.testclient import TestClient  # noqa: E402
-from starlette.websockets import WebSocketDisconnect  # noqa: E402
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
-import chainrule as cr  # noqa: E402
-from chainrule.playground.server import create_app  # noqa: E402
-from chainrule.playground.session import Session, decode_frame  # noqa: E402
+import chainrule as cr
+from chainrule.playground.server import create_app
+from chainrule.playground.session import Session, decode_frame
 
 TOKEN = "s3cret-token"
 BASE = "http://127.0.0.1:8765"
@@ -31,7 +30,9 @@ def session():
 
 @pytest.fixture
 def client(session, tmp_path):
-    app = create_app(session, TOKEN, host="127.0.0.1", port=8765, max_upload=4096, upload_dir=str(tmp_path))
+    app = create_app(
+        session, TOKEN, host="127.0.0.1", port=8765, max_upload=4096, upload_dir=str(tmp_path)
+    )
     with TestClient(app, base_url=BASE) as c:
         c.upload_dir = tmp_path
         yield c
@@ -48,7 +49,7 @@ def test_page_needs_the_token(client):
 
 def test_static_files_are_the_packages_own(client):
     js = client.get("/static/app.js")
-    assert js.status_code == 200 and "getContext(\"2d\")" in js.text
+    assert js.status_code == 200 and 'getContext("2d")' in js.text
     assert client.get("/static/style.css").status_code == 200
     assert client.get("/static/../server.py").status_code == 404
     assert client.get("/static/secret.txt").status_code == 404
@@ -69,22 +70,33 @@ def test_localhost_name_of_the_same_port_is_accepted(client):
 def test_foreign_origin_is_refused(client):
     r = client.get(f"/?token={TOKEN}", headers={"Origin": "http://evil.example"})
     assert r.status_code == 403
-    r = client.post(f"/api/upload?token={TOKEN}", content=b"a,b\n1,2\n", headers={"Origin": "http://evil.example"})
+    r = client.post(
+        f"/api/upload?token={TOKEN}",
+        content=b"a,b\n1,2\n",
+        headers={"Origin": "http://evil.example"},
+    )
     assert r.status_code == 403
     ok = client.get(f"/?token={TOKEN}", headers={"Origin": BASE})
     assert ok.status_code == 200
 
 
 def test_websocket_checks_token_origin_and_host(client):
-    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws?token=wrong", headers=HOST) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect("/ws?token=wrong", headers=HOST) as ws,
+    ):
         ws.receive_text()
-    with pytest.raises(WebSocketDisconnect), client.websocket_connect(
-        f"/ws?token={TOKEN}", headers={**HOST, "Origin": "http://evil.example"}
-    ) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect(
+            f"/ws?token={TOKEN}", headers={**HOST, "Origin": "http://evil.example"}
+        ) as ws,
+    ):
         ws.receive_text()
-    with pytest.raises(WebSocketDisconnect), client.websocket_connect(
-        f"/ws?token={TOKEN}", headers={"Host": "evil.example"}
-    ) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect(f"/ws?token={TOKEN}", headers={"Host": "evil.example"}) as ws,
+    ):
         ws.receive_text()
 
 
@@ -112,8 +124,12 @@ def test_websocket_commands_and_frames(client, session):
         assert _reply(ws, 2)["reply"]["step"] == 1
         ws.send_text(json.dumps({"id": 3, "type": "set", "key": "lr", "value": "-1"}))
         assert "lr must be a finite number > 0" in _reply(ws, 3)["error"]
-        ws.send_text(json.dumps({"id": 4, "type": "use_csv", "path": "/etc/passwd", "target": None}))
-        assert "unknown command 'use_csv'" in _reply(ws, 4)["error"]  # paths never come from the page
+        ws.send_text(
+            json.dumps({"id": 4, "type": "use_csv", "path": "/etc/passwd", "target": None})
+        )
+        assert (
+            "unknown command 'use_csv'" in _reply(ws, 4)["error"]
+        )  # paths never come from the page
         ws.send_text("not json")
         assert "bad message" in _reply(ws, None)["error"]
         ws.send_text(json.dumps({"id": 5, "type": "explain", "layer": 0, "i": 1, "j": 2}))
@@ -123,7 +139,7 @@ def test_websocket_commands_and_frames(client, session):
         while not _reply.frames:
             ws.send_text(json.dumps({"id": 6, "type": "hello"}))
             _reply(ws, 6)
-        header, arrays = _reply.frames[-1]
+        _, arrays = _reply.frames[-1]
         assert arrays["weights"].size == 2 * 3 + 3 * 1
 
 
@@ -151,7 +167,9 @@ def test_upload_switches_to_the_file_and_export_loads_with_cr_load(client, sessi
     path = tmp_path / "model.chainrule"
     path.write_bytes(m.content)
     model = cr.load(str(path))
-    np.testing.assert_array_equal(cr.predict(model, session.data.X_test), cr.predict(session.model, session.data.X_test))
+    np.testing.assert_array_equal(
+        cr.predict(model, session.data.X_test), cr.predict(session.model, session.data.X_test)
+    )
     # the model file carries the preprocessing: chainrule predict can use it on the raw CSV
     assert cr.io.load_file(str(path)).extra["preprocessing"]["target"] == "kind"
     code = client.get(f"/api/export/code?token={TOKEN}").json()
@@ -171,7 +189,9 @@ def test_upload_switches_to_the_file_and_export_loads_with_cr_load(client, sessi
         (b"a,b\n1,2\n", "", 400, "too few"),
     ],
 )
-def test_upload_errors_are_reported_and_keep_the_session(client, session, body, query, status, match):
+def test_upload_errors_are_reported_and_keep_the_session(
+    client, session, body, query, status, match
+):
     before = session.state
     r = client.post(f"/api/upload?token={TOKEN}{query}", content=_csv() if body is None else body)
     assert r.status_code == status
@@ -197,12 +217,23 @@ def test_upload_name_cannot_escape_the_folder(client):
 def test_listening_beyond_this_machine_accepts_ip_addresses_but_not_other_names(session, tmp_path):
     app = create_app(session, TOKEN, host="0.0.0.0", port=8765, upload_dir=str(tmp_path))
     with TestClient(app, base_url="http://192.168.1.5:8765") as c:
-        ok = c.get(f"/?token={TOKEN}", headers={"Host": "192.168.1.5:8765", "Origin": "http://192.168.1.5:8765"})
+        ok = c.get(
+            f"/?token={TOKEN}",
+            headers={"Host": "192.168.1.5:8765", "Origin": "http://192.168.1.5:8765"},
+        )
         assert ok.status_code == 200
         assert "ws://192.168.1.5:8765" in ok.headers["content-security-policy"]
         assert c.get(f"/?token={TOKEN}", headers={"Host": "[fe80::1]:8765"}).status_code == 200
-        assert c.get(f"/?token={TOKEN}", headers={"Host": "rebind.attacker.test:8765"}).status_code == 400
+        assert (
+            c.get(f"/?token={TOKEN}", headers={"Host": "rebind.attacker.test:8765"}).status_code
+            == 400
+        )
         assert c.get(f"/?token={TOKEN}", headers={"Host": "192.168.1.5:9999"}).status_code == 400
-        cross = c.get(f"/?token={TOKEN}", headers={"Host": "192.168.1.5:8765", "Origin": "http://10.0.0.9:8765"})
+        cross = c.get(
+            f"/?token={TOKEN}",
+            headers={"Host": "192.168.1.5:8765", "Origin": "http://10.0.0.9:8765"},
+        )
         assert cross.status_code == 403
-        assert c.get("/", headers={"Host": "192.168.1.5:8765"}).status_code == 403  # the token still
+        assert (
+            c.get("/", headers={"Host": "192.168.1.5:8765"}).status_code == 403
+        )  # the token still

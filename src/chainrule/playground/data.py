@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data.impute import DataNote, drop_missing_target
 from ..data.tabular import TabularPreprocessor, read_table, train_test_split
-from .state import FEATURES, PlaygroundState
+from .state import PlaygroundState
 
 __all__ = ["DOMAIN", "N_POINTS", "PlaygroundData", "feature_columns", "load_csv", "make_data"]
 
@@ -116,7 +116,7 @@ def _points(state: PlaygroundState, rng: np.random.Generator) -> tuple[np.ndarra
             cls = (pts[:, 0] * pts[:, 1] >= 0).astype(np.int64)
         else:  # 2k sectors around the origin, class c in sectors c and c + k
             angle = np.arctan2(pts[:, 1], pts[:, 0]) + math.pi
-            cls = (np.floor(angle / (2 * math.pi) * 2 * k).astype(np.int64) % k)
+            cls = np.floor(angle / (2 * math.pi) * 2 * k).astype(np.int64) % k
         pts += rng.uniform(-5, 5, (n, 2)) * noise
         return pts, cls
     if name == "gauss":  # one blob per class
@@ -146,7 +146,9 @@ def _points(state: PlaygroundState, rng: np.random.Generator) -> tuple[np.ndarra
         return pts, target
     if name == "multigauss":  # six bumps of either sign
         pts = rng.uniform(-DOMAIN, DOMAIN, (n, 2))
-        centres = np.array([[-4, 2.5, 1], [0, 2.5, -1], [4, 2.5, 1], [-4, -2.5, -1], [0, -2.5, 1], [4, -2.5, -1]])
+        centres = np.array(
+            [[-4, 2.5, 1], [0, 2.5, -1], [4, 2.5, 1], [-4, -2.5, -1], [0, -2.5, 1], [4, -2.5, -1]]
+        )
         target = np.zeros(n)
         for cx, cy, sign in centres:
             target += sign * np.exp(-((pts[:, 0] - cx) ** 2 + (pts[:, 1] - cy) ** 2) / 2)
@@ -164,6 +166,7 @@ def make_data(state: PlaygroundState) -> PlaygroundData:
     pts, target = pts[order], target[order]
     n_train = max(1, min(len(pts) - 1, round(len(pts) * state.ratio / 100)))
     X = feature_columns(pts, state.features)
+    y: np.ndarray
     if state.problem == "classification":
         y = target.astype(np.int64)
         k = state.classes

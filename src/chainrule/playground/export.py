@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["data_csv", "python_code", "train_command"]
 
+
 def _column_names(session: Session) -> list[str]:
     st = session.state
     if session.data.preprocessor is not None:
@@ -30,7 +31,9 @@ def data_csv(session: Session) -> str:
     w.writerow([*names, target, "split"])
     for X, y, split in ((d.X_train, d.y_train, "train"), (d.X_test, d.y_test, "test")):
         for row, t in zip(X.tolist(), y.reshape(len(y), -1)[:, 0].tolist()):
-            w.writerow([*(repr(float(v)) for v in row), t if d.task == "regression" else int(t), split])
+            w.writerow(
+                [*(repr(float(v)) for v in row), t if d.task == "regression" else int(t), split]
+            )
     return buf.getvalue()
 
 
@@ -93,7 +96,9 @@ def train_command(session: Session) -> str:
     cmd = " ".join(shlex.quote(a) for a in args)
     notes = []
     if st.optimizer == "momentum":
-        notes.append("# chainrule train has no momentum option (plain SGD here): the Python code has it")
+        notes.append(
+            "# chainrule train has no momentum option (plain SGD here): the Python code has it"
+        )
     if st.reg == "l1" and st.regRate:
         notes.append("# L1 regularisation has no chainrule train option: the Python code has it")
     return "\n".join([cmd, *notes])
@@ -131,9 +136,11 @@ def python_code(session: Session) -> str:
             f"state = PlaygroundState.from_hash({st.to_hash()!r})",
             "data = make_data(state)  # the same points as in the page",
         ]
-    y = "data.y_train.astype(np.float32).reshape(-1, 1)" if (
-        d.task == "classification" and session.n_outputs == 1
-    ) else "data.y_train"
+    y = (
+        "data.y_train.astype(np.float32).reshape(-1, 1)"
+        if (d.task == "classification" and session.n_outputs == 1)
+        else "data.y_train"
+    )
     lines += [
         f"model = cr.nn.mlp({widths}, {st.activation!r}, rng={st.seed})",
         f"base_loss = {loss}",

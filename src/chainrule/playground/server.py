@@ -40,11 +40,13 @@ STATIC = {
     "index.html": "text/html; charset=utf-8",
 }
 # what the page may ask over the WebSocket (uploads and exports are HTTP requests)
-COMMANDS = frozenset({"hello", "play", "pause", "step", "reset", "set", "set_hash", "explain", "neuron"})
+COMMANDS = frozenset(
+    {"hello", "play", "pause", "step", "reset", "set", "set_hash", "explain", "neuron"}
+)
 
 
 def _static(name: str) -> bytes:
-    return resources.files("chainrule.playground").joinpath("static", name).read_bytes()
+    return resources.files("chainrule.playground").joinpath("static").joinpath(name).read_bytes()
 
 
 def allowed_hosts(host: str, port: int) -> set[str]:
@@ -91,7 +93,9 @@ class _Guard:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
             host = headers.get("host", "")
             origin = headers.get("origin")
             problem = None
@@ -134,12 +138,14 @@ def create_app(
     from starlette.websockets import WebSocket, WebSocketDisconnect
 
     upload_root = upload_dir or tempfile.mkdtemp(prefix="chainrule-playground-")
+
     def csp(request: Request) -> str:  # the Host header has been checked by the guard
         return (
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             f"connect-src 'self' ws://{request.headers.get('host', '')}; object-src 'none'; "
             "base-uri 'none'; frame-ancestors 'none'"
         )
+
     secure = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
     def token_ok(value: str | None) -> bool:
@@ -156,7 +162,11 @@ def create_app(
         return Response(
             _static("index.html"),
             media_type=STATIC["index.html"],
-            headers={**secure, "Content-Security-Policy": csp(request), "Referrer-Policy": "no-referrer"},
+            headers={
+                **secure,
+                "Content-Security-Policy": csp(request),
+                "Referrer-Policy": "no-referrer",
+            },
         )
 
     async def static(request: Request) -> Response:

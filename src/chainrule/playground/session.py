@@ -18,6 +18,7 @@ import json
 import math
 import os
 import queue
+import re
 import struct
 import tempfile
 import threading
@@ -45,7 +46,7 @@ from ..nn.module import Module, Sequential
 from ..ops import abs as t_abs
 from ..tensor import Tensor, enable_grad, no_grad
 from ..training.fit import Trainer
-from .data import PlaygroundData, load_csv, make_data
+from .data import load_csv, make_data
 from .state import RESET_KEYS, PlaygroundState
 
 __all__ = ["FRAME_MAGIC", "GRID", "NEURON_GRID", "Session", "decode_frame"]
@@ -207,7 +208,9 @@ class Session:
 
     def _drain(self, timeout: float) -> None:
         try:
-            kind, args, fut = self._commands.get(timeout=timeout) if timeout else self._commands.get_nowait()
+            kind, args, fut = (
+                self._commands.get(timeout=timeout) if timeout else self._commands.get_nowait()
+            )
         except queue.Empty:
             return
         while True:
@@ -353,10 +356,15 @@ class Session:
             self._gen = None
             if self.trainer.stop_reason == "diverged":
                 self.playing = False
+                # the trainer's message counts epochs of its own call and advises fit's
+                # options; the page says what happened in its own terms
+                what = re.sub(
+                    r"^training diverged at epoch \d+, batch \d+: ", "", self.trainer.stop_detail
+                )
+                what = what.split(";")[0].split(". ")[0]
                 self._diverged = (
-                    f"training stopped at step {self.step}: {self.trainer.stop_detail}; the "
-                    "weights are the last finite ones. Lower the learning rate (or add "
-                    "regularisation) and press play"
+                    f"training stopped at step {self.step}: {what}. The weights are the last "
+                    "finite ones: lower the learning rate and press play"
                 )
                 self._new_trainer()
                 return
@@ -371,7 +379,8 @@ class Session:
             g = self.model[k].weight.grad
             if g is not None:
                 flat = g.ravel()
-                rms = math.sqrt(float(np.dot(flat, flat)) / flat.size)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    rms = math.sqrt(float(np.dot(flat, flat)) / flat.size)
                 self._grad_now[li] = rms
                 old = self._grad_ema.get(li)
                 self._grad_ema[li] = rms if old is None else 0.95 * old + 0.05 * rms
@@ -395,18 +404,23 @@ class Session:
 
     def frame(self) -> bytes:
         """The current picture: losses, weights, the output and each neuron over the view."""
+        # weights that grew huge before a divergence stopped training give inf and NaN here:
+        # the frame shows them (as null losses and warnings), NumPy need not warn
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return self._frame()
+
+    def _frame(self) -> bytes:
         d, st = self.data, self.state
         grid = d.grid_inputs(st, GRID)
         n_grid, n_train = len(grid), len(d.X_train)
-        with np.errstate(over="ignore", invalid="ignore"):
-            # one forward pass for the grid, the training and the test points together
-            all_acts, all_out = self._forward_layers(np.concatenate([grid, d.X_train, d.X_test]))
-            acts = [a[:n_grid] for a in all_acts]
-            train_acts = [a[n_grid : n_grid + n_train] for a in all_acts]
-            out = all_out[:n_grid]
-            out_train, out_test = all_out[n_grid : n_grid + n_train], all_out[n_grid + n_train :]
-            train_loss = self._data_loss(out_train, self.y_fit)
-            test_loss = self._data_loss(out_test, self.y_fit_test)
+        # one forward pass for the grid, the training and the test points together
+        all_acts, all_out = self._forward_layers(np.concatenate([grid, d.X_train, d.X_test]))
+        acts = [a[:n_grid] for a in all_acts]
+        train_acts = [a[n_grid : n_grid + n_train] for a in all_acts]
+        out = all_out[:n_grid]
+        out_train, out_test = all_out[n_grid : n_grid + n_train], all_out[n_grid + n_train :]
+        train_loss = self._data_loss(out_train, self.y_fit)
+        test_loss = self._data_loss(out_test, self.y_fit_test)
         sub = np.arange(0, GRID, GRID // NEURON_GRID)
         neurons = [a.reshape(GRID, GRID, -1)[np.ix_(sub, sub)].transpose(2, 0, 1) for a in acts]
         if d.task == "regression":
@@ -476,15 +490,17 @@ class Session:
         """Hidden units whose output is 0 for every training row (ReLU's dead units)."""
         if self.state.activation != "relu":
             return []
-        return [[li, int(j)] for li, a in enumerate(train_acts) for j in np.flatnonzero(~np.any(a != 0, axis=0))]
+        return [
+            [li, int(j)]
+            for li, a in enumerate(train_acts)
+            for j in np.flatnonzero(~np.any(a != 0, axis=0))
+        ]
 
     def _warnings(self, train_acts: list[np.ndarray], train_loss: float) -> list[str]:
         """Gradient-flow findings, live, with the diagnostics' thresholds (diagnostics.flow)."""
         out = []
-        if self._diverged:
-            out.append(self._diverged)
-        elif not math.isfinite(train_loss):
-            out.append("the training loss is not finite: lower the learning rate")
+        if self._diverged or not math.isfinite(train_loss):
+            return [self._diverged or "the training loss is not finite: lower the learning rate"]
         ema = self._grad_ema
         n = len(self.linears)
         if self.step >= 50 and n >= 3 and ema.get(0) is not None and ema.get(n - 1):
@@ -529,9 +545,12 @@ class Session:
         return out
 
     def _stalled(self) -> bool:
-        """The training loss has fallen by less than 10 % over the last 20 frames."""
-        h = [t for _, t, _ in self.loss_history[-21:] if t is not None]
-        return len(h) >= 21 and h[-1] > 0.9 * h[0]
+        """The training loss has fallen by less than 10 % over the last 200 steps or more."""
+        now = self.loss_history[-1] if self.loss_history else None
+        if now is None or now[1] is None:
+            return False
+        past = [t for step, t, _ in self.loss_history if step <= now[0] - 200 and t is not None]
+        return bool(past) and now[1] > 0.9 * past[-1]
 
     # ----- messages for the page ------------------------------
     def _network_message(self) -> dict[str, Any]:
@@ -598,7 +617,7 @@ class Session:
         self._reset(rebuild_data=False)
         return self.hello()
 
-    def _cmd_set_hash(self, hash: str) -> dict[str, Any]:  # noqa: A002 (the page's word)
+    def _cmd_set_hash(self, hash: str) -> dict[str, Any]:
         new = PlaygroundState.from_hash(hash)
         if new.dataset == "csv" and self.csv is None:
             raise ValueError("the link's dataset=csv needs an uploaded CSV file; upload one")
@@ -732,7 +751,10 @@ class Session:
         }
 
     def _cmd_export_model(self) -> bytes:
-        extra: dict[str, Any] = {"created_by": "chainrule playground", "playground": self.state.to_hash()}
+        extra: dict[str, Any] = {
+            "created_by": "chainrule playground",
+            "playground": self.state.to_hash(),
+        }
         if self.data.preprocessor is not None:
             extra["preprocessing"] = self.data.preprocessor.to_dict()
         else:

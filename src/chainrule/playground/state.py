@@ -66,7 +66,9 @@ def _float(key: str, text: str, low: float, low_inclusive: bool, high: float = m
     ok = (value >= low if low_inclusive else value > low) and value <= high
     if not (math.isfinite(value) and ok):
         sign = ">=" if low_inclusive else ">"
-        raise ValueError(f"{key} must be a finite number {sign} {low:g} and <= {high:g}, got {text!r}")
+        raise ValueError(
+            f"{key} must be a finite number {sign} {low:g} and <= {high:g}, got {text!r}"
+        )
     return value
 
 
@@ -140,7 +142,9 @@ class PlaygroundState:
 
     def to_hash(self) -> str:
         """The URL hash (without ``#``) that :meth:`from_hash` turns back into this state."""
-        return "&".join(f"{f.name}={quote(_text(getattr(self, f.name)), safe=',')}" for f in fields(self))
+        return "&".join(
+            f"{f.name}={quote(_text(getattr(self, f.name)), safe=',')}" for f in fields(self)
+        )
 
     @classmethod
     def from_hash(cls, text: str) -> PlaygroundState:
@@ -187,7 +191,10 @@ class PlaygroundState:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+            for f in fields(self)
+        }
 
 
 def _text(value: Any) -> str:
