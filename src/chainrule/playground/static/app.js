@@ -249,7 +249,8 @@
     const canvas = $("network");
     const widths = [net.inputs.length, ...net.layers, net.outputs];
     const cols = widths.length;
-    const left = 60, right = canvas.width - 50;
+    const csv = pg.data && pg.data.csv;
+    const left = csv ? 100 : 60, right = canvas.width - (net.outputs > 1 ? 80 : 50);
     const xs = widths.map((_, c) => (cols === 1 ? left : left + ((right - left) * c) / (cols - 1)));
     const top = 16;
     const maxRows = Math.max(...widths);
@@ -365,12 +366,12 @@
         ctx.fillStyle = "#333";
         ctx.textAlign = "right";
         const label = pg.data && pg.data.csv ? pg.network.inputs[n.unit] : FEATURE_LABELS[pg.state.features[n.unit]];
-        ctx.fillText(String(label).slice(0, 9), n.x - 4, n.y + NODE / 2 + 4);
+        ctx.fillText(String(label).slice(0, 14), n.x - 4, n.y + NODE / 2 + 4);
       }
       if (c === nodes.length - 1 && pg.network.outputs > 1) {
         ctx.fillStyle = "#333";
         ctx.textAlign = "left";
-        ctx.fillText(String(pg.network.classes[n.unit] ?? n.unit).slice(0, 7), n.x + NODE + 4, n.y + NODE / 2 + 4);
+        ctx.fillText(String(pg.network.classes[n.unit] ?? n.unit).slice(0, 11), n.x + NODE + 4, n.y + NODE / 2 + 4);
       }
     }));
     // the link explained last
