@@ -101,15 +101,12 @@ class EagerPlan(StepPlan):
 
 # ----- the optimizer's flat buffers, seen by the trainer -----
 def flat_buffers(optimizer: Any, params: list[Any]) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """``[(parameters, gradients), ...]``: the optimizer's flat buffers, if every one of
-    ``params`` lives in them right now with its gradient there; else None."""
-    flat = getattr(optimizer, "_flat", None)
-    if not flat or any(f is None for f in flat):
+    """``[(parameters, gradients), ...]``: the buffers of the optimizer's parameter arena, if
+    every one of ``params`` lives in them right now with its gradient there; else None."""
+    arena = optimizer.arena
+    if len(arena.params) != len(params) or not arena.ready():
         return None
-    covered = sum(len(f.params) for f in flat)
-    if covered != len(params) or not all(f.ready(optimizer) for f in flat):
-        return None
-    return [(f.P, f.G) for f in flat]
+    return arena.buffers  # type: ignore[no-any-return]
 
 
 def all_finite(a: np.ndarray) -> bool:

@@ -88,6 +88,7 @@ class _Run:
     batch_size: int
     shuffle: bool
     start_epoch: int
+    yielding: bool = True  # steps() yields every step's logs; fit() needs none
     steps_done: int = 0  # steps taken by this fit (the "step" of the logs steps() yields)
 
 
@@ -374,9 +375,10 @@ class Trainer:
             X, y, epochs, batch_size, validation_data, validation_split, shuffle,
             sample_weight, class_weight, resume_from,
         )  # fmt: skip
+        run.yielding = False
         with self._step_context(run):
             for _ in self._iterate(run):
-                pass
+                pass  # (yields nothing: the loop runs to its end in one go)
         return self.history
 
     def steps(
@@ -603,7 +605,7 @@ class Trainer:
                 wb = None if w is None else w[idx]
                 for c in self.callbacks:
                     c.on_batch_begin(b, logs)
-                lr = float(opt.param_groups[0]["lr"])
+                lr = float(opt.param_groups[0]["lr"]) if run.yielding else lr0
                 batch_logs = self.train_step((xb, yb) if wb is None else (xb, yb, wb))
                 if self._divergence is None:  # the step was taken
                     run.steps_done += 1
@@ -615,6 +617,10 @@ class Trainer:
                 stop = self.decide_stop()
                 if stop == STOP_NOW:  # the epoch is left unrecorded
                     return stop
+                if not run.yielding:
+                    if stop == STOP_AFTER_EPOCH:
+                        break
+                    continue
                 step_logs = {
                     "epoch": epoch,
                     "batch": b,
@@ -660,7 +666,8 @@ class Trainer:
             self.save_checkpoint(path)
         self._pending.clear()
         stop = self.decide_stop()
-        yield step_logs
+        if run.yielding:
+            yield step_logs
         return stop
 
     # ----- one step ------------------------------
@@ -721,7 +728,8 @@ class Trainer:
             return logs
         self.iterations += 1
         self._last_finite = (lv, self.epoch, self.batch)
-        self.record_output(out, copy=plan.reuses_output)
+        if self._in_loop:
+            self.record_output(out, copy=plan.reuses_output)
         return logs
 
     def sync_gradients(self) -> None:
