@@ -106,3 +106,38 @@ def test_frames_benchmark_smoke(capsys):
     result = module.main(["--quick"])
     assert result["fps"] > 0 and result["steps_per_s_alone"] > 0
     assert "frames/s over the WebSocket" in capsys.readouterr().out
+
+
+def test_the_cli_does_not_import_the_server_or_its_extra():
+    code = (
+        "import sys, chainrule, chainrule.cli; "
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'websockets', "
+        "'chainrule.playground.server', 'chainrule.playground.session') if m in sys.modules))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_missing_extra_says_how_to_install_it(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a)
+    )
+    assert main(["playground", "--no-browser"]) == 2
+    assert "pip install 'chainrule[playground]'" in capsys.readouterr().err
+
+
+def test_the_page_loads_nothing_from_elsewhere():
+    static = ROOT / "src" / "chainrule" / "playground" / "static"
+    names = sorted(p.name for p in static.iterdir())
+    assert names == ["app.js", "index.html", "style.css"]
+    for p in static.iterdir():
+        text = p.read_text()
+        assert "https://" not in text and "http://" not in text, p.name
+        assert "@import" not in text and "cdn" not in text.lower(), p.name
+    assert 'getContext("2d")' in (static / "app.js").read_text()

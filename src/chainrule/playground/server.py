@@ -45,6 +45,19 @@ COMMANDS = frozenset(
 )
 
 
+def _require_extra() -> None:
+    """Fail with the install command if the ``playground`` extra is missing."""
+    import importlib.util
+
+    missing = [
+        m for m in ("starlette", "uvicorn", "websockets") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ImportError(
+            f"the playground needs {', '.join(missing)}: pip install 'chainrule[playground]'"
+        )
+
+
 def _static(name: str) -> bytes:
     return resources.files("chainrule.playground").joinpath("static").joinpath(name).read_bytes()
 
@@ -131,6 +144,7 @@ def create_app(
     upload_dir: str | None = None,
 ) -> Any:
     """The playground as an ASGI application (Starlette), guarded by Host, Origin and token."""
+    _require_extra()
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -337,13 +351,9 @@ def serve(
     ``port=0`` picks a free port. The URL (with its token) is printed, passed to ``ready``
     and opened in the browser unless ``open_browser`` is false.
     """
-    try:
-        import uvicorn
-    except ImportError:
-        raise ImportError(
-            "the playground needs its extra: pip install 'chainrule[playground]' "
-            "(starlette, uvicorn, websockets)"
-        ) from None
+    _require_extra()
+    import uvicorn
+
     session = Session(state, csv=(data, target) if data else None)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
