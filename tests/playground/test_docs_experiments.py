@@ -65,6 +65,10 @@ def test_2_vanishing_gradients_with_deep_sigmoid_layers():
     assert s.step == 800
     h = _run(s, 2500)
     assert h["trainLoss"] < 0.3 and not any(w.startswith("vanishing") for w in h["warnings"])
+    adam = Session(PlaygroundState.from_hash(_link("dataset=circle&layers=8")))
+    _run(adam, 800)
+    adam.run_command("set", key="optimizer", value="adam")  # sigmoid kept
+    assert _run(adam, 2500)["trainLoss"] < 0.1
 
 
 def test_3_overfitting_then_l2_regularisation():

@@ -159,7 +159,6 @@ class Session:
         self.step = 0
         self.epoch = 0
         self.listeners: list[Listener] = []
-        self.messages: list[str] = []  # errors and notes for the page, sent once
         self._commands: queue.Queue[tuple[str, dict[str, Any], concurrent.futures.Future[Any]]]
         self._commands = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -202,8 +201,14 @@ class Session:
     def _run(self) -> None:
         while not self._closed:
             self._drain(0.0 if self.playing else 0.02)
-            if self.playing:
-                self._train_until_frame()
+            try:
+                if self.playing:
+                    self._train_until_frame()
+            except Exception as exc:  # never a dead thread behind a live page: say it, pause
+                self.playing = False
+                self._diverged = (
+                    f"training stopped at step {self.step}: {type(exc).__name__}: {exc}"
+                )
             self._maybe_frame()
 
     def _drain(self, timeout: float) -> None:
@@ -255,9 +260,6 @@ class Session:
             listener.deliver(msg)
         if isinstance(msg, bytes):
             self.frames_sent += 1
-
-    def _send_json(self, kind: str, **payload: Any) -> None:
-        self._broadcast(json.dumps({"type": kind, **payload}, default=_json_default))
 
     # ----- building ------------------------------
     def _reset(self, rebuild_data: bool = True) -> None:
