@@ -332,6 +332,7 @@ def test_frames_are_throttled_not_steps():
         assert step_at_second >= 300
     finally:
         s.close()
+    assert not s._thread.is_alive()  # a listener that never sends does not keep it training
 
 
 def test_commands_run_between_steps_on_the_training_thread():

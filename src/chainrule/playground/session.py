@@ -182,9 +182,12 @@ class Session:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the training thread (it ends after the step in progress) and wait for it."""
         self._closed = True
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                raise RuntimeError("the playground's training thread did not stop")
 
     def call(self, kind: str, **args: Any) -> concurrent.futures.Future[Any]:
         """Run command ``kind`` on the training thread; the future holds its reply."""
@@ -236,7 +239,7 @@ class Session:
     def _train_until_frame(self) -> None:
         """Steps at full speed until a frame is due (or a command waits)."""
         due = self._last_frame + self._frame_interval()
-        while self.playing and self._commands.empty():
+        while self.playing and self._commands.empty() and not self._closed:
             self._one_step()
             if time.perf_counter() >= due and not self._busy():
                 return
