@@ -37,6 +37,7 @@ from .data.impute import DataNote, drop_missing_target, imputation_summary
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
 from .io import ModelFileError, atomic_write_text, load_file
 from .nn import ACTIVATIONS, mlp
+from .playground.command import add_parser as add_playground_parser
 from .training.fit import OPTIMIZERS, predict
 
 __all__ = ["DEFAULTS", "TrainSettings", "main", "run_training"]
@@ -712,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("datasets", help="list the built-in data sets")
     d.set_defaults(func=cmd_datasets)
+    add_playground_parser(sub)
     return parser
 
 
