@@ -27,9 +27,9 @@ from ._run import (
     CLIError,
     RunResult,
     TrainSettings,
-    _data_path,
     _score,
     _table_for,
+    data_path,
     run_training,
 )
 from .data import datasets
@@ -99,7 +99,7 @@ def _input_table(args: argparse.Namespace, prep: TabularPreprocessor) -> Table:
         )
     if not args.data:
         raise CLIError("give --data FILE (or --dataset NAME)")
-    return read_table(_data_path(args.data), prep.target)
+    return read_table(data_path(args.data), prep.target)
 
 
 def _predictions_csv(prep: TabularPreprocessor, out: np.ndarray) -> str:

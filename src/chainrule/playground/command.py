@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_playground(args: argparse.Namespace) -> int:
-    from .._run import CLIError, _data_path
+    from .._run import CLIError, data_path
 
     if args.target and not args.data:
         raise CLIError("--target needs --data FILE")
@@ -47,7 +47,7 @@ def cmd_playground(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.data:
-        _data_path(args.data)
+        data_path(args.data)
     from .server import serve
 
     serve(host, args.port, open_browser=args.browser, data=args.data, target=args.target)

@@ -198,7 +198,7 @@ def load_csv(path: str, target: str | None, state: PlaygroundState) -> Playgroun
     only; ``target`` None means the last column. The boundary view shows inputs ``fx`` and
     ``fy``, the other inputs held at their training mean.
     """
-    from .._run import _check_classes
+    from .._run import check_classes
 
     table = read_table(path, target)
     if not table.columns:
@@ -213,7 +213,7 @@ def load_csv(path: str, target: str | None, state: PlaygroundState) -> Playgroun
         probe = TabularPreprocessor(target).fit(table)
         strat = probe.task == "classification"
         if strat:
-            _check_classes(probe, table, target)
+            check_classes(probe, table, target)
         labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
         train_idx, test_idx = train_test_split(
             labels, 1 - state.ratio / 100, seed=state.seed, stratify=strat
