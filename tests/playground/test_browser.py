@@ -152,7 +152,9 @@ def test_3_learning_rate_changes_mid_run_without_a_reset(page, server):
     step_before = page.evaluate("playground.frame.step")
     page.select_option("#lr", "0.1")
     page.wait_for_function("location.hash.includes('lr=0.1&')", timeout=WAIT)
-    page.wait_for_function(f"playground.frame.step > {step_before + 100}", timeout=WAIT)
+    page.wait_for_function(
+        f"playground.frame && playground.frame.step > {step_before + 100}", timeout=WAIT
+    )
     steps = page.evaluate("playground.history.map(h => h.step)")
     assert all(b >= a for a, b in itertools.pairwise(steps))  # the step count never went back to 0
     assert page.evaluate("playground.playing")
@@ -197,7 +199,8 @@ def test_5_three_classes_train_with_softmax(page, shots):
     assert "classes=3" in _hash(page)
     page.click("#play")
     page.wait_for_function(
-        "playground.frame.step > 300 && playground.frame.outputs === 3", timeout=WAIT
+        "playground.frame && playground.frame.step > 300 && playground.frame.outputs === 3",
+        timeout=WAIT,
     )
     _pause(page)
     assert page.locator("#confusion tr").count() == 4  # header + 3 classes
@@ -244,7 +247,8 @@ def test_6_upload_a_csv_with_errors_shown_then_a_good_one(page, shots, tmp_path)
     page.wait_for_function("location.hash.includes('fy=2')", timeout=WAIT)
     page.click("#play")
     page.wait_for_function(
-        "playground.frame.step > 200 && playground.frame.metrics.confusion.length === 3",
+        "playground.frame && playground.frame.step > 200"
+        " && playground.frame.metrics.confusion.length === 3",
         timeout=WAIT,
     )
     _pause(page)
