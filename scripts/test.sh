@@ -7,7 +7,8 @@ PYTHON_BIN="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON_BIN" -m venv .venv
 fi
-# torch is the oracle for the gradient tests (2.13.0: a CPU build)
+# torch is the oracle for the gradient tests (2.13.0: a CPU build); ".[dev]" includes the
+# "distributed" extra (mpi4py + the mpich wheel): the MPI tests run under its mpiexec
 .venv/bin/python -m pip install -q -e ".[dev]" "torch==2.13.0"
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples

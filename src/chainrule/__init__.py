@@ -11,6 +11,7 @@ array([  9., -18.], dtype=float32)
 from __future__ import annotations
 
 from . import data as data
+from . import distributed as distributed
 from . import diagnostics as diagnostics
 from . import nn as nn
 from . import optim as optim
@@ -117,6 +118,7 @@ __all__ = [
     "callbacks",
     "clip",
     "concatenate",
+    "distributed",
     "div",
     "elu",
     "enable_grad",

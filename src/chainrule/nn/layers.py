@@ -13,6 +13,7 @@ from .._random import as_generator, current_generator
 from .._validation import check_number
 from ..tensor import Tensor, _as_array
 from . import init
+from ._replicas import batch_moments, dropout_keep
 from .module import Module, Parameter, Sequential
 
 __all__ = [
@@ -301,7 +302,7 @@ class Dropout(Module):
             mask = np.zeros(x.shape, dtype)
         else:
             gen = self.rng if self.rng is not None else current_generator()
-            keep = gen.random(x.shape, dtype=np.float64) >= self.p
+            keep = dropout_keep(gen, x.shape, self.p)  # a global batch's mask, sliced
             mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
         return x * mask
 
@@ -373,13 +374,19 @@ class BatchNorm1d(Module):
         shape = (1, self.num_features) if x.ndim == 2 else (1, self.num_features, 1)
         if self.training or not self.track_running_stats:
             n = x.size // self.num_features
+            synced = batch_moments(x, axes) if self.training else None  # data-parallel
+            if synced is not None:
+                n = synced[2]
             if self.training and n <= 1:
                 raise ValueError(
                     f"BatchNorm1d needs more than one value per channel in training, got input "
                     f"shape {x.shape}"
                 )
-            mean = x.mean(axis=axes, keepdims=True)
-            var = x.var(axis=axes, keepdims=True)
+            if synced is not None:
+                mean, var = synced[0], synced[1]
+            else:
+                mean = x.mean(axis=axes, keepdims=True)
+                var = x.var(axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
                 m = self.momentum
                 unbiased = var.data.reshape(-1) * (n / (n - 1))

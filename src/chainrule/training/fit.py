@@ -33,7 +33,7 @@ from ..optim.clip import clip_grad_norm as _clip_grad_norm
 from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from ..tensor import Tensor, no_grad
 from ._inputs import batches_to_arrays, is_batches, single_output
-from .callbacks import Callback, LearningRateScheduler, ModelCheckpoint, ProgressBar
+from .callbacks import Callback, CSVLogger, LearningRateScheduler, ModelCheckpoint, ProgressBar
 from .history import History
 from .metrics import get_metric
 
@@ -273,6 +273,7 @@ class Trainer:
         clip_grad_norm: float | None = None,
         tol: float | None = None,
         n_iter_no_change: int = 10,
+        distributed: bool = False,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"model must be a chainrule Module, got {type(model).__name__}")
@@ -316,6 +317,15 @@ class Trainer:
         self.optimizer = optimizer
         self.metrics = [get_metric(m) for m in metrics]
         cbs = _callback_list(callbacks)
+        self.replicas: Any = None  # the processes of a data-parallel run (distributed.py)
+        if distributed:
+            from .. import distributed as dist  # the applications floor, only when asked for
+
+            self.replicas = dist.replicas_for_fit(model, self.loss_fn)
+            self.optimizer = optimizer = dist.plain_optimizer(optimizer)
+            if not self.replicas.is_main:  # only rank 0 prints and writes files
+                verbose = 0
+                cbs = [c for c in cbs if not isinstance(c, (ProgressBar, CSVLogger))]
         for c in cbs:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(c).__name__}")
@@ -412,6 +422,8 @@ class Trainer:
         """Write model, optimizer, schedule, generators, history and callbacks to ``path``."""
         from .checkpoint import training_state
 
+        if self.replicas is not None and not self.replicas.is_main:
+            return  # every process holds the same state: rank 0 writes it
         meta, tensors = training_state(self)
         model_io._write(path, self.model, extra={}, training=meta, training_tensors=tensors)
 
@@ -480,6 +492,8 @@ class Trainer:
             X, y = X[train_idx], y[train_idx]
             w = None if w is None else w[train_idx]
             n = len(X)
+        if self.replicas is not None:
+            self.replicas.check_data(X, y, w)
         bs = n if batch_size is None else min(int(batch_size), n)
         self.steps_per_epoch = math.ceil(n / bs)
         self.epochs = int(epochs)
@@ -637,14 +651,27 @@ class Trainer:
         if fast is not None and (not fast.ready(opt) or fast.hooked(self._modules)):
             fast = None
         outputs: list[np.ndarray] = []
+        rep, positions, seen_rows = self.replicas, [], 0
         for b, start in enumerate(range(0, n, bs)):
             idx = order[start : start + bs] if order is not None else slice(start, start + bs)
+            if rep is not None:  # data-parallel: this process's rows of the global batch
+                gidx = idx
+                idx, lo, hi, rows = rep.split(gidx, n)
+                scale, bw_global, mine = rep.weights(self.loss_fn, y, w, gidx, lo, hi)
+                positions.append(np.arange(start + lo, start + hi))
+                seen_rows = start + rows
             xb = self._batch(X, idx)
             yb = y[idx]
             wb = None if w is None else w[idx]
             for c in self.callbacks:
                 c.on_batch_begin(b, logs)
-            if fast is not None:  # the fused MLP step: same maths, no graph (fastpath.py)
+            if rep is not None:  # each process's share, then the all-reduce (distributed.py)
+                from ..distributed import replica_step
+
+                lv, out_data = replica_step(self, xb, yb, wb, fast, (rows, lo, hi), scale, mine)
+                if not math.isfinite(lv) and self.on_nonfinite != "ignore":
+                    self._diverged(epoch, b, f"the loss is {lv}", xb)
+            elif fast is not None:  # the fused MLP step: same maths, no graph (fastpath.py)
                 lv = fast.step(xb, yb, wb)
                 out_data = fast.output
                 if not math.isfinite(lv) and self.on_nonfinite != "ignore":
@@ -673,31 +700,38 @@ class Trainer:
                 _clip_grad_norm(self._params, self.clip)
             self._step(epoch, b, xb)
             bw = float(len(yb)) if wb is None else float(np.sum(wb))
+            if rep is not None:
+                bw = bw_global
             total_loss += lv * bw
             total_weight += bw
             self._last_finite = (lv, epoch, b)
             if keep_outputs:
                 outputs.append(out_data.copy() if fast is not None else out_data)
-            batch_logs = {"loss": lv, "size": len(yb)}
+            batch_logs = {"loss": lv, "size": len(yb) if rep is None else rows}
             for c in self.callbacks:
                 c.on_batch_end(b, batch_logs)
             if self.stop_training:
                 break
         logs["loss"] = total_loss / total_weight if total_weight > 0 else math.nan
         if keep_outputs and outputs:
-            seen = len(np.concatenate(outputs)) if outputs else 0
+            out_all = np.concatenate(outputs)
+            if rep is not None:  # every process's rows, in the epoch's order
+                out_all = rep.gather_rows(out_all, np.concatenate(positions), seen_rows)
+            seen = len(out_all)
             ys = y[order[:seen]] if order is not None else y[:seen]
-            logs.update(compute_metrics(self.metrics, self.task, np.concatenate(outputs), ys))
+            logs.update(compute_metrics(self.metrics, self.task, out_all, ys))
         if Xv is not None:
+            vbs = max(bs, 1024)
             val = evaluate(
                 model,
                 Xv,
                 yv,
                 self.loss_fn,
                 [m[0] for m in self.metrics] or (),
-                batch_size=max(bs, 1024),
+                batch_size=vbs,
                 sample_weight=wv,
                 _metrics=self.metrics,
+                _outputs=None if rep is None else rep.predict(model, Xv, vbs),
             )
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = lr0
@@ -863,6 +897,7 @@ def fit(
     on_nonfinite: str = "stop",
     clip_grad_norm: float | None = None,
     resume_from: str | None = None,
+    distributed: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent and return its History.
 
@@ -932,6 +967,13 @@ def fit(
         bitwise equal to an uninterrupted run. Everything is checked before anything changes:
         an unreadable or crafted checkpoint raises ``ModelFileError``, and a resume that fails
         leaves the model and optimizer as they were.
+    distributed : bool, default False
+        Data-parallel training on the processes started by ``mpiexec`` (the ``distributed``
+        extra; :mod:`chainrule.distributed`): ``batch_size`` is the global batch, each process
+        computes the gradient of its rows of every batch, one all-reduce sums them, and the
+        result equals the single-process run with the same seed to rounding error (dropout
+        masks, batch-norm statistics, uneven batches and weights included). Only rank 0 prints
+        and writes checkpoints; every process returns the same History.
 
     Returns
     -------
@@ -975,6 +1017,7 @@ def fit(
         clip_grad_norm=clip_grad_norm,
         tol=tol,
         n_iter_no_change=n_iter_no_change,
+        distributed=distributed,
     )
     return trainer.fit(
         X,
@@ -1060,13 +1103,14 @@ def evaluate(
     batch_size: int | None = 4096,
     sample_weight: Any = None,
     _metrics: Any = None,
+    _outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Loss (the sample-weighted mean over all of ``X``) and metrics, in eval mode."""
     X = _as_data("X", X, purpose="evaluate")
     y = _as_data("y", y, purpose="evaluate")
     if len(X) != len(y):
         raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
-    out = predict(model, X, batch_size)
+    out = predict(model, X, batch_size) if _outputs is None else _outputs
     res: dict[str, float] = {}
     loss_fn = _resolve_loss(loss) if loss is not None else None
     if loss_fn is not None:
