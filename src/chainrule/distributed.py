@@ -110,6 +110,13 @@ def init(comm: Any = None) -> None:
         _STATE["comm"] = comm
     elif _STATE["comm"] is None:
         _STATE["comm"] = MPI.COMM_WORLD
+    directory = os.environ.get("CHAINRULE_RANK_DIR")  # set by `chainrule train --workers`
+    if directory and os.path.isdir(directory):  # so that it can name a rank that was killed
+        try:
+            with open(os.path.join(directory, f"rank{_STATE['comm'].Get_rank()}"), "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError:
+            pass
     if not _STATE["hooked"]:
         _STATE["hooked"] = True
         previous = sys.excepthook
@@ -142,10 +149,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def abort_job(status: int, why: str) -> None:
+def abort_job(status: int, why: str | None) -> None:
     """End every process of a running MPI job (nothing if MPI is not in use or runs alone).
 
-    Prints one line naming this rank and ``why``, then ``MPI_Abort(status)``.
+    Prints one line naming this rank and ``why`` (unless ``why`` is None: already said), then
+    ``MPI_Abort(status)``.
     """
     comm = _STATE["comm"]
     if comm is None or "mpi4py.MPI" not in sys.modules:
@@ -156,8 +164,10 @@ def abort_job(status: int, why: str) -> None:
         return
     if n <= 1:
         return
-    why = " ".join(str(why).split())
-    print(f"chainrule.distributed: rank {r} of {n} failed: {why}; ending the job", file=sys.stderr)
+    if why is not None:
+        why = " ".join(str(why).split())
+        print(f"chainrule.distributed: rank {r} of {n} failed: {why}; ending the job", file=sys.stderr)
+    sys.stdout.flush()
     sys.stderr.flush()
     comm.Abort(int(status) or 1)
 
@@ -582,7 +592,13 @@ class Replicas:
 def replicas_for_fit(model: Module, loss_fn: Any) -> Replicas:
     """The processes of a ``fit(distributed=True)`` run, checked: installed, under mpiexec,
     the same model everywhere (then rank 0's weights broadcast)."""
-    _mpi()  # says what to install
+    import importlib.util
+
+    if importlib.util.find_spec("mpi4py") is None:  # say what to install (before MPI starts)
+        raise ImportError(
+            f"fit(distributed=True) needs mpi4py and an MPI library: {INSTALL} installs mpi4py "
+            "and the mpich wheel, which brings mpiexec"
+        )
     if not launched_by_mpiexec():
         raise RuntimeError(
             "fit(distributed=True) runs under an MPI launcher and this process was not started "
