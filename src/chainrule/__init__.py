@@ -11,8 +11,8 @@ array([  9., -18.], dtype=float32)
 from __future__ import annotations
 
 from . import data as data
-from . import distributed as distributed
 from . import diagnostics as diagnostics
+from . import distributed as distributed
 from . import nn as nn
 from . import optim as optim
 from . import training as training

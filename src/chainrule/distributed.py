@@ -6,7 +6,7 @@ The transport is MPI through ``mpi4py`` (the ``distributed`` extra brings it wit
 wheel, whose ``mpiexec`` lives in the environment)::
 
     pip install "chainrule[distributed]"
-    mpiexec -n 4 python -m mpi4py train.py        # a script that calls cr.fit(..., distributed=True)
+    mpiexec -n 4 python -m mpi4py train.py   # a script calling cr.fit(..., distributed=True)
     chainrule train --data big.csv --target y --workers 4
 
 ``python -m mpi4py`` turns an unhandled exception into ``MPI_Abort``; :func:`init` does the same
@@ -40,6 +40,9 @@ from .nn.losses import NLLLoss as _NLLLoss
 from .nn.module import Module
 from .optim.optimizers import Optimizer
 from .tensor import enable_grad
+from .training.callbacks import Callback, CSVLogger, ProgressBar
+from .training.steps import EagerPlan, StepPlan
+from .training.trainer import Trainer
 
 __all__ = [
     "DistributedOptimizer",
@@ -166,7 +169,9 @@ def abort_job(status: int, why: str | None) -> None:
         return
     if why is not None:
         why = " ".join(str(why).split())
-        print(f"chainrule.distributed: rank {r} of {n} failed: {why}; ending the job", file=sys.stderr)
+        print(
+            f"chainrule.distributed: rank {r} of {n} failed: {why}; ending the job", file=sys.stderr
+        )
     sys.stdout.flush()
     sys.stderr.flush()
     comm.Abort(int(status) or 1)
@@ -236,8 +241,12 @@ def allreduce(array: Any, op: str = "average") -> np.ndarray:
 
 def _describe(model: Module) -> list[tuple[str, str, tuple[int, ...], str]]:
     """(kind, name, shape, dtype) of every parameter then buffer, in the model's order."""
-    rows = [("parameter", n, tuple(p.data.shape), p.data.dtype.str) for n, p in model.named_parameters()]
-    rows += [("buffer", n, tuple(np.shape(b)), np.asarray(b).dtype.str) for n, b in model.named_buffers()]
+    rows = [
+        ("parameter", n, tuple(p.data.shape), p.data.dtype.str) for n, p in model.named_parameters()
+    ]
+    rows += [
+        ("buffer", n, tuple(np.shape(b)), np.asarray(b).dtype.str) for n, b in model.named_buffers()
+    ]
     return rows
 
 
@@ -384,7 +393,10 @@ def allreduce_gradients(optimizer: Optimizer, op: str = "sum") -> int:
     for dtype in sorted(by_dtype):
         group = by_dtype[dtype]
         flat = np.concatenate(
-            [(np.zeros(p.data.size, p.data.dtype) if p.grad is None else p.grad.reshape(-1)) for p in group]
+            [
+                (np.zeros(p.data.size, p.data.dtype) if p.grad is None else p.grad.reshape(-1))
+                for p in group
+            ]
         )
         _sum_inplace(flat)
         calls += 1
@@ -441,7 +453,7 @@ def DistributedOptimizer(optimizer: Optimizer, op: str = "average") -> Optimizer
     init()
     base = type(optimizer)
     cls = type(f"Distributed{base.__name__}", (_DistributedStep, base), {})
-    wrapped = object.__new__(cls)
+    wrapped: Any = object.__new__(cls)
     wrapped.__dict__ = optimizer.__dict__  # one state: the same groups, moments and buffers
     wrapped._allreduce_op = op
     wrapped._allreduce_on = True
@@ -552,20 +564,26 @@ class Replicas:
             self.comm.Allreduce(_mpi().IN_PLACE, buf)
         return float(buf[0])
 
-    def sync_gradients(self, optimizer: Optimizer, scale: float | None) -> None:
-        """Sum the (pre-scaled) gradients over all processes; ``scale`` multiplies them first
-        (the fused MLP step computes the gradient of the local mean)."""
+    def max_int(self, v: int) -> int:
+        """The largest of every process's ``v``."""
+        buf = np.array([v], np.int64)
+        if self.size > 1:
+            self.comm.Allreduce(_mpi().IN_PLACE, buf, op=_mpi().MAX)
+        return int(buf[0])
+
+    def scale_gradients(self, optimizer: Optimizer, scale: float) -> None:
+        """Multiply every gradient by ``scale`` (a plan that computed the local mean's)."""
+        if scale == 1.0:
+            return
         buffers = _grad_buffers(optimizer)
-        if scale is not None and scale != 1.0:
-            if buffers is not None:
-                for g in buffers:
-                    g *= scale
-            else:
-                for grp in optimizer.param_groups:
-                    for p in grp["params"]:
-                        if p.grad is not None:
-                            p.grad *= scale
-        allreduce_gradients(optimizer, "sum")
+        if buffers is not None:
+            for g in buffers:
+                g *= scale
+            return
+        for grp in optimizer.param_groups:
+            for p in grp["params"]:
+                if p.grad is not None:
+                    p.grad *= scale
 
     # ----- outputs in the global order -----
     def gather_rows(self, local: np.ndarray, positions: np.ndarray, total: int) -> np.ndarray:
@@ -589,7 +607,7 @@ class Replicas:
         return np.concatenate([p for p in parts if p is not None])
 
 
-def replicas_for_fit(model: Module, loss_fn: Any) -> Replicas:
+def _replicas(model: Module, loss_fn: Any) -> Replicas:
     """The processes of a ``fit(distributed=True)`` run, checked: installed, under mpiexec,
     the same model everywhere (then rank 0's weights broadcast)."""
     import importlib.util
@@ -612,8 +630,8 @@ def replicas_for_fit(model: Module, loss_fn: Any) -> Replicas:
 
 
 def plain_optimizer(optimizer: Any) -> Any:
-    """``optimizer`` without :class:`DistributedOptimizer`'s all-reduce (``fit`` does its own,
-    weighted by each process's share), sharing its state; other values as they are."""
+    """``optimizer`` without :class:`DistributedOptimizer`'s all-reduce (the distributed
+    trainer does its own, weighted by each process's share), sharing its state."""
     if not isinstance(optimizer, _DistributedStep):
         return optimizer
     base = next(c for c in type(optimizer).__mro__[1:] if not issubclass(c, _DistributedStep))
@@ -622,54 +640,148 @@ def plain_optimizer(optimizer: Any) -> Any:
     return plain
 
 
-def replica_step(
-    tr: Any,
-    xb: np.ndarray,
-    yb: np.ndarray,
-    wb: np.ndarray | None,
-    fast: Any,
-    split: tuple[int, int, int],
-    scale: float,
-    mine: float,
-) -> tuple[float, np.ndarray]:
-    """One process's share of a training step: forward and backward on its rows ``xb`` of the
-    global batch, its gradient weighted by ``scale = W_r / W`` (its part of the batch's loss
-    denominator), then one all-reduce of the flat gradient buffer. Returns the global batch
-    loss ``Σ_r scale_r · C_r`` (the same number on every process) and this process's outputs.
+class ReplicaPlan(StepPlan):
+    """A step plan run on this process's rows of the global batch.
 
-    Dropout and batch norm see the global batch through :func:`chainrule.nn._replicas.batch_split`.
-    A process whose rows are empty or weigh nothing still runs the forward pass (dropout draws
-    the same masks, batch norm takes part in the sums) and contributes a zero gradient.
+    The batch loss it returns is the global one, ``Σ_r (W_r/W)·C_r`` (``C_r`` this process's
+    mean loss, ``W_r`` its part of the batch's loss denominator ``W``), the same number on
+    every process; the gradients it leaves are this process's share ``(W_r/W)·∇C_r``, which
+    :meth:`DistributedTrainer.sync_gradients` sums. Dropout and batch norm see the global batch
+    (:func:`chainrule.nn._replicas.batch_split`). A process whose rows are empty or weigh
+    nothing still runs the forward pass (dropout draws the same masks, batch norm takes part
+    in its sums) and contributes a zero gradient.
     """
-    from .nn._replicas import batch_split
 
-    rep: Replicas = tr.replicas
-    opt = tr.optimizer
-    rows, lo, hi = split
-    with batch_split(rep.batch_split(rows, lo, hi)):
-        if fast is not None:  # the fused MLP (no dropout, no batch norm): scale afterwards
-            if mine > 0:
-                lv = fast.step(xb, yb, wb)
-                out = fast.output
+    name = "replica"
+
+    def __init__(self, inner: StepPlan, trainer: DistributedTrainer) -> None:
+        super().__init__(inner.model, inner.loss_fn, inner.optimizer)
+        self.inner, self.trainer = inner, trainer
+        self.name = f"replica({inner.name})"
+        self.reuses_output = inner.reuses_output
+
+    def usable(self) -> bool:
+        return self.inner.usable()
+
+    def check_targets(self, y: np.ndarray) -> None:
+        self.inner.check_targets(y)
+
+    def run(self, xb: np.ndarray, yb: Any, wb: np.ndarray | None) -> tuple[float, np.ndarray]:
+        from .nn._replicas import batch_split
+
+        tr = self.trainer
+        rep: Replicas = tr.replicas
+        rows, lo, hi, scale, _, mine = tr.share
+        with batch_split(rep.batch_split(rows, lo, hi)):
+            if not isinstance(self.inner, EagerPlan):  # the fused MLP: no dropout, no batch norm
+                if mine > 0:
+                    lv, out = self.inner.run(xb, yb, wb)
+                    rep.scale_gradients(self.optimizer, scale)
+                else:
+                    self.optimizer.zero_grad(set_to_none=False)
+                    lv, out = 0.0, np.empty((0, *_out_shape(self.inner)), tr.dtype)
             else:
-                opt.zero_grad(set_to_none=False)
-                lv, out = 0.0, np.empty((0, fast.linears[-1].out_features), tr.dtype)
-            rep.sync_gradients(opt, scale)
-        else:
-            out_t = tr.model(xb)
-            if mine > 0:
-                loss = (
-                    tr.loss_fn(out_t, yb, sample_weight=wb)
-                    if wb is not None
-                    else tr.loss_fn(out_t, yb)
-                )
-                lv = loss.item()
-            else:  # nothing to learn here, but the graph (and its all-reduces) must run
-                loss, lv = out_t.sum(), 0.0
-            opt.zero_grad()
-            # the seed W_r / W makes this process's loss its share of the global one, so
-            # the sums of batch norm's backward pass are weighted rightly too
-            loss.backward(np.asarray(scale if mine > 0 else 0.0, loss.dtype))
-            out = out_t.data
-            rep.sync_gradients(opt, None)
-    return rep.sum_scalar(lv * scale if mine > 0 else 0.0), out
+                out_t = self.model(xb)
+                if mine > 0:
+                    loss = (
+                        self.loss_fn(out_t, yb, sample_weight=wb)
+                        if wb is not None
+                        else self.loss_fn(out_t, yb)
+                    )
+                    lv = loss.item()
+                else:  # nothing to learn here, but the graph (and its all-reduces) must run
+                    loss, lv = out_t.sum(), 0.0
+                self.optimizer.zero_grad()
+                # the seed W_r/W makes this process's loss its share of the global one, so the
+                # sums in batch norm's backward pass are weighted rightly too
+                loss.backward(np.asarray(scale if mine > 0 else 0.0, loss.dtype))
+                out = out_t.data
+        return rep.sum_scalar(lv * scale if mine > 0 else 0.0), out
+
+
+def _out_shape(plan: Any) -> tuple[int, ...]:
+    linears = getattr(plan, "linears", None)
+    return (linears[-1].out_features,) if linears else ()
+
+
+class DistributedTrainer(Trainer):
+    """The :class:`~chainrule.training.Trainer` of ``fit(..., distributed=True)``.
+
+    Every process runs this trainer on the same data with the same arguments. Through the
+    trainer's hooks: :meth:`shard_batch` keeps this process's contiguous rows of each global
+    batch (``np.array_split``'s sizes); the step plan (:class:`ReplicaPlan`) weights its share
+    of the loss; :meth:`sync_gradients` sums the gradients with one ``Allreduce(IN_PLACE)`` per
+    flat gradient buffer; :meth:`agree_stop` takes the largest stop request of all processes;
+    training metrics and validation gather every process's outputs, so the history is the
+    single-process history on every process. Only rank 0 prints and writes checkpoints.
+    """
+
+    def __init__(self, model: Module, loss: Any, optimizer: Any = "adam", **kwargs: Any) -> None:
+        from .training.evaluation import resolve_loss
+
+        loss = resolve_loss(loss)
+        self.replicas = _replicas(model, loss)
+        if not self.replicas.is_main:  # only rank 0 prints and writes files
+            kwargs["verbose"] = 0
+            cbs = kwargs.get("callbacks") or ()
+            cbs = [cbs] if isinstance(cbs, Callback) else list(cbs)
+            kwargs["callbacks"] = [c for c in cbs if not isinstance(c, (ProgressBar, CSVLogger))]
+        super().__init__(model, loss, plain_optimizer(optimizer), **kwargs)
+        self.share: tuple[int, int, int, float, float, float] = (0, 0, 0, 1.0, 0.0, 0.0)
+        self._positions: list[np.ndarray] = []
+        self._offset = 0
+        self._run_weights: np.ndarray | None = None
+
+    # ----- the data -----
+    def _begin(self, X: Any, y: Any, *args: Any) -> Any:
+        run = super()._begin(X, y, *args)
+        self.replicas.check_data(run.X, run.y, run.w)
+        self._run_weights = run.w
+        return run
+
+    def shard_batch(self, idx: Any, n: int) -> Any:
+        rep = self.replicas
+        mine, lo, hi, rows = rep.split(idx, n)
+        run_y, run_w = self.fit_targets, self._run_weights
+        scale, bw, denom = rep.weights(self.loss_fn, run_y, run_w, idx, lo, hi)
+        self.share = (rows, lo, hi, scale, bw, denom)
+        if self.batch == 0:
+            self._positions, self._offset = [], 0
+        self._positions.append(np.arange(self._offset + lo, self._offset + hi))
+        self._offset += rows
+        return mine
+
+    def gather_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        # every step of an epoch that gets its metrics was taken and recorded its output
+        positions = np.concatenate(self._positions)
+        return self.replicas.gather_rows(outputs, positions, self._offset)
+
+    def validation_outputs(self, X: Any, batch_size: int) -> np.ndarray | None:
+        return self.replicas.predict(self.model, X, batch_size)
+
+    # ----- the step -----
+    def _candidate_plans(self) -> list[StepPlan]:
+        return [ReplicaPlan(p, self) for p in super()._candidate_plans()]
+
+    def train_step(self, batch: tuple[Any, ...]) -> dict[str, Any]:
+        if not self._in_loop:
+            raise RuntimeError(
+                "DistributedTrainer.train_step runs inside fit(distributed=True) only: each "
+                "process needs its share of a global batch"
+            )
+        logs = super().train_step(batch)
+        logs["size"], logs["weight"] = self.share[0], self.share[4]
+        return logs
+
+    def sync_gradients(self) -> None:
+        """Sum every process's share of the gradient: one ``Allreduce(IN_PLACE)`` per flat
+        gradient buffer (per dtype)."""
+        allreduce_gradients(self.optimizer, "sum")
+
+    def agree_stop(self, flag: int) -> int:
+        return self.replicas.max_int(flag)
+
+    # ----- files -----
+    def save_checkpoint(self, path: str) -> None:
+        if self.replicas.is_main:  # every process holds the same state: rank 0 writes it
+            super().save_checkpoint(path)

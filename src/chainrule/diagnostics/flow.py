@@ -231,7 +231,7 @@ class GradientFlow(Callback):
 
     def _yardstick(self) -> tuple[float, str] | None:
         tr = self.trainer
-        y = getattr(tr, "_fit_targets", None)
+        y = None if tr is None else tr.fit_targets
         if tr is None or y is None:
             return None
         try:
@@ -346,8 +346,8 @@ class GradientFlow(Callback):
                 if not (g and math.isfinite(g[-1]) and g[-1] > EXPLODING_RMS):
                     continue
                 targets = (
-                    target_scaling_advice(tr.loss_fn, tr._fit_targets)
-                    if tr is not None and getattr(tr, "_fit_targets", None) is not None
+                    target_scaling_advice(tr.loss_fn, tr.fit_targets)
+                    if tr is not None and tr.fit_targets is not None
                     else None
                 )
                 if targets:
@@ -429,8 +429,8 @@ class GradientFlow(Callback):
                     else f"Weights change by up to {top:.0%} per epoch ({self._label(where)}): the "
                     "learning rate may be too high."
                 )
-        if tr is not None and hasattr(tr, "_fit_inputs"):
-            scaling = input_scaling_advice(tr._fit_inputs)
+        if tr is not None and tr.fit_inputs is not None:
+            scaling = input_scaling_advice(tr.fit_inputs)
             if scaling:
                 out.append(scaling)
         return out

@@ -1,15 +1,16 @@
-"""A fused training step for plain MLPs: the same mathematics as the engine, without a graph.
+"""The fused MLP step plan: the same mathematics as the engine, without a graph.
 
 When the model is a Sequential of Linear layers with elementwise activations between them
 (ReLU, LeakyReLU, Tanh, Sigmoid, Identity), the loss is one of the common ones, and the
-optimizer keeps its parameters in flat buffers, :func:`chainrule.fit` runs each step as a fixed
-sequence of NumPy calls into preallocated arrays: forward ``Z = A W + b`` and the activation in
+optimizer keeps its parameters in flat buffers, :func:`chainrule.fit` runs each step's forward
+and backward passes (:class:`FusedMLPPlan`, one of the trainer's step plans, see
+:mod:`chainrule.training.steps`) as a fixed sequence of NumPy calls into preallocated arrays: forward ``Z = A W + b`` and the activation in
 place; the loss and its gradient at the output in one fused expression (softmax − y for
 cross-entropy); backward ``∂C/∂W = Aᵀ δ`` written straight into the optimizer's flat gradient
 buffer, ``δ_prev = (δ Wᵀ) ⊙ f'`` from the saved activations. Every formula is the engine's
 rule for the same primitive, so the gradients agree with ``backward()`` to rounding error
-(tested in float64 to 1e-12); anything else (dropout, batch norm, custom layers or losses)
-uses the engine.
+(:func:`~chainrule.training.steps.check_step_plan`, float64, to 1e-12); anything else (dropout,
+batch norm, custom layers or losses) the plan declines, and the engine's plan runs it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from ..nn.layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..nn.module import Sequential
 from ..ops import _relu_array, _sigmoid
+from .steps import StepPlan
 
-__all__ = ["FastMLP"]
+__all__ = ["FastMLP", "FusedMLPPlan"]
 
 _ACTS = (ReLU, LeakyReLU, Tanh, Sigmoid, Identity)
 
@@ -67,18 +69,30 @@ class _Buffers(NamedTuple):
     scratch: np.ndarray  # room for one δ: activation derivatives without temporaries
 
 
-class FastMLP:
+class FusedMLPPlan(StepPlan):
     """The fused step for one (model, loss, optimizer); build with :meth:`create`."""
 
+    name = "fused_mlp"
+    reuses_output = True  # the output array is the last layer's buffer, rewritten every step
+
     def __init__(
-        self, linears: list[Linear], acts: list[Any], spec: tuple[str, float, float]
+        self,
+        model: Any,
+        loss_fn: Any,
+        optimizer: Any,
+        linears: list[Linear],
+        acts: list[Any],
+        spec: tuple[str, float, float],
     ) -> None:
+        super().__init__(model, loss_fn, optimizer)
         self.linears, self.acts = linears, acts
         self.kind, self.scale, self.l2 = spec
+        self.modules = list(model.modules())
+        self.output = np.empty(0)  # the last batch's output (the last layer's buffer)
         self._shape_cache: dict[tuple[int, Any], _Buffers] = {}
 
     @classmethod
-    def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FastMLP | None:
+    def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FusedMLPPlan | None:
         if type(model) is not Sequential or not hasattr(optimizer, "_flat"):
             return None
         layers = list(model)
@@ -107,7 +121,7 @@ class FastMLP:
         spec = loss_spec(loss_fn)
         if spec is None:
             return None
-        return cls(linears, acts, spec)
+        return cls(model, loss_fn, optimizer, linears, acts, spec)
 
     def _buffers(self, n: int, dtype: np.dtype[Any]) -> _Buffers:
         """The step's arrays for batches of ``n`` rows, made once per batch size."""
@@ -140,8 +154,16 @@ class FastMLP:
                     return False
         return True
 
+    def usable(self) -> bool:
+        """The gradients can go to the optimizer's flat buffers and no forward hook watches."""
+        return self.ready(self.optimizer) and not self.hooked(self.modules)
+
     def check_targets(self, y: np.ndarray) -> None:
-        """Class indices must lie in [0, C) (the engine's loss checks each batch itself)."""
+        """Class indices must lie in [0, C) (the engine's loss checks each batch itself), and
+        other targets need one value per output."""
+        if self.kind != "multiclass":
+            _check_target_width(self.loss_fn, np.asarray(y), self.linears[-1].out_features)
+            return
         c = self.linears[-1].out_features
         labels = np.asarray(y)
         if labels.dtype.kind == "f":
@@ -169,10 +191,15 @@ class FastMLP:
         """True if a forward hook watches one of ``modules`` (then the engine path must run)."""
         return any(m.__dict__.get("_forward_hooks") for m in modules)
 
+    def run(self, xb: np.ndarray, yb: Any, wb: np.ndarray | None) -> tuple[float, np.ndarray]:
+        """Forward, loss and backward for one batch (see :meth:`StepPlan.run`)."""
+        loss = self.step(xb, yb, wb)
+        return loss, self.output
+
     def step(self, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> float:
         """Forward, loss and backward for one batch; leaves ``p.grad`` set for every parameter.
 
-        Returns the batch loss (as the loss module would).
+        Returns the batch loss (as the loss module would); the output is ``self.output``.
         """
         first = self.linears[0]
         if xb.ndim != 2 or xb.shape[1] != first.in_features:
@@ -309,6 +336,21 @@ class FastMLP:
             else:
                 delta *= col * dtype.type(1.0 / div)
         return loss
+
+
+FastMLP = FusedMLPPlan  # its name before it became a step plan
+
+
+def _check_target_width(loss_fn: Any, y: np.ndarray, outputs: int) -> None:
+    """Targets of an elementwise loss need one value per model output: ``(n, outputs)``."""
+    per_sample = y[0].size if len(y) else 0
+    if per_sample != outputs or (outputs > 1 and y.shape[1:] != (outputs,)):
+        want = f"({len(y)},) or ({len(y)}, 1)" if outputs == 1 else f"({len(y)}, {outputs})"
+        raise ValueError(
+            f"{type(loss_fn).__name__}: the model has {outputs} output(s) per sample, so y must "
+            f"have shape {want}, got {y.shape}; give one target per output, or change the "
+            "model's last layer"
+        )
 
 
 def _grad_target(p: Any) -> np.ndarray:
