@@ -16,7 +16,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
+from typing import IO
 
 __all__ = ["find_mpiexec", "launch", "without_workers"]
 
@@ -87,35 +89,53 @@ def launch(argv: Sequence[str], workers: int) -> int:
     cmd += without_workers(argv)
     with tempfile.TemporaryDirectory(prefix="chainrule-ranks-") as ranks:
         env[RANK_DIR] = ranks
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, bufsize=1)
-        assert proc.stderr is not None
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
         banner: list[str] = []
-        blank = False  # a blank line is held back: MPICH's report starts with one
+        pumps = [
+            threading.Thread(target=_pump, args=(stream, dest, banner), daemon=True)
+            for stream, dest in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
+        ]
+        for t in pumps:
+            t.start()
         try:
-            for line in proc.stderr:
-                text = line.rstrip("\n")
-                if text.startswith(("=", "YOUR APPLICATION TERMINATED")):
-                    banner.append(text)  # MPICH's report of a process that died
-                    blank = False
-                    continue
-                if not text.strip():
-                    blank = not banner
-                    continue
-                if blank:
-                    sys.stderr.write("\n")
-                    blank = False
-                if text.startswith(("This typically refers", "Please see the FAQ")):
-                    continue
-                if re.match(r"^Abort\(\d+\) on node \d+", text):
-                    continue  # MPICH's echo of the abort the failing rank announced itself
-                sys.stderr.write(line)
             status = proc.wait()
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
             status = proc.wait()
+        for t in pumps:
+            t.join()
         if banner:
             sys.stderr.write(_one_line(banner, _ranks(ranks), workers) + "\n")
+            sys.stderr.flush()
     return status if status >= 0 else 128 - status
+
+
+def _pump(stream: IO[str] | None, dest: IO[str], banner: list[str]) -> None:
+    """Copy ``stream`` to ``dest`` line by line, keeping MPICH's report of a process that died
+    (a banner of "=" lines, on standard output) and its echo of an abort out of it."""
+    if stream is None:
+        return
+    blank = False  # a blank line is held back: the report starts with one
+    for line in stream:
+        text = line.rstrip("\n")
+        if text.startswith(("=", "YOUR APPLICATION TERMINATED")):
+            banner.append(text)
+            blank = False
+            continue
+        if not text.strip():
+            blank = True
+            continue
+        if text.startswith(("This typically refers", "Please see the FAQ")):
+            continue
+        if re.match(r"^Abort\(\d+\) on node \d+", text):
+            continue  # MPICH's echo of the abort the failing rank announced itself
+        if blank:
+            dest.write("\n")
+            blank = False
+        dest.write(line)
+        dest.flush()
 
 
 def _one_line(banner: list[str], ranks: dict[int, int], workers: int) -> str:
