@@ -96,6 +96,7 @@ def train(args: argparse.Namespace) -> None:
         callbacks=callbacks,
         resume_from=args.resume,
         distributed=args.distributed,
+        accumulate_steps=args.accumulate,
     )
     if not args.distributed or cr.distributed.is_main():
         _save(args.out, model, history, X)
@@ -231,6 +232,7 @@ def main() -> None:
     p.add_argument("--fault")
     p.add_argument("--early-stopping", action="store_true")
     p.add_argument("--data")
+    p.add_argument("--accumulate", type=int, default=1)
     args = p.parse_args()
     scenarios = {
         "train": train,

@@ -153,6 +153,35 @@ def test_checkpoint_written_by_two_processes_resumes_on_one_and_three(tmp_path):
         assert_same_run(full, load(tmp_path / name))
 
 
+def test_gradient_accumulation_on_two_processes_equals_one(tmp_path):
+    # batches of 6 rows, 3 per step: steps of 18 rows (the last of 10), each batch split in 2
+    common = ["--model", "bn", "--batch-size", "6", "--accumulate", "3", "--epochs", "2"]
+    ok(run(tmp_path, 0, "train", str(tmp_path / "p1.npz"), *common))
+    ok(run(tmp_path, 2, "train", str(tmp_path / "p2.npz"), *common, "--distributed"))
+    assert_same_run(load(tmp_path / "p1.npz"), load(tmp_path / "p2.npz"))
+
+
+@pytest.mark.parametrize("act", ["tanh", "elu"], ids=["fused plan", "eager plan"])
+def test_gradient_accumulation_equals_the_larger_batch(act):
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(47, 4)), rng.integers(0, 3, 47)
+    w = rng.uniform(0.1, 3.0, 47)
+    runs = []
+    for batch, k in ((4, 3), (12, 1)):  # 47 rows: steps of 12, the last of 11 (4 + 4 + 3)
+        model = cr.nn.mlp([4, 6, 3], act, rng=0).to(np.float64)
+        h = cr.fit(
+            model, X, y, loss="cross_entropy", optimizer="adam", lr=0.01, epochs=3, seed=0,
+            batch_size=batch, accumulate_steps=k, sample_weight=w, verbose=0,
+            metrics=["accuracy"],
+        )  # fmt: skip
+        runs.append((np.concatenate([p.data.ravel() for p in model.parameters()]), h.history))
+    (w1, h1), (w2, h2) = runs
+    assert rel(w1, w2) < 1e-12
+    assert rel(h1["loss"], h2["loss"]) < 1e-12 and h1["accuracy"] == h2["accuracy"]
+    with pytest.raises(ValueError, match="accumulate_steps must be"):
+        cr.fit(cr.nn.mlp([4, 3], rng=0), X, y, loss="cross_entropy", accumulate_steps=0)
+
+
 # ----- point 2: the building blocks -----
 def test_broadcast_parameters_makes_models_built_from_different_seeds_identical(tmp_path):
     ok(run(tmp_path, 3, "broadcast", str(tmp_path / "b.npz")))

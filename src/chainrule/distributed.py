@@ -31,7 +31,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -480,6 +480,30 @@ def _denominators(loss_fn: Any, y: np.ndarray, w: np.ndarray | None) -> np.ndarr
     return d if w is None else d * w
 
 
+class Share(NamedTuple):
+    """This process's part of one global step: ``parts`` lists, per batch of the step, (its
+    rows, this process's first and end row in the step, its loss scale ``W_r/W``, its loss
+    denominator ``W_r``); ``rows`` and ``weight`` are the whole step's."""
+
+    rows: int
+    weight: float
+    parts: list[tuple[int, int, int, float, float]]
+    index: Any = None
+
+
+class _Alone:
+    """A communicator of one process (gradient accumulation without MPI)."""
+
+    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's names
+        return 0
+
+    def Get_size(self) -> int:  # noqa: N802
+        return 1
+
+    def allgather(self, value: Any) -> list[Any]:
+        return [value]
+
+
 class Replicas:
     """The processes of one ``fit(distributed=True)`` run, as the trainer sees them."""
 
@@ -518,34 +542,44 @@ class Replicas:
             (len(X), tuple(X.shape[1:]), digest.hexdigest()[:16]),
         )
 
-    # ----- one global batch -----
-    def split(self, idx: Any, n: int) -> tuple[Any, int, int, int]:
-        """(this process's indices, its first and last row in the batch, the batch's rows)."""
-        rows = len(range(n)[idx]) if isinstance(idx, slice) else len(idx)
-        lo, hi = _bounds(rows, self.size, self.rank)
-        if isinstance(idx, slice):
-            start = idx.start or 0
-            return slice(start + lo, start + hi), lo, hi, rows
-        return idx[lo:hi], lo, hi, rows
-
-    def weights(
-        self, loss_fn: Any, y: np.ndarray, w: np.ndarray | None, idx: Any, lo: int, hi: int
-    ) -> tuple[float, float, float]:
-        """(this process's loss scale ``W_r / W``, the batch weight the epoch loss uses, and
-        this process's denominator ``W_r``) for the global batch ``idx``."""
-        yb = y[idx]
-        wb = None if w is None else w[idx]
-        bw = float(len(yb)) if wb is None else float(np.sum(wb))
+    # ----- one global step -----
+    def share(
+        self, idx: Any, n: int, micro: int, loss_fn: Any, y: np.ndarray, w: np.ndarray | None
+    ) -> Share:
+        """This process's part of the global step batch ``idx`` (rows of a set of ``n``), cut
+        into batches of ``micro`` rows (gradient accumulation; one batch without it), each
+        split over the processes by ``np.array_split``'s sizes."""
+        rows_all = np.arange(n)[idx] if isinstance(idx, slice) else np.asarray(idx)
+        total_rows = len(rows_all)
+        yb = y[rows_all]
+        wb = None if w is None else w[rows_all]
+        bw = float(total_rows) if wb is None else float(np.sum(wb))
         if loss_fn.reduction == "sum":
-            return 1.0, bw, float(hi - lo)
-        d = _denominators(loss_fn, yb, wb)
-        total = float(d.sum())
-        mine = float(d[lo:hi].sum())
-        if total <= 0:
-            raise ValueError(
-                "a batch's sample weights sum to 0: the weighted mean loss is undefined"
-            )
-        return mine / total, bw, mine
+            d = np.ones(total_rows, np.float64)
+            total = 1.0
+        else:
+            d = _denominators(loss_fn, yb, wb)
+            total = float(d.sum())
+            if total <= 0:
+                raise ValueError(
+                    "a batch's sample weights sum to 0: the weighted mean loss is undefined"
+                )
+        parts: list[tuple[int, int, int, float, float]] = []
+        local: list[np.ndarray] = []
+        for start in range(0, max(total_rows, 1), micro):
+            rows = min(micro, total_rows - start)
+            lo, hi = _bounds(rows, self.size, self.rank)
+            mine = float(d[start + lo : start + hi].sum())
+            scale = 1.0 if loss_fn.reduction == "sum" else mine / total
+            if loss_fn.reduction == "sum":
+                mine = float(hi - lo)
+            parts.append((rows, start + lo, start + hi, scale, mine))
+            local.append(rows_all[start + lo : start + hi])
+        mine_idx: Any = np.concatenate(local) if local else rows_all[:0]
+        if isinstance(idx, slice) and len(parts) == 1:  # keep a slice (contiguous reads)
+            base = idx.start or 0
+            mine_idx = slice(base + parts[0][1], base + parts[0][2])
+        return Share(total_rows, bw, parts, mine_idx)
 
     def batch_split(self, rows: int, lo: int, hi: int) -> Any:
         from .nn._replicas import BatchSplit
@@ -584,6 +618,11 @@ class Replicas:
             for p in grp["params"]:
                 if p.grad is not None:
                     p.grad *= scale
+
+    def reduce_gradients(self, optimizer: Optimizer) -> None:
+        """Sum the gradients over the processes (one all-reduce per flat buffer)."""
+        if self.size > 1:
+            allreduce_gradients(optimizer, "sum")
 
     # ----- outputs in the global order -----
     def gather_rows(self, local: np.ndarray, positions: np.ndarray, total: int) -> np.ndarray:
@@ -671,32 +710,69 @@ class ReplicaPlan(StepPlan):
 
         tr = self.trainer
         rep: Replicas = tr.replicas
-        rows, lo, hi, scale, _, mine = tr.share
-        with batch_split(rep.batch_split(rows, lo, hi)):
-            if not isinstance(self.inner, EagerPlan):  # the fused MLP: no dropout, no batch norm
-                if mine > 0:
-                    lv, out = self.inner.run(xb, yb, wb)
-                    rep.scale_gradients(self.optimizer, scale)
+        parts = tr.share.parts
+        fused = not isinstance(self.inner, EagerPlan)
+        acc: list[np.ndarray] | None = None  # the fused plan's gradients, summed over batches
+        total, outs, offset = 0.0, [], 0
+        for k, (rows, lo, hi, scale, mine) in enumerate(parts):
+            sl = slice(offset, offset + hi - lo)
+            offset += hi - lo
+            x, t, w = xb[sl], yb[sl], None if wb is None else wb[sl]
+            with batch_split(rep.batch_split(rows, lo - _start(parts, k), hi - _start(parts, k))):
+                if fused:  # the fused MLP (no dropout, no batch norm): scale afterwards
+                    if mine > 0:
+                        lv, out = self.inner.run(x, t, w)
+                        out = np.array(out) if len(parts) > 1 else out
+                        rep.scale_gradients(self.optimizer, scale)
+                    else:
+                        self.optimizer.zero_grad(set_to_none=False)
+                        lv, out = 0.0, np.empty((0, *_out_shape(self.inner)), tr.dtype)
+                    if len(parts) > 1:
+                        acc = _accumulate(self.optimizer, acc, last=k == len(parts) - 1)
                 else:
-                    self.optimizer.zero_grad(set_to_none=False)
-                    lv, out = 0.0, np.empty((0, *_out_shape(self.inner)), tr.dtype)
-            else:
-                out_t = self.model(xb)
-                if mine > 0:
-                    loss = (
-                        self.loss_fn(out_t, yb, sample_weight=wb)
-                        if wb is not None
-                        else self.loss_fn(out_t, yb)
-                    )
-                    lv = loss.item()
-                else:  # nothing to learn here, but the graph (and its all-reduces) must run
-                    loss, lv = out_t.sum(), 0.0
-                self.optimizer.zero_grad()
-                # the seed W_r/W makes this process's loss its share of the global one, so the
-                # sums in batch norm's backward pass are weighted rightly too
-                loss.backward(np.asarray(scale if mine > 0 else 0.0, loss.dtype))
-                out = out_t.data
-        return rep.sum_scalar(lv * scale if mine > 0 else 0.0), out
+                    out_t = self.model(x)
+                    if mine > 0:
+                        loss = (
+                            self.loss_fn(out_t, t, sample_weight=w)
+                            if w is not None
+                            else self.loss_fn(out_t, t)
+                        )
+                        lv = loss.item()
+                    else:  # nothing to learn here, but the graph (and its all-reduces) must run
+                        loss, lv = out_t.sum(), 0.0
+                    if k == 0:
+                        self.optimizer.zero_grad()  # later batches add to the gradients
+                    # the seed W_r/W makes this process's loss its share of the global one, so
+                    # the sums in batch norm's backward pass are weighted rightly too
+                    loss.backward(np.asarray(scale if mine > 0 else 0.0, loss.dtype))
+                    out = out_t.data
+            total += lv * scale if mine > 0 else 0.0
+            outs.append(out)
+        return rep.sum_scalar(total), outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
+def _start(parts: list[tuple[int, int, int, float, float]], k: int) -> int:
+    """Where batch ``k`` of a step starts (the batches before it are full)."""
+    return sum(p[0] for p in parts[:k])
+
+
+def _accumulate(optimizer: Any, acc: list[np.ndarray] | None, last: bool) -> list[np.ndarray]:
+    """Add the gradients just computed to ``acc``; after the last batch, write the sum back."""
+    buffers = _grad_buffers(optimizer)
+    grads = (
+        buffers
+        if buffers is not None
+        else [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    )
+    if acc is None:
+        acc = [np.array(g) for g in grads]
+    else:
+        for a, g in zip(acc, grads):
+            a += g
+    if last:
+        for a, g in zip(acc, grads):
+            np.copyto(g, a)
+    return acc
 
 
 def _out_shape(plan: Any) -> tuple[int, ...]:
@@ -714,20 +790,41 @@ class DistributedTrainer(Trainer):
     flat gradient buffer; :meth:`agree_stop` takes the largest stop request of all processes;
     training metrics and validation gather every process's outputs, so the history is the
     single-process history on every process. Only rank 0 prints and writes checkpoints.
+
+    ``accumulate_steps=k`` makes each optimizer step sum the gradients of ``k`` batches of
+    ``batch_size`` rows (the loop's batch is then ``k·batch_size`` rows, cut into ``k``; one
+    all-reduce per step). ``distributed=False`` runs that accumulation in one process, without
+    MPI.
     """
 
-    def __init__(self, model: Module, loss: Any, optimizer: Any = "adam", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Module,
+        loss: Any,
+        optimizer: Any = "adam",
+        *,
+        accumulate_steps: int = 1,
+        micro_batch: int | None = None,
+        distributed: bool = True,
+        **kwargs: Any,
+    ) -> None:
         from .training.evaluation import resolve_loss
 
         loss = resolve_loss(loss)
-        self.replicas = _replicas(model, loss)
+        if distributed:
+            self.replicas = _replicas(model, loss)
+        else:
+            self.replicas = Replicas(_Alone())
+            self.replicas.check_loss(loss)
+        self.accumulate_steps = int(accumulate_steps)
+        self.micro_batch = micro_batch
         if not self.replicas.is_main:  # only rank 0 prints and writes files
             kwargs["verbose"] = 0
             cbs = kwargs.get("callbacks") or ()
             cbs = [cbs] if isinstance(cbs, Callback) else list(cbs)
             kwargs["callbacks"] = [c for c in cbs if not isinstance(c, (ProgressBar, CSVLogger))]
         super().__init__(model, loss, plain_optimizer(optimizer), **kwargs)
-        self.share: tuple[int, int, int, float, float, float] = (0, 0, 0, 1.0, 0.0, 0.0)
+        self.share = Share(0, 0.0, [])
         self._positions: list[np.ndarray] = []
         self._offset = 0
         self._run_weights: np.ndarray | None = None
@@ -740,16 +837,17 @@ class DistributedTrainer(Trainer):
         return run
 
     def shard_batch(self, idx: Any, n: int) -> Any:
-        rep = self.replicas
-        mine, lo, hi, rows = rep.split(idx, n)
-        run_y, run_w = self.fit_targets, self._run_weights
-        scale, bw, denom = rep.weights(self.loss_fn, run_y, run_w, idx, lo, hi)
-        self.share = (rows, lo, hi, scale, bw, denom)
+        rows = len(range(n)[idx]) if isinstance(idx, slice) else len(idx)
+        micro = self.micro_batch or rows
+        share = self.share = self.replicas.share(
+            idx, n, micro, self.loss_fn, self.fit_targets, self._run_weights
+        )
         if self.batch == 0:
             self._positions, self._offset = [], 0
-        self._positions.append(np.arange(self._offset + lo, self._offset + hi))
-        self._offset += rows
-        return mine
+        for _, lo, hi, _, _ in share.parts:
+            self._positions.append(np.arange(self._offset + lo, self._offset + hi))
+        self._offset += share.rows
+        return share.index
 
     def gather_outputs(self, outputs: np.ndarray) -> np.ndarray:
         # every step of an epoch that gets its metrics was taken and recorded its output
@@ -770,13 +868,13 @@ class DistributedTrainer(Trainer):
                 "process needs its share of a global batch"
             )
         logs = super().train_step(batch)
-        logs["size"], logs["weight"] = self.share[0], self.share[4]
+        logs["size"], logs["weight"] = self.share.rows, self.share.weight
         return logs
 
     def sync_gradients(self) -> None:
         """Sum every process's share of the gradient: one ``Allreduce(IN_PLACE)`` per flat
         gradient buffer (per dtype)."""
-        allreduce_gradients(self.optimizer, "sum")
+        self.replicas.reduce_gradients(self.optimizer)
 
     def agree_stop(self, flag: int) -> int:
         return self.replicas.max_int(flag)

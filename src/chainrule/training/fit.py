@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._validation import check_number
 from ..nn.module import Module
 
 # the underscored names: other modules imported them from here before the split; they still can
@@ -65,6 +66,7 @@ def fit(
     clip_grad_norm: float | None = None,
     resume_from: str | None = None,
     distributed: bool = False,
+    accumulate_steps: int = 1,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent and return its History.
 
@@ -141,6 +143,12 @@ def fit(
         result equals the single-process run with the same seed to rounding error (dropout
         masks, batch-norm statistics, uneven batches and weights included). Only rank 0 prints
         and writes checkpoints; every process returns the same History.
+    accumulate_steps : int, default 1
+        Gradient accumulation: each optimizer step sums the gradients of this many consecutive
+        batches of ``batch_size`` rows (one update, and in distributed training one
+        all-reduce, per ``accumulate_steps`` batches; the memory of one batch). The same
+        mathematics as ``batch_size * accumulate_steps``, except that dropout masks and
+        batch-norm statistics are per batch of ``batch_size``.
 
     Returns
     -------
@@ -170,11 +178,21 @@ def fit(
     >>> h.history["accuracy"][-1] > 0.9
     True
     """
-    make: type[Trainer] = Trainer
-    if distributed:  # the applications floor, imported only when asked for
+    check_number("accumulate_steps", accumulate_steps, low=1, integer=True)
+    make: Any = Trainer
+    extra: dict[str, Any] = {}
+    if distributed or accumulate_steps > 1:  # the applications floor, only when asked for
         from ..distributed import DistributedTrainer
 
-        make = DistributedTrainer
+        if accumulate_steps > 1 and batch_size is None:
+            raise ValueError(
+                "accumulate_steps > 1 needs a batch_size (the batches whose gradients are "
+                "summed), got batch_size=None"
+            )
+        make, extra = DistributedTrainer, {"distributed": distributed}
+        if accumulate_steps > 1:
+            extra.update(accumulate_steps=accumulate_steps, micro_batch=batch_size)
+            batch_size = int(batch_size) * int(accumulate_steps)  # type: ignore[arg-type]
     trainer = make(
         model,
         loss,
@@ -189,6 +207,7 @@ def fit(
         clip_grad_norm=clip_grad_norm,
         tol=tol,
         n_iter_no_change=n_iter_no_change,
+        **extra,
     )
     return trainer.fit(
         X,
