@@ -218,6 +218,25 @@ def rows_read(args: argparse.Namespace) -> None:
         np.savez(args.out, **{f"rank{r}": s for r, s in enumerate(everyone)})
 
 
+def nan_data(args: argparse.Namespace) -> None:
+    """A NaN in one row of a memory-mapped X: the step whose batch holds it diverges."""
+    import chainrule as cr
+
+    X = np.load(args.data, mmap_mode="r")
+    _, y, _ = _data(len(X))
+    model = _model("mlp")
+    history = cr.fit(
+        model, X, y, loss="cross_entropy", optimizer=_optimizer(model, "sgd"), epochs=3,
+        batch_size=10, seed=0, verbose=0, distributed=args.distributed,
+    )  # fmt: skip
+    if not args.distributed or cr.distributed.is_main():
+        weights = np.concatenate([p.data.ravel() for p in model.parameters()])
+        np.savez(
+            args.out, weights=weights, loss=np.asarray(history.history.get("loss", [])),
+            stop_reason=str(history.stop_reason), message=str(history.message),
+        )  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("scenario")
@@ -240,6 +259,7 @@ def main() -> None:
         "mismatch": mismatch,
         "reduce_once": reduce_once,
         "rows_read": rows_read,
+        "nan_data": nan_data,
     }
     scenarios[args.scenario](args)
 

@@ -248,6 +248,20 @@ def test_a_rank_killed_with_sigkill_ends_the_job(tmp_path):
     assert none_left(str(tmp_path)) == []
 
 
+def test_non_finite_data_in_one_process_stops_every_process_at_the_same_step(tmp_path):
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    X[37, 2] = np.nan  # in epoch 1's batch 3 or so, on one process only
+    np.save(tmp_path / "X.npy", X)
+    data = ["--data", str(tmp_path / "X.npy")]
+    ok(run(tmp_path, 0, "nan_data", str(tmp_path / "one.npz"), *data))
+    ok(run(tmp_path, 3, "nan_data", str(tmp_path / "three.npz"), *data, "--distributed"))
+    one, three = load(tmp_path / "one.npz"), load(tmp_path / "three.npz")
+    assert str(one["stop_reason"]) == str(three["stop_reason"]) == "diverged"
+    assert "training diverged at epoch 1" in str(three["message"])
+    assert len(one["loss"]) == len(three["loss"]) == 0  # the epoch was left unrecorded
+    assert rel(one["weights"], three["weights"]) < 1e-12  # the last finite weights
+
+
 def test_models_that_differ_are_refused_naming_the_first_difference(tmp_path):
     proc = run(tmp_path, 2, "mismatch", str(tmp_path / "x.npz"), timeout=60)
     assert proc.returncode != 0

@@ -348,20 +348,23 @@ def broadcast_optimizer_state(optimizer: Optimizer, root_rank: int = 0) -> None:
 # gradients
 # ---------------------------------------------------------------------------------------------
 def _grad_buffers(optimizer: Any) -> list[np.ndarray] | None:
-    """The optimizer's flat gradient buffers if every parameter's gradient lives in them now."""
+    """The optimizer's flat gradient buffers if every parameter's gradient lives in them now
+    (the parameter arena's, or the optimizer's flat groups before the arena), else None."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     arena = getattr(optimizer, "arena", None)
     if arena is not None and hasattr(arena, "grad_buffers"):
-        try:
-            if not arena.ensure():
-                pass
-        except Exception:  # pragma: no cover - an arena that cannot lay these out
+        arena.ensure()
+        held = {id(p) for p in arena.params}
+        if not arena.ready() or any(id(p) not in held for p in params):
             return None
         return list(arena.grad_buffers())
     flat = getattr(optimizer, "_flat", None)
-    if flat is None:
+    if flat is None and hasattr(optimizer, "prepare"):
         optimizer.prepare()
-        flat = optimizer._flat
+        flat = getattr(optimizer, "_flat", None)
     if not flat or any(f is None or not f.ready(optimizer) for f in flat):
+        return None
+    if sum(len(f.params) for f in flat) != len(params):
         return None
     return [f.G for f in flat]
 
@@ -719,16 +722,10 @@ class ReplicaPlan(StepPlan):
             offset += hi - lo
             x, t, w = xb[sl], yb[sl], None if wb is None else wb[sl]
             with batch_split(rep.batch_split(rows, lo - _start(parts, k), hi - _start(parts, k))):
-                if fused:  # the fused MLP (no dropout, no batch norm): scale afterwards
-                    if mine > 0:
-                        lv, out = self.inner.run(x, t, w)
-                        out = np.array(out) if len(parts) > 1 else out
-                        rep.scale_gradients(self.optimizer, scale)
-                    else:
-                        self.optimizer.zero_grad(set_to_none=False)
-                        lv, out = 0.0, np.empty((0, *_out_shape(self.inner)), tr.dtype)
-                    if len(parts) > 1:
-                        acc = _accumulate(self.optimizer, acc, last=k == len(parts) - 1)
+                if fused and mine > 0:  # the fused MLP (no dropout, no batch norm)
+                    lv, out = self.inner.run(x, t, w)
+                    out = np.array(out) if len(parts) > 1 else out
+                    rep.scale_gradients(self.optimizer, scale)  # its gradient is the local mean's
                 else:
                     out_t = self.model(x)
                     if mine > 0:
@@ -738,14 +735,16 @@ class ReplicaPlan(StepPlan):
                             else self.loss_fn(out_t, t)
                         )
                         lv = loss.item()
-                    else:  # nothing to learn here, but the graph (and its all-reduces) must run
-                        loss, lv = out_t.sum(), 0.0
-                    if k == 0:
+                    else:  # nothing to learn here, but the graph (and its all-reduces) must
+                        loss, lv = out_t.sum(), 0.0  # run, and the gradients be zeros in place
+                    if fused or k == 0:
                         self.optimizer.zero_grad()  # later batches add to the gradients
                     # the seed W_r/W makes this process's loss its share of the global one, so
                     # the sums in batch norm's backward pass are weighted rightly too
                     loss.backward(np.asarray(scale if mine > 0 else 0.0, loss.dtype))
                     out = out_t.data
+                if fused and len(parts) > 1:
+                    acc = _accumulate(self.optimizer, acc, last=k == len(parts) - 1)
             total += lv * scale if mine > 0 else 0.0
             outs.append(out)
         return rep.sum_scalar(total), outs[0] if len(outs) == 1 else np.concatenate(outs)
