@@ -402,3 +402,19 @@ def test_launcher_helpers():
         "chainrule: rank 3 of 4 (pid 4242) was killed by signal 9 (SIGKILL); the other "
         "processes were ended"
     )
+
+
+def test_scaling_benchmark_runs(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_distributed", HERE.parent / "benchmarks" / "bench_distributed.py"
+    )
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (row,) = bench.main(["--quick", "--no-write"])
+    assert row["case"] == "A128" and row["params"] == 235_146
+    assert row["samples_per_s_1"] > 0 and row["samples_per_s_2"] > 0  # timings: no thresholds
+    assert 0 <= row["comm_share_2"] <= 1
+    assert "Allreduce between 2 processes" in capsys.readouterr().out
