@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .arena import grad_home
+
 __all__ = [
     "Tensor",
     "enable_grad",
@@ -803,9 +805,9 @@ def _release(node: Tensor, inputs: tuple[Any, ...], kept: dict[int, ReleasedNode
 
 def _accumulate(leaf: Tensor, g: np.ndarray) -> None:
     if leaf.grad is None:
-        buf = getattr(leaf, "_grad_buf", None)
-        if buf is not None and buf.shape == leaf.data.shape and buf.dtype == leaf.data.dtype:
-            np.copyto(buf, g)  # into the optimizer's flat gradient buffer
+        buf = grad_home(leaf)  # the engine hook: the leaf's view of a parameter arena, or None
+        if buf is not None:
+            np.copyto(buf, g)  # into the arena's flat gradient buffer
             leaf.grad = buf
         else:
             # own the memory: g may be a view of another gradient or a broadcast

@@ -371,9 +371,8 @@ def explain(
     # are not copied for nothing)
     memo: dict[int, Any] = {}
     for p in model.parameters():
-        for arr in (p.grad, getattr(p, "_grad_buf", None)):
-            if arr is not None:
-                memo[id(arr)] = None
+        if p.grad is not None:
+            memo[id(p.grad)] = None
     work = copy.deepcopy(model, memo)
     work.eval()
     work.zero_grad()

@@ -36,8 +36,8 @@ class Parameter(Tensor):
     requires_grad : bool, default True
     """
 
-    # _grad_buf: where backward() should write this parameter's gradient (a view into an
-    # optimizer's flat gradient buffer), or None
+    # _grad_buf: where backward() writes this parameter's gradient, a view into a parameter
+    # arena's flat gradient buffer, or None (set by chainrule.arena; read by its grad_home hook)
     __slots__ = ("_grad_buf",)
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
@@ -46,6 +46,13 @@ class Parameter(Tensor):
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
         super().__init__(np.array(arr, copy=True), requires_grad=requires_grad)
         self._grad_buf: np.ndarray | None = None
+
+    def __getstate__(self) -> Any:
+        # a copy (copy.deepcopy(model)) is in no arena: it gets its own gradient arrays
+        state = super().__getstate__()  # type: ignore[misc]
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state[1].pop("_grad_buf", None)
+        return state
 
     def __repr__(self) -> str:
         return "Parameter(" + super().__repr__()[len("tensor(") :]

@@ -90,10 +90,11 @@ class FusedMLPPlan(StepPlan):
         self.modules = list(model.modules())
         self.output = np.empty(0)  # the last batch's output (the last layer's buffer)
         self._shape_cache: dict[tuple[int, Any], _Buffers] = {}
+        self.arena: Any = optimizer.arena  # where the gradients go (read again by ready())
 
     @classmethod
     def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FusedMLPPlan | None:
-        if type(model) is not Sequential or not hasattr(optimizer, "_flat"):
+        if type(model) is not Sequential or getattr(optimizer, "arena", None) is None:
             return None
         layers = list(model)
         linears: list[Any] = []
@@ -142,15 +143,12 @@ class FusedMLPPlan(StepPlan):
 
     def ready(self, optimizer: Any) -> bool:
         """True if every parameter's gradient can be written into the optimizer's flat buffer."""
-        flat = getattr(optimizer, "_flat", None)
-        if not flat or any(f is None for f in flat):
-            return False
+        arena = self.arena = optimizer.arena
         for lin in self.linears:
             for p in (lin.weight, lin.bias):
                 if not p.requires_grad:  # type: ignore[union-attr]
                     continue  # frozen: the step writes no gradient for it
-                buf = getattr(p, "_grad_buf", None)
-                if buf is None or buf.base is None:
+                if arena.grad_view(p) is None:
                     return False
         return True
 
@@ -249,7 +247,7 @@ class FusedMLPPlan(StepPlan):
             lin = self.linears[k]
             tw, tb = trainable[k]
             if tw:
-                gw = _grad_target(lin.weight)
+                gw = _grad_target(lin.weight, self.arena)
                 x = inputs[k]
                 if n == 1:
                     np.multiply(x.T, delta, out=gw)  # K = 1: an outer product (see ops.linear)
@@ -263,7 +261,7 @@ class FusedMLPPlan(StepPlan):
             if tb:
                 # ∂C/∂b = Σ_rows δ as 1ᵀδ: one matrix-vector product, ~3× faster than
                 # np.sum(δ, axis=0) for a (128, 256) float32 δ (measured)
-                gb = _grad_target(lin.bias)  # type: ignore[arg-type]
+                gb = _grad_target(lin.bias, self.arena)
                 np.matmul(buf.ones_rows, delta, out=gb)
                 lin.bias.grad = gb  # type: ignore[union-attr]
             else:
@@ -353,10 +351,10 @@ def _check_target_width(loss_fn: Any, y: np.ndarray, outputs: int) -> None:
         )
 
 
-def _grad_target(p: Any) -> np.ndarray:
-    """Where the step writes ``p``'s gradient: its view into the optimizer's flat buffer, or a
-    fresh array if it has none (a parameter the optimizer does not hold)."""
-    buf = p._grad_buf
+def _grad_target(p: Any, arena: Any) -> np.ndarray:
+    """Where the step writes ``p``'s gradient: its view into the arena's flat gradient buffer,
+    or a fresh array if it has none (a parameter the optimizer does not hold)."""
+    buf = arena.grad_view(p) if arena is not None else None
     return buf if buf is not None else np.empty_like(p.data)
 
 

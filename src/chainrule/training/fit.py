@@ -158,8 +158,10 @@ def fit(
 
     Notes
     -----
+    ``fit`` is ``Trainer(model, loss, optimizer, ...).fit(X, y, ...)``; ``Trainer.steps`` runs
+    the same loop one step at a time, and ``Trainer.train_step`` is the step to override.
     Speed: plain MLPs (Linear layers and elementwise activations, a common loss) train through
-    a fused step without a graph, with the same formulas as ``backward()``. A model whose
+    a fused step plan without a graph, with the same formulas as ``backward()``. A model whose
     largest matrix product per step is below 2²¹ multiply-adds trains with one BLAS thread
     (as fast when the machine is idle, much steadier when it is busy; set the environment
     variable ``CHAINRULE_BLAS_THREADS=keep`` to leave the threads alone). With numba installed

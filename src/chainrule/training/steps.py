@@ -101,15 +101,12 @@ class EagerPlan(StepPlan):
 
 # ----- the optimizer's flat buffers, seen by the trainer -----
 def flat_buffers(optimizer: Any, params: list[Any]) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """``[(parameters, gradients), ...]``: the optimizer's flat buffers, if every one of
-    ``params`` lives in them right now with its gradient there; else None."""
-    flat = getattr(optimizer, "_flat", None)
-    if not flat or any(f is None for f in flat):
+    """``[(parameters, gradients), ...]``: the buffers of the optimizer's parameter arena, if
+    every one of ``params`` lives in them right now with its gradient there; else None."""
+    arena = optimizer.arena
+    if len(arena.params) != len(params) or not arena.ready():
         return None
-    covered = sum(len(f.params) for f in flat)
-    if covered != len(params) or not all(f.ready(optimizer) for f in flat):
-        return None
-    return [(f.P, f.G) for f in flat]
+    return arena.buffers  # type: ignore[no-any-return]
 
 
 def all_finite(a: np.ndarray) -> bool:
@@ -195,7 +192,7 @@ def check_step_plan(
     same generator for the dropout masks, and requires after every step
 
     - the same loss and output, and ``p.grad`` equal for every trainable parameter, None for
-      every frozen one: ``|a - b| ≤ atol + 1e-10·|b|`` (``atol`` = 1e-12 by default);
+      every frozen one: ``|a - b| ≤ atol·max(1, |b|)`` (``atol`` = 1e-12 by default);
     - after the last step, the same weights, batch-norm running statistics and optimizer
       state, and frozen parameters bitwise as they started.
 
@@ -273,7 +270,7 @@ def _close(got: Any, want: Any, atol: float, what: str) -> None:
     if got.shape != want.shape:
         raise AssertionError(f"{what}: shape {got.shape}, the eager plan's {want.shape}")
     err = np.abs(got - want)
-    bound = atol + 1e-10 * np.abs(want)
+    bound = atol * np.maximum(1.0, np.abs(want))  # absolute, relative for values above 1
     if not np.all(err <= bound):  # NaN fails too
         i = np.unravel_index(
             int(np.argmax(np.where(np.isnan(err), np.inf, err - bound))), err.shape

@@ -153,6 +153,11 @@ def summarize(tr: Trainer) -> str:
         head = f"Converged after epoch {last}: {tr.stop_detail}."
     elif reason == "diverged":
         head = f"Stopped: {tr.stop_detail}"
+    elif reason == "caller":
+        head = (
+            f"Stopped by the caller after {n} complete epoch{'s' if n != 1 else ''}; the history "
+            "and the weights so far are kept."
+        )
     elif reason == "interrupted":
         head = (
             f"Interrupted after {n} complete epoch{'s' if n != 1 else ''}; the history and the "

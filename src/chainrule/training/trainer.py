@@ -22,7 +22,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ from .history import History
 from .metrics import get_metric
 from .steps import EagerPlan, StepPlan, all_finite, flat_buffers
 
-__all__ = ["OPTIMIZERS", "DivergenceError", "Trainer"]
+__all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
 
 # what decide_stop returns: go on, stop once this epoch is recorded, stop at once
 GO_ON, STOP_AFTER_EPOCH, STOP_NOW = 0, 1, 2
@@ -71,6 +71,10 @@ OPTIMIZERS: dict[str, type[optim_mod.Optimizer]] = {
 }
 
 
+# the step plans the trainer tries, in order; the last one runs every model
+PLANS: tuple[type[StepPlan], ...] = (FusedMLPPlan, EagerPlan)
+
+
 @dataclass
 class _Run:
     """The data of one fit, checked and split: what the epochs iterate over."""
@@ -84,6 +88,7 @@ class _Run:
     batch_size: int
     shuffle: bool
     start_epoch: int
+    yielding: bool = True  # steps() yields every step's logs; fit() needs none
     steps_done: int = 0  # steps taken by this fit (the "step" of the logs steps() yields)
 
 
@@ -370,9 +375,10 @@ class Trainer:
             X, y, epochs, batch_size, validation_data, validation_split, shuffle,
             sample_weight, class_weight, resume_from,
         )  # fmt: skip
+        run.yielding = False
         with self._step_context(run):
             for _ in self._iterate(run):
-                pass
+                pass  # (yields nothing: the loop runs to its end in one go)
         return self.history
 
     def steps(
@@ -547,7 +553,7 @@ class Trainer:
             c.on_train_begin({})
         return _Run(X, y, w, Xv, yv, wv, bs, shuffle, start_epoch)
 
-    def _iterate(self, run: _Run) -> Iterator[dict[str, Any]]:
+    def _iterate(self, run: _Run) -> Generator[dict[str, Any], None, None]:
         """The epochs of one fit, yielding after every step; ends with :meth:`_finish`."""
         try:
             for epoch in range(run.start_epoch, self.epochs + 1):
@@ -571,7 +577,7 @@ class Trainer:
             raise
         self._finish()
 
-    def _run_epoch(self, epoch: int, run: _Run) -> Iterator[dict[str, Any]]:
+    def _run_epoch(self, epoch: int, run: _Run) -> Generator[dict[str, Any], None, int]:
         """One epoch's steps (yielding after each); returns the stop decision."""
         self.epoch = epoch
         X, y, w, bs = run.X, run.y, run.w, run.batch_size
@@ -600,7 +606,7 @@ class Trainer:
                 wb = None if w is None else w[idx]
                 for c in self.callbacks:
                     c.on_batch_begin(b, logs)
-                lr = float(opt.param_groups[0]["lr"])
+                lr = float(opt.param_groups[0]["lr"]) if run.yielding else lr0
                 batch_logs = self.train_step((xb, yb) if wb is None else (xb, yb, wb))
                 if self._divergence is None:  # the step was taken
                     run.steps_done += 1
@@ -613,6 +619,10 @@ class Trainer:
                 stop = self.decide_stop()
                 if stop == STOP_NOW:  # the epoch is left unrecorded
                     return stop
+                if not run.yielding:
+                    if stop == STOP_AFTER_EPOCH:
+                        break
+                    continue
                 step_logs = {
                     "epoch": epoch,
                     "batch": b,
@@ -659,7 +669,8 @@ class Trainer:
             self.save_checkpoint(path)
         self._pending.clear()
         stop = self.decide_stop()
-        yield step_logs
+        if run.yielding:
+            yield step_logs
         return stop
 
     # ----- one step ------------------------------
@@ -720,7 +731,8 @@ class Trainer:
             return logs
         self.iterations += 1
         self._last_finite = (lv, self.epoch, self.batch)
-        self.record_output(out, copy=plan.reuses_output)
+        if self._in_loop:
+            self.record_output(out, copy=plan.reuses_output)
         return logs
 
     def sync_gradients(self) -> None:
@@ -760,9 +772,8 @@ class Trainer:
             return [plan]
         if isinstance(self._plan_given, StepPlan):
             return [self._plan_given]
-        fused = FusedMLPPlan.create(self.model, self.loss_fn, self.optimizer)
-        eager = EagerPlan(self.model, self.loss_fn, self.optimizer)
-        return [eager] if fused is None else [fused, eager]
+        plans = (cls.create(self.model, self.loss_fn, self.optimizer) for cls in PLANS)
+        return [p for p in plans if p is not None]
 
     def _choose_plan(self) -> StepPlan:
         """The first candidate plan that can run now (the last one always can)."""
@@ -833,8 +844,9 @@ class Trainer:
         else:
             flag = GO_ON
         flag = self.agree_stop(flag)
+        if flag != GO_ON:
+            self.stop_training = True  # also when another process asked (agree_stop)
         if flag == STOP_NOW:
-            self.stop_training = True
             if self._divergence is not None:
                 msg, self._divergence = self._divergence, None
                 self.history.message = msg
