@@ -38,7 +38,7 @@ CASES = {
 def worker(case: str, rows: int, epochs: int) -> None:
     """Runs under mpiexec: one timed fit; rank 0 prints a JSON line."""
     import chainrule as cr
-    from chainrule import distributed as dist
+    from chainrule.training import parallel as dist
 
     spec = CASES[case]
     rng = np.random.default_rng(0)

@@ -129,7 +129,7 @@ def broadcast(args: argparse.Namespace) -> None:
     before = np.concatenate([a.ravel().astype(np.float64) for a in model.state_dict().values()])  # type: ignore[attr-defined]
     cr.distributed.broadcast_parameters(model)
     after = np.concatenate([a.ravel().astype(np.float64) for a in model.state_dict().values()])  # type: ignore[attr-defined]
-    comm = cr.distributed._comm()
+    comm = cr.training.parallel._comm()
     befores, afters = comm.gather(before), comm.gather(after)
     if r == 0:
         np.savez(args.out, before=np.stack(befores), after=np.stack(afters))
@@ -212,7 +212,7 @@ def rows_read(args: argparse.Namespace) -> None:
         model, mm, y, loss="cross_entropy", epochs=2, batch_size=10, seed=3, verbose=0,
         distributed=True,
     )  # fmt: skip
-    comm = cr.distributed._comm()
+    comm = cr.training.parallel._comm()
     everyone = comm.gather(np.asarray(seen, np.int64))
     if comm.Get_rank() == 0:
         np.savez(args.out, **{f"rank{r}": s for r, s in enumerate(everyone)})

@@ -21,7 +21,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import _launch
-from chainrule import distributed as dist
+from chainrule.training import parallel as dist
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"

@@ -13,8 +13,8 @@ from .._random import as_generator, current_generator
 from .._validation import check_number
 from ..tensor import Tensor, _as_array
 from . import init
-from ._replicas import batch_moments, dropout_keep
 from .module import Module, Parameter, Sequential
+from .replicas import batch_moments, dropout_keep
 
 __all__ = [
     "ACTIVATIONS",

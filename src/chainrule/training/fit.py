@@ -183,8 +183,8 @@ def fit(
     check_number("accumulate_steps", accumulate_steps, low=1, integer=True)
     make: Any = Trainer
     extra: dict[str, Any] = {}
-    if distributed or accumulate_steps > 1:  # the applications floor, only when asked for
-        from ..distributed import DistributedTrainer
+    if distributed or accumulate_steps > 1:
+        from .parallel import DistributedTrainer  # imports mpi4py only when it is needed
 
         if accumulate_steps > 1 and batch_size is None:
             raise ValueError(
