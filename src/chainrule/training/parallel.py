@@ -336,26 +336,18 @@ def broadcast_optimizer_state(optimizer: Optimizer, root_rank: int = 0) -> None:
 # ---------------------------------------------------------------------------------------------
 # gradients
 # ---------------------------------------------------------------------------------------------
-def _grad_buffers(optimizer: Any) -> list[np.ndarray] | None:
-    """The optimizer's flat gradient buffers if every parameter's gradient lives in them now
-    (the parameter arena's, or the optimizer's flat groups before the arena), else None."""
-    params = [p for g in optimizer.param_groups for p in g["params"]]
+def _gradient_buffers(optimizer: Any) -> list[np.ndarray] | None:
+    """The parameter arena's flat gradient buffers if every parameter's gradient lives in
+    them now (one all-reduce per buffer then covers them all), else None."""
     arena = getattr(optimizer, "arena", None)
-    if arena is not None and hasattr(arena, "grad_buffers"):
-        arena.ensure()
-        held = {id(p) for p in arena.params}
-        if not arena.ready() or any(id(p) not in held for p in params):
-            return None
-        return list(arena.grad_buffers())
-    flat = getattr(optimizer, "_flat", None)
-    if flat is None and hasattr(optimizer, "prepare"):
-        optimizer.prepare()
-        flat = getattr(optimizer, "_flat", None)
-    if not flat or any(f is None or not f.ready(optimizer) for f in flat):
+    if arena is None:
         return None
-    if sum(len(f.params) for f in flat) != len(params):
+    arena.ensure()
+    held = {id(p) for p in arena.params}
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not arena.ready() or any(id(p) not in held for p in params):
         return None
-    return [f.G for f in flat]
+    return list(arena.grad_buffers())
 
 
 def allreduce_gradients(optimizer: Optimizer, op: str = "sum") -> int:
@@ -369,7 +361,7 @@ def allreduce_gradients(optimizer: Optimizer, op: str = "sum") -> int:
     if op not in ("average", "sum"):
         raise ValueError(f"op must be 'average' or 'sum', got {op!r}")
     n = size()
-    buffers = _grad_buffers(optimizer)
+    buffers = _gradient_buffers(optimizer)
     calls = 0
     if buffers is not None:
         for g in buffers:
@@ -601,7 +593,7 @@ class Replicas:
         """Multiply every gradient by ``scale`` (a plan that computed the local mean's)."""
         if scale == 1.0:
             return
-        buffers = _grad_buffers(optimizer)
+        buffers = _gradient_buffers(optimizer)
         if buffers is not None:
             for g in buffers:
                 g *= scale
@@ -746,7 +738,7 @@ def _start(parts: list[tuple[int, int, int, float, float]], k: int) -> int:
 
 def _accumulate(optimizer: Any, acc: list[np.ndarray] | None, last: bool) -> list[np.ndarray]:
     """Add the gradients just computed to ``acc``; after the last batch, write the sum back."""
-    buffers = _grad_buffers(optimizer)
+    buffers = _gradient_buffers(optimizer)
     grads = (
         buffers
         if buffers is not None
