@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import data as data
 from . import diagnostics as diagnostics
+from . import distributed as distributed
 from . import io as io
 from . import nn as nn
 from . import optim as optim
@@ -141,6 +142,7 @@ __all__ = [
     "callbacks",
     "clip",
     "concatenate",
+    "distributed",
     "div",
     "elu",
     "enable_grad",

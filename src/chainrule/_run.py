@@ -107,6 +107,7 @@ class TrainSettings:
     overwrite: bool = False
     verbose: int = 1
     callbacks: list[Any] = field(default_factory=list)
+    distributed: bool = False  # data-parallel on the processes of mpiexec (--workers)
 
 
 @dataclass
@@ -240,6 +241,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         callbacks=callbacks,
         verbose=settings.verbose,
         clip_grad_norm=settings.clip_grad_norm,
+        distributed=settings.distributed,
     )
     # weights kept from a diverged run can overflow: the figures say so, NumPy need not
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -258,7 +260,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         "settings": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in vars(settings).items()
-            if k not in ("callbacks", "verbose")
+            if k not in ("callbacks", "verbose", "distributed")
         },
     }
     if flow is not None:

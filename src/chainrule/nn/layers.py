@@ -16,6 +16,7 @@ from ..tensor import Tensor, as_array, as_tensor
 from . import init
 from .module import Module, Parameter, Sequential
 from .registry import LAYERS, register_module
+from .replicas import batch_moments, dropout_keep
 
 __all__ = [
     "ACTIVATIONS",
@@ -363,7 +364,7 @@ class Dropout(Module):
         if self.p == 1.0:
             return np.zeros(shape, dtype)
         gen = self.rng if self.rng is not None else current_generator()
-        keep = gen.random(shape, dtype=np.float64) >= self.p
+        keep = dropout_keep(gen, shape, self.p)  # data-parallel: a global batch's mask, sliced
         return keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))  # type: ignore[no-any-return]
 
     def extra_repr(self) -> str:
@@ -442,13 +443,19 @@ class BatchNorm1d(Module):
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training or not self.track_running_stats:
             n = x.size // self.num_features
+            synced = batch_moments(x, axes) if self.training else None  # data-parallel
+            if synced is not None:
+                n = synced[2]
             if self.training and n <= 1:
                 raise ValueError(
                     f"{type(self).__name__} needs more than one value per channel in training, "
                     f"got input shape {x.shape}"
                 )
-            mean = x.mean(axis=axes, keepdims=True)
-            var = x.var(axis=axes, keepdims=True)
+            if synced is not None:
+                mean, var = synced[0], synced[1]
+            else:
+                mean = x.mean(axis=axes, keepdims=True)
+                var = x.var(axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
                 self._update_running_stats(mean.data.reshape(-1), var.data.reshape(-1), n)
             xhat = (x - mean) / ops.sqrt(var + self.eps)

@@ -176,13 +176,14 @@ def evaluate(
     batch_size: int | None = 4096,
     sample_weight: Any = None,
     _metrics: Any = None,
+    _outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Loss (the sample-weighted mean over all of ``X``) and metrics, in eval mode."""
     X = as_data("X", X, purpose="evaluate")
     y = as_data("y", y, purpose="evaluate")
     if len(X) != len(y):
         raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
-    out = predict(model, X, batch_size)
+    out = predict(model, X, batch_size) if _outputs is None else _outputs
     res: dict[str, float] = {}
     loss_fn = resolve_loss(loss) if loss is not None else None
     if loss_fn is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._validation import check_number
 from ..nn.module import Module
 
 # the underscored names: other modules imported them from here before the split; they still can
@@ -64,6 +65,8 @@ def fit(
     on_nonfinite: str = "stop",
     clip_grad_norm: float | None = None,
     resume_from: str | None = None,
+    distributed: bool = False,
+    accumulate_steps: int = 1,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent and return its History.
 
@@ -133,6 +136,19 @@ def fit(
         bitwise equal to an uninterrupted run. Everything is checked before anything changes:
         an unreadable or crafted checkpoint raises ``ModelFileError``, and a resume that fails
         leaves the model and optimizer as they were.
+    distributed : bool, default False
+        Data-parallel training on the processes started by ``mpiexec`` (the ``distributed``
+        extra; :mod:`chainrule.distributed`): ``batch_size`` is the global batch, each process
+        computes the gradient of its rows of every batch, one all-reduce sums them, and the
+        result equals the single-process run with the same seed to rounding error (dropout
+        masks, batch-norm statistics, uneven batches and weights included). Only rank 0 prints
+        and writes checkpoints; every process returns the same History.
+    accumulate_steps : int, default 1
+        Gradient accumulation: each optimizer step sums the gradients of this many consecutive
+        batches of ``batch_size`` rows (one update, and in distributed training one
+        all-reduce, per ``accumulate_steps`` batches; the memory of one batch). The same
+        mathematics as ``batch_size * accumulate_steps``, except that dropout masks and
+        batch-norm statistics are per batch of ``batch_size``.
 
     Returns
     -------
@@ -164,7 +180,22 @@ def fit(
     >>> h.history["accuracy"][-1] > 0.9
     True
     """
-    trainer = Trainer(
+    check_number("accumulate_steps", accumulate_steps, low=1, integer=True)
+    make: Any = Trainer
+    extra: dict[str, Any] = {}
+    if distributed or accumulate_steps > 1:
+        from .parallel import DistributedTrainer  # imports mpi4py only when it is needed
+
+        if accumulate_steps > 1 and batch_size is None:
+            raise ValueError(
+                "accumulate_steps > 1 needs a batch_size (the batches whose gradients are "
+                "summed), got batch_size=None"
+            )
+        make, extra = DistributedTrainer, {"distributed": distributed}
+        if accumulate_steps > 1:
+            extra.update(accumulate_steps=accumulate_steps, micro_batch=batch_size)
+            batch_size = int(batch_size) * int(accumulate_steps)  # type: ignore[arg-type]
+    trainer = make(
         model,
         loss,
         optimizer,
@@ -178,6 +209,7 @@ def fit(
         clip_grad_norm=clip_grad_norm,
         tol=tol,
         n_iter_no_change=n_iter_no_change,
+        **extra,
     )
     return trainer.fit(
         X,

@@ -603,6 +603,7 @@ class Trainer:
             for b, start in enumerate(range(0, n, bs)):
                 self.batch = b
                 idx = order[start : start + bs] if order is not None else slice(start, start + bs)
+                idx = self.shard_batch(idx, n)
                 xb = self._batch(X, idx)
                 yb = y[idx]
                 wb = None if w is None else w[idx]
@@ -613,6 +614,7 @@ class Trainer:
                 if self._divergence is None:  # the step was taken
                     run.steps_done += 1
                     bw = float(len(yb)) if wb is None else float(np.sum(wb))
+                    bw = batch_logs.get("weight", bw)  # the global batch's, data-parallel
                     total_loss += batch_logs["loss"] * bw
                     total_weight += bw
                     for c in self.callbacks:
@@ -642,7 +644,7 @@ class Trainer:
             self._in_loop = False
         logs["loss"] = total_loss / total_weight if total_weight > 0 else math.nan
         if self.metrics and self._outputs:
-            outputs = np.concatenate(self._outputs)
+            outputs = self.gather_outputs(np.concatenate(self._outputs))
             seen = len(outputs)
             ys = y[order[:seen]] if order is not None else y[:seen]
             logs.update(compute_metrics(self.metrics, self.task, outputs, ys))
@@ -657,6 +659,7 @@ class Trainer:
                 batch_size=max(bs, 1024),
                 sample_weight=run.wv,
                 _metrics=self.metrics,
+                _outputs=self.validation_outputs(run.Xv, max(bs, 1024)),
             )
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = lr0
@@ -738,6 +741,21 @@ class Trainer:
     def sync_gradients(self) -> None:
         """Hook between the backward pass and the finiteness check: make the gradients every
         process's mean (the all-reduce of data-parallel training). One process: nothing."""
+
+    def shard_batch(self, idx: Any, n: int) -> Any:
+        """Hook: this process's rows of the batch ``idx`` (of a data set of ``n`` rows) in
+        data-parallel training (:mod:`chainrule.distributed`). One process: all of them."""
+        return idx
+
+    def gather_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """Hook: the epoch's outputs of every process, in the epoch's order. One process:
+        ``outputs``."""
+        return outputs
+
+    def validation_outputs(self, X: Any, batch_size: int) -> np.ndarray | None:
+        """Hook: the model's outputs for the validation inputs when computed otherwise than by
+        :func:`~chainrule.training.evaluation.predict` (each process its rows); None: predict."""
+        return None
 
     def record_output(self, output: np.ndarray, copy: bool = True) -> None:
         """Keep a batch's model output for the epoch's training metrics (nothing to keep
