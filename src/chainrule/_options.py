@@ -54,6 +54,7 @@ OPTIONS: dict[str, Option] = {
     "dataset": Option("str", optional=True),
     "data": Option("str", optional=True),
     "target": Option("str", optional=True),
+    "arch": Option("str", optional=True),
     "out": Option("str", optional=True),
     "task": Option("choice", choices=("auto", "classification", "regression")),
     "layers": Option("layers"),

@@ -83,6 +83,7 @@ class TrainSettings:
     out: str | None = None
     task: str = DEFAULTS["task"]
     layers: Sequence[int] = (100,)
+    arch: str | None = None  # an architecture file (JSON/TOML) instead of layers/activation
     activation: str = DEFAULTS["activation"]
     init: str = DEFAULTS["init"]
     optimizer: str = DEFAULTS["optimizer"]
@@ -201,15 +202,21 @@ def run_training(settings: TrainSettings) -> RunResult:
     train, test = table.select(train_idx), table.select(test_idx)
     prep.fit(train)  # scaling, categories and the target encoding come from training rows only
     X, y = prep.transform(train), prep.encode_target(train)
-    check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
-    model = mlp(
-        [prep.n_inputs, *settings.layers, prep.n_outputs],
-        settings.activation,
-        dropout=settings.dropout,
-        batch_norm=settings.batch_norm,
-        init_scheme=settings.init,
-        rng=settings.seed,
-    )
+    if settings.arch:
+        from .nn.arch import check_architecture, read_architecture
+
+        model = read_architecture(settings.arch, rng=settings.seed)
+        check_architecture(model, prep.n_inputs, prep.n_outputs)
+    else:
+        check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
+        model = mlp(
+            [prep.n_inputs, *settings.layers, prep.n_outputs],
+            settings.activation,
+            dropout=settings.dropout,
+            batch_norm=settings.batch_norm,
+            init_scheme=settings.init,
+            rng=settings.seed,
+        )
     loss = "cross_entropy" if prep.task == "classification" else "mse"
     kwargs: dict[str, Any] = {"lr": settings.lr}
     if settings.weight_decay:

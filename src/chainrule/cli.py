@@ -194,6 +194,7 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         out=out,
         task=pick("task"),
         layers=_parse_layers(pick("layers")),
+        arch=pick("arch"),
         activation=pick("activation"),
         optimizer=pick("optimizer"),
         lr=float(pick("lr")),
@@ -519,6 +520,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"checkpoint: after epoch {mf.training.get('epoch')}")
     elif mf.training is not None:
         print("checkpoint: training state unreadable (resuming from it will be refused)")
+    if getattr(args, "arch_out", None):
+        from .nn.arch import write_architecture
+
+        write_architecture(mf.model, args.arch_out)
+        print(f"architecture written to {args.arch_out} (chainrule train --arch {args.arch_out})")
     return 0
 
 
@@ -577,6 +583,11 @@ def build_parser() -> argparse.ArgumentParser:
         "learned on training rows, stored in the model), drop incomplete rows, or error",
     )
     net = t.add_argument_group("network and training")
+    net.add_argument(
+        "--arch",
+        help="a network file (JSON or TOML, the form 'chainrule info --arch-out' writes) "
+        "instead of --layers/--activation",
+    )
     net.add_argument(
         "--layers", help=f"hidden layer widths, e.g. 64,32 (default {DEFAULTS['layers']})"
     )
@@ -736,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="layers, shapes, parameter count and preprocessing of a model")
     i.add_argument("--model", required=True, help="model file or run directory")
+    i.add_argument("--arch-out", help="also write the network's architecture to this JSON file")
     i.set_defaults(func=cmd_info)
 
     d = sub.add_parser("datasets", help="list the built-in data sets")

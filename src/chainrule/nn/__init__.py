@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import functional, init
+from .conv import Conv1d, Conv2d
 from .layers import (
     ACTIVATIONS,
     ELU,
@@ -32,7 +33,17 @@ from .losses import (
     NLLLoss,
 )
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .normalization import BatchNorm2d, Dropout2d
+from .pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from .registry import register_module
+from .reshaping import Unflatten
 from .torch_compat import from_torch_state_dict, to_torch_state_dict
 
 __all__ = [
@@ -40,11 +51,19 @@ __all__ = [
     "ELU",
     "GELU",
     "LAYERS",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "Flatten",
     "HuberLoss",
     "Identity",
@@ -53,6 +72,8 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool1d",
+    "MaxPool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
@@ -64,6 +85,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "Unflatten",
     "from_torch_state_dict",
     "functional",
     "init",

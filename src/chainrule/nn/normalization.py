@@ -1,0 +1,99 @@
+"""Layers for image batches: BatchNorm2d (per-channel statistics) and Dropout2d (whole
+channels)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._random import as_generator, current_generator
+from .._validation import check_number
+from ..tensor import Tensor, as_tensor
+from .layers import BatchNorm1d, as_input
+from .module import Module
+from .registry import register_module
+from .replicas import dropout_keep
+
+__all__ = ["BatchNorm2d", "Dropout2d"]
+
+
+@register_module
+class BatchNorm2d(BatchNorm1d):
+    """Batch normalisation of images per channel (Ioffe & Szegedy 2015,
+    https://arxiv.org/abs/1502.03167), as ``torch.nn.BatchNorm2d``.
+
+    ``y[n, c, h, w] = (x[n, c, h, w] - μ_c) / √(σ²_c + eps) · γ_c + β_c`` with the mean and
+    (biased) variance of channel c over the batch and all positions (N·H·W values) in
+    training, and the running estimates in eval mode. The running statistics follow
+    ``r ← (1 - momentum)·r + momentum·s`` with the unbiased variance, as PyTorch — through
+    :class:`BatchNorm1d`'s state primitive (the same arguments, parameters and buffers).
+
+    Shape
+    -----
+    input ``(N, C, H, W)``; output the same.
+    """
+
+    def forward(self, x: Any) -> Tensor:
+        c = self.num_features
+        x = as_input(x, self.dtype, f"BatchNorm2d({c})")
+        if x.ndim != 4 or x.shape[1] != c:
+            raise ValueError(
+                f"BatchNorm2d({c}) expected input of shape (N, {c}, H, W), got {x.shape}"
+            )
+        return self._normalize(x)
+
+    def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+
+@register_module
+class Dropout2d(Module):
+    """Channel dropout (Tompson et al. 2015, https://arxiv.org/abs/1411.4280), as
+    ``torch.nn.Dropout2d``: in training each channel of each sample is zeroed with
+    probability ``p`` and the kept ones are scaled by ``1/(1-p)``; identity in eval mode.
+
+    Parameters
+    ----------
+    p : float in [0, 1], default 0.5
+    rng : int, Generator or None — as :class:`Dropout`: None draws from the running ``fit``'s
+        generator (or ``cr.manual_seed``'s outside ``fit``).
+
+    Shape
+    -----
+    input ``(N, C, H, W)`` (or unbatched ``(C, H, W)``); output the same.
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: Any = None) -> None:
+        super().__init__()
+        check_number("p", p, low=0, high=1)
+        self.p = float(p)
+        self.rng: np.random.Generator | None = None if rng is None else as_generator(rng)
+
+    def forward(self, x: Any) -> Tensor:
+        x = as_tensor(x)
+        if x.ndim not in (3, 4):
+            raise ValueError(
+                f"Dropout2d(p={self.p}) expected input of shape (N, C, H, W) or (C, H, W), got "
+                f"{x.shape}"
+            )
+        if not self.training or self.p == 0.0:
+            return x
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+        shape = (*x.shape[:-2], 1, 1)
+        if self.p == 1.0:
+            mask = np.zeros(shape, dtype)
+        else:
+            gen = self.rng if self.rng is not None else current_generator()
+            keep = dropout_keep(gen, shape, self.p)  # data-parallel: the global batch's mask
+            mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
+        return x * mask
+
+    def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"p": self.p}
