@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._numerics import sigmoid, softplus
+from .._numerics import exp_nonpositive
 from ..kernels import activate_, activation_grad_, column_sums, linear, row_max, weight_grad
 from ..nn.layers import Linear
 from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
@@ -318,10 +318,15 @@ class FusedMLPPlan(StepPlan):
         else:  # binary_mean (mean over elements) or binary_sum (sum over outputs, mean over samples)
             yy = np.asarray(y, dtype=dtype).reshape(out.shape)
             m = out.shape[1]
-            elem = (1 - yy) * out + softplus(-out)  # per element: (1-y)z + softplus(-z)
+            # one exponent for both: e = e^{-|z|} ≤ 1 (subnormals flushed, as _numerics does);
+            # softplus(-z) = max(-z, 0) + log1p(e) and σ(z) = 1/(1+e) or e/(1+e) — bitwise
+            # _numerics.softplus(-z) and _numerics.sigmoid(z), with half the exponentials
+            e = exp_nonpositive(-np.abs(out))
+            elem = (1 - yy) * out + (np.maximum(-out, 0) + np.log1p(e))  # (1-y)z + softplus(-z)
             per = elem.sum(axis=1) if self.kind == "binary_sum" else elem.mean(axis=1)
             loss = float(per.sum()) / n if w is None else float((per * w).sum() / total)
-            np.copyto(delta, sigmoid(out))
+            r = 1 + e
+            np.copyto(delta, np.where(out >= 0, 1 / r, e / r))  # σ(z)
             delta -= yy
             div = 1.0 if self.kind == "binary_sum" else float(m)
             if col is None:
