@@ -19,7 +19,10 @@ from chainrule.testing import (
     registered_primitives,
 )
 
-torch = pytest.importorskip("torch")  # the oracle (installed with the "test" extra)
+try:  # the oracle: CI installs torch==2.13.0; without it the other checks still run
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
 
 
 def test_the_registry_is_complete_and_every_primitive_has_its_rules():
@@ -34,7 +37,7 @@ def test_primitive_passes_its_contract(prim):
     assert report.cases > 0
     if any(rule is not None for rule in prim.vjps) or prim.vjp_argnum is not None:
         assert report.gradient_points > 0
-    if prim.torch is not None:
+    if prim.torch is not None and torch is not None:
         assert report.torch_cases > 0
     assert report.max_gradient_error <= 1.0
 
@@ -76,6 +79,7 @@ def test_a_wrong_rule_is_caught_naming_the_primitive_input_and_position():
 
 
 def test_the_right_rule_passes_the_same_checks():
+    pytest.importorskip("torch")
     right = Primitive(
         "toy_square",
         _square,
@@ -182,6 +186,8 @@ def test_a_float32_forward_that_loses_precision_is_caught():
 
 
 def test_a_disagreement_with_pytorch_is_caught():
+    pytest.importorskip("torch")
+
     def softplus_wrong(a):
         return np.log1p(np.exp(a)) - 1e-6  # a constant offset: gradients stay right
 
@@ -231,3 +237,40 @@ def test_a_forward_that_writes_into_its_input_is_caught():
 def test_a_primitive_without_examples_cannot_pass():
     prim = Primitive("toy_no_examples", _square, vjps=(lambda g, out, saved, x: 2 * g * x,))
     _check_fails(prim, r"has no examples")
+
+
+def test_a_rule_reading_the_output_without_declaring_it_is_caught():
+    # exp's rule g·out reads the forward output: reads_out=False would let an in-place
+    # change of the output slip past backward()'s check
+    prim = Primitive(
+        "toy_exp_undeclared",
+        np.exp,
+        kind="elementwise",
+        vjps=(lambda g, out, saved, x: g * out,),
+        reads_out=False,
+        examples=_square_examples,
+    )
+    _check_fails(prim, r"in-place facts: the rule of input 0 reads the forward output")
+    declared = Primitive(
+        "toy_exp_declared",
+        np.exp,
+        kind="elementwise",
+        vjps=(lambda g, out, saved, x: g * out,),
+        reads_out=True,
+        examples=_square_examples,
+    )
+    with registered(declared):
+        check_primitive(declared, oracle=False)
+
+
+def test_a_wrong_needed_by_declaration_is_caught():
+    # x·y: the rule of x reads y and the rule of y reads x; the swapped declaration is wrong
+    prim = Primitive(
+        "toy_mul_swapped",
+        np.multiply,
+        kind="elementwise",
+        vjps=(lambda g, out, saved, x, y: g * y, lambda g, out, saved, x, y: g * x),
+        needed_by=((0,), (1,)),
+        examples=_mul_examples,
+    )
+    _check_fails(prim, r"the rule of input 1 reads the value of input 0", r"inputs \(0,\)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from . import data as data
 from . import diagnostics as diagnostics
+from . import distributed as distributed
+from . import io as io
 from . import nn as nn
 from . import optim as optim
 from . import training as training
@@ -97,6 +99,29 @@ from .training import (
 from .training import callbacks as callbacks
 from .training import metrics as metrics
 
+
+def _load_estimator(model: nn.Module, info: dict[str, object]) -> object:
+    """Rebuild an estimator from its model file: ``cr.load`` calls this for a file saved from a
+    ``chainrule.sklearn`` estimator, in a process that may never have imported the estimators.
+
+    The estimators (and scikit-learn) are imported only now, when such a file is loaded; once
+    imported, ``chainrule.sklearn`` registers its own loader in place of this one. The wiring
+    lives here, in the package root: it is the one module that stands above every face, while
+    ``io`` (training floor) may import nothing from the applications floor, and the file itself
+    only names the key ``"sklearn_estimator"`` (loading never imports a module a file names).
+    """
+    try:
+        from .sklearn import from_model_file
+    except ImportError as exc:
+        raise ImportError(
+            "this model file holds a chainrule.sklearn estimator, and loading it needs "
+            f'scikit-learn ({exc}): pip install "chainrule[datasets]"'
+        ) from None
+    return from_model_file(model, info)
+
+
+io.register_loader("sklearn_estimator", _load_estimator)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -117,6 +142,7 @@ __all__ = [
     "callbacks",
     "clip",
     "concatenate",
+    "distributed",
     "div",
     "elu",
     "enable_grad",

@@ -8,8 +8,10 @@ walks the architecture's JSON first and refuses (with :class:`~chainrule.io.Mode
 - a ``dtype`` that is not a floating-point type of at most 8 bytes;
 - integers beyond ±2**53 in a layer's configuration (``negative_slope=10**400``);
 - layers whose parameters and buffers would hold more elements than the file's model tensors
-  do. Every parameter and buffer of a valid file is stored in it, so a valid file always passes,
-  and the memory a file can make the loader allocate is bounded by the file's own size.
+  do (each registered layer reports its count from its configuration:
+  ``Module.config_elements``). Every parameter and buffer of a valid file is stored in it, so
+  a valid file always passes, and the memory a file can make the loader allocate is bounded by
+  the file's own size.
 """
 
 from __future__ import annotations
@@ -19,33 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from .nn.registry import lookup
+
 __all__ = ["MAX_MODULES", "check_architecture"]
 
 MAX_MODULES = 10_000
 
 
-def _size(v: Any) -> int | None:
-    """A non-negative integer configuration value, or None (the layer itself will judge it)."""
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-        return v
-    return None
-
-
 def _elements(name: str, config: dict[str, Any]) -> int:
-    """Number of elements the layer ``name`` allocates for its parameters and buffers."""
-    if name == "Linear":
-        n_in, n_out = _size(config.get("in_features")), _size(config.get("out_features"))
-        if n_in is None or n_out is None:
-            return 0
-        return n_in * n_out + (n_out if config.get("bias", True) else 0)
-    if name == "BatchNorm1d":
-        n = _size(config.get("num_features"))
-        if n is None:
-            return 0
-        affine = 2 * n if config.get("affine", True) else 0
-        stats = 2 * n + 1 if config.get("track_running_stats", True) else 0
-        return affine + stats
-    return 0
+    """Number of elements the layer ``name`` allocates for its parameters and buffers, as the
+    registered class reports it (:meth:`chainrule.nn.Module.config_elements`)."""
+    cls = lookup(name)
+    return 0 if cls is None else int(cls.config_elements(config))
 
 
 def _check_values(name: str, value: Any, error: type[Exception]) -> None:

@@ -60,7 +60,7 @@ class CLIError(ValueError):
     """A problem with the command line's input, reported in one line."""
 
 
-def _data_path(path: str) -> str:
+def data_path(path: str) -> str:
     """``--data``: a regular file; standard input (``-``), pipes and devices are refused."""
     if path == "-":
         raise CLIError(
@@ -108,6 +108,7 @@ class TrainSettings:
     overwrite: bool = False
     verbose: int = 1
     callbacks: list[Any] = field(default_factory=list)
+    distributed: bool = False  # data-parallel on the processes of mpiexec (--workers)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def _table_for(settings: TrainSettings) -> tuple[Table, str]:
         return table, "target"
     if not settings.target:
         raise CLIError("--data needs --target COLUMN (the column to predict)")
-    table = read_table(_data_path(settings.data or ""), settings.target)
+    table = read_table(data_path(settings.data or ""), settings.target)
     table.column(settings.target)
     return table, settings.target
 
@@ -193,7 +194,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         table = probe.drop_incomplete(table)
     strat = probe.task == "classification"
     if strat:
-        _check_classes(probe, table, target)
+        check_classes(probe, table, target)
     labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
     train_idx, test_idx = train_test_split(
         labels, settings.test_split, seed=settings.seed, stratify=strat
@@ -247,6 +248,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         callbacks=callbacks,
         verbose=settings.verbose,
         clip_grad_norm=settings.clip_grad_norm,
+        distributed=settings.distributed,
     )
     # weights kept from a diverged run can overflow: the figures say so, NumPy need not
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -265,7 +267,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         "settings": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in vars(settings).items()
-            if k not in ("callbacks", "verbose")
+            if k not in ("callbacks", "verbose", "distributed")
         },
     }
     if flow is not None:
@@ -276,7 +278,7 @@ def run_training(settings: TrainSettings) -> RunResult:
     return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
 
 
-def _check_classes(prep: TabularPreprocessor, table: Table, target: str) -> None:
+def check_classes(prep: TabularPreprocessor, table: Table, target: str) -> None:
     """Refuse classification of a target that is a continuous quantity (one class per row)."""
     n_classes, n = len(prep.classes or []), len(table)
     if n_classes <= max(20, n // 2):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, distributed
 from ._numerics import softmax
 from ._options import check_count, check_network_size, check_option
 from ._outputs import predictions_path
@@ -27,9 +27,9 @@ from ._run import (
     CLIError,
     RunResult,
     TrainSettings,
-    _data_path,
     _score,
     _table_for,
+    data_path,
     run_training,
 )
 from .data import datasets
@@ -37,6 +37,7 @@ from .data.impute import DataNote, drop_missing_target, imputation_summary
 from .data.tabular import Table, TabularPreprocessor, read_table, train_test_split
 from .io import ModelFileError, atomic_write_text, load_file
 from .nn import ACTIVATIONS, mlp
+from .playground.command import add_parser as add_playground_parser
 from .training.fit import OPTIMIZERS, predict
 
 __all__ = ["DEFAULTS", "TrainSettings", "main", "run_training"]
@@ -98,7 +99,7 @@ def _input_table(args: argparse.Namespace, prep: TabularPreprocessor) -> Table:
         )
     if not args.data:
         raise CLIError("give --data FILE (or --dataset NAME)")
-    return read_table(_data_path(args.data), prep.target)
+    return read_table(data_path(args.data), prep.target)
 
 
 def _predictions_csv(prep: TabularPreprocessor, out: np.ndarray) -> str:
@@ -223,6 +224,19 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
     return s
 
 
+def _start_workers(args: argparse.Namespace) -> int:
+    """``--workers N``: this command again on N processes under mpiexec (``_launch.py``)."""
+    from ._launch import launch
+
+    workers = check_count("--workers", args.workers)
+    if distributed.launched_by_mpiexec():
+        raise CLIError(
+            "--workers starts the processes itself and this one already runs under mpiexec: "
+            "leave --workers out (mpiexec -n N chainrule train ...) or run without mpiexec"
+        )
+    return launch(args.argv, workers)
+
+
 def _chance_note(result: RunResult) -> str | None:
     """A plain sentence when the test score is no better than a constant prediction."""
     test = result.metrics["test"]
@@ -256,7 +270,14 @@ def _chance_note(result: RunResult) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.workers is not None:  # start the processes: mpiexec -n N ... chainrule train
+        return _start_workers(args)
     settings = _settings_from(args)
+    settings.distributed = distributed.launched_by_mpiexec()
+    if settings.distributed and not distributed.is_main():
+        settings.out, settings.verbose = None, 0  # rank 0 prints and writes the run
+        run_training(settings)
+        return 0
     t0 = time.perf_counter()
     result = run_training(settings)
     test = result.metrics["test"]
@@ -657,11 +678,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--config", help="a TOML file with any of these options (flags override it)")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    t.add_argument(
+        "--workers",
+        type=int,
+        help="train on N processes started with this environment's mpiexec (data-parallel, "
+        "the same result as one process; needs chainrule[distributed]); under mpiexec -n N, "
+        "chainrule train uses those processes without it",
+    )
     t.set_defaults(func=cmd_train)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: sweep the rate, suggest one")
     for a in t._actions:
-        skip = ("help", "out", "overwrite", "plots", "report", "gradient_flow")
+        skip = ("help", "out", "overwrite", "plots", "report", "gradient_flow", "workers")
         if a.dest not in skip and a.option_strings:
             lf._add_action(a)
     lf.add_argument("--plot", help="write the loss-against-rate plot to this PNG")
@@ -724,6 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("datasets", help="list the built-in data sets")
     d.set_defaults(func=cmd_datasets)
+    add_playground_parser(sub)
     return parser
 
 
@@ -731,6 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --workers
     if args.command is None:  # plain `chainrule`: the help with the list of commands
         parser.print_help()
         return 2
@@ -755,7 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
             message = f"{message}: {exc.filename}"
-        print(f"chainrule: error: {message}", file=sys.stderr)
+        print(f"chainrule: error: {distributed.where()}{message}", file=sys.stderr)
         return 2
     except MemoryError as exc:
         print(f"chainrule: error: out of memory ({exc or 'MemoryError'})", file=sys.stderr)
@@ -785,4 +815,7 @@ def _broken_pipe() -> int:
 
 
 def _entry() -> None:  # console script
-    sys.exit(main())
+    status = main()
+    if status:  # one process of an MPI job (`mpiexec -n N chainrule train`) ends them all
+        distributed.abort_job(status, None)
+    sys.exit(status)

@@ -23,7 +23,7 @@ import os
 import secrets
 import struct
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,10 @@ __all__ = [
     "load",
     "load_file",
     "load_state_dict",
+    "register_loader",
     "save",
     "save_state_dict",
+    "write_model_file",
 ]
 
 FORMAT = "chainrule"
@@ -147,7 +149,7 @@ def tensor_digest(tensors: dict[str, np.ndarray], meta: dict[str, str] | None = 
     return h.hexdigest()
 
 
-def _write(
+def write_model_file(
     path: str | os.PathLike[str],
     model: Module,
     extra: dict[str, Any] | None,
@@ -155,6 +157,21 @@ def _write(
     training_tensors: dict[str, np.ndarray] | None = None,
     allow_nonfinite: bool = False,
 ) -> None:
+    """Write a model file (or, with ``training``, a checkpoint) to ``path``, atomically.
+
+    The file holds ``model``'s architecture (:func:`describe`) and state dict
+    (``model/<name>``), ``extra`` and ``training`` as JSON metadata, ``training_tensors`` as
+    ``train/<name>``, and a SHA-256 over all of it. :func:`save` writes a model file with it;
+    checkpoints (:meth:`chainrule.training.Trainer.save_checkpoint`) add the training state.
+
+    Raises
+    ------
+    TypeError
+        If a module of ``model`` is neither a chainrule layer nor registered.
+    ValueError
+        If a weight is NaN or infinite and ``allow_nonfinite`` is False, or if the tensors
+        cannot be serialised.
+    """
     from safetensors.numpy import save as st_save
 
     arch = describe(model)
@@ -183,6 +200,9 @@ def _write(
     except Exception as exc:  # safetensors raises its own error type
         raise ValueError(f"could not serialise the model: {exc}") from None
     atomic_write_bytes(path, data)
+
+
+_write = write_model_file  # the old private name, until every caller has moved
 
 
 def save(
@@ -225,11 +245,11 @@ def save(
         return
     if not isinstance(model, Module) and hasattr(model, "__chainrule_save__"):
         module, more = model.__chainrule_save__()  # a chainrule.sklearn estimator
-        _write(path, module, {**(extra or {}), **more}, allow_nonfinite=allow_nonfinite)
+        write_model_file(path, module, {**(extra or {}), **more}, allow_nonfinite=allow_nonfinite)
         return
     if not isinstance(model, Module):
         raise TypeError(f"save expects a chainrule Module or estimator, got {type(model).__name__}")
-    _write(path, model, extra, allow_nonfinite=allow_nonfinite)
+    write_model_file(path, model, extra, allow_nonfinite=allow_nonfinite)
 
 
 def _read_header(data: bytes) -> dict[str, Any]:
@@ -345,25 +365,63 @@ def _load_file(path: str | os.PathLike[str]) -> ModelFile:
     return ModelFile(model, extra, training, train_tensors, str(p))
 
 
+# ----- loaders registered from above ------------------------------
+# A model file may hold more than a model: an estimator saved by chainrule.sklearn stores its
+# module plus, under the extra key "sklearn_estimator", what rebuilds the estimator around it.
+# Such faces live on a higher floor than this module, so they register how to rebuild their
+# objects here (io imports nothing above it). The file only names a key; which code handles
+# the key is decided by the loading process, never read from the file.
+_LOADERS: dict[str, Callable[[Module, Any], Any]] = {}
+
+
+def register_loader(key: str, loader: Callable[[Module, Any], Any]) -> None:
+    """Let :func:`load` give back ``loader(model, extra[key])`` for a model file whose extra
+    metadata holds ``key`` (instead of the bare model).
+
+    ``chainrule.sklearn`` registers ``"sklearn_estimator"`` (and ``import chainrule``
+    registers a stand-in that imports ``chainrule.sklearn`` when such a file is loaded, so a
+    script that only loads an estimator file need not import the estimators). A loader raises
+    KeyError, TypeError, ValueError, AttributeError or IndexError for a malformed entry;
+    :func:`load` reports it as a ModelFileError. Registering a key again replaces its loader.
+
+    Examples
+    --------
+    >>> import os, tempfile, chainrule as cr
+    >>> def rebuild(model, info):
+    ...     return type(model).__name__, info["scale"]
+    >>> cr.io.register_loader("doc_scaled", rebuild)
+    >>> path = os.path.join(tempfile.mkdtemp(), "scaled.chainrule")
+    >>> cr.save(cr.nn.Linear(2, 1, rng=0), path, extra={"doc_scaled": {"scale": 3.0}})
+    >>> cr.load(path)
+    ('Linear', 3.0)
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, got {key!r}")
+    if not callable(loader):
+        raise TypeError(f"loader must be callable, got {type(loader).__name__}")
+    _LOADERS[key] = loader
+
+
 def load(path: str | os.PathLike[str]) -> Any:
     """Load the model saved in ``path`` (a model file or a checkpoint), in eval mode.
 
-    A file saved from a ``chainrule.sklearn`` estimator gives back the fitted estimator; a file
-    written by :func:`save_state_dict` (or ``cr.save(state_dict, path)``) gives back the dict.
+    A file saved from a ``chainrule.sklearn`` estimator gives back the fitted estimator (through
+    the loader registered for it, see :func:`register_loader`); a file written by
+    :func:`save_state_dict` (or ``cr.save(state_dict, path)``) gives back the dict.
     Raises ModelFileError for any malformed or corrupted file; never executes code from it.
     """
     if _format_of(path) == STATE_DICT_FORMAT:
         return load_state_dict(path)
     mf = load_file(path)
-    info = mf.extra.get("sklearn_estimator")
-    if info is not None:
-        from .sklearn import from_model_file
-
+    for key, loader in list(_LOADERS.items()):
+        info = mf.extra.get(key)
+        if info is None:
+            continue
         try:
-            return from_model_file(mf.model, info)
+            return loader(mf.model, info)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ModelFileError(
-                f"cannot rebuild the estimator in {os.fspath(path)!r}: {exc}"
+                f"cannot rebuild the {key} in {os.fspath(path)!r}: {exc}"
             ) from None
     return mf.model
 

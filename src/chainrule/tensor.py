@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .arena import grad_home
+
 __all__ = [
     "Tensor",
     "enable_grad",
@@ -890,12 +892,33 @@ def _release(node: Tensor, inputs: tuple[Any, ...], kept: dict[int, ReleasedNode
 
 def _accumulate(leaf: Tensor, g: np.ndarray) -> None:
     if leaf.grad is None:
-        buf = getattr(leaf, "_grad_buf", None)
-        if buf is not None and buf.shape == leaf.data.shape and buf.dtype == leaf.data.dtype:
-            np.copyto(buf, g)  # into the optimizer's flat gradient buffer
+        buf = grad_home(leaf)  # the engine hook: the leaf's view of a parameter arena, or None
+        if buf is not None:
+            np.copyto(buf, g)  # into the arena's flat gradient buffer
             leaf.grad = buf
         else:
             # own the memory: g may be a view of another gradient or a broadcast
             leaf.grad = np.array(g, dtype=leaf.data.dtype, copy=True)
     else:
         leaf.grad += g
+
+
+# ----- public names for the floors above the engine ------------------------------
+# (issue 17: a private name never crosses a floor; these are the engine's to keep stable)
+def as_array(value: Any, dtype: Any = None) -> np.ndarray:
+    """``value`` as an ndarray under the dtype policy of :func:`tensor` (a Tensor gives its
+    data; Python floats and lists become float32; float and integer arrays keep their dtype).
+    """
+    return _as_array(value, dtype)
+
+
+def as_tensor(x: Any) -> Tensor:
+    """``x`` itself if it is a Tensor, else an unrecorded constant Tensor holding it (dtype
+    policy of :func:`tensor`)."""
+    return x if isinstance(x, Tensor) else Tensor._const(np.asarray(tensor(x).data))
+
+
+def mark_modified(tensors: Any) -> None:
+    """Record that each of ``tensors`` was changed in place (e.g. by an optimizer step), so
+    that a backward pass through a graph that saved its old value fails loudly."""
+    _mark_modified(tensors)

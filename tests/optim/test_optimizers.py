@@ -234,8 +234,8 @@ def test_flat_buffer_path_is_bitwise_equal_to_the_per_parameter_path(make):
                     p.grad = p.grad.copy()
             opt.step()
         if flat:
-            assert opt._flat[0] is not None and opt._flat[0].ready(opt)
-            assert model[0].weight.data.base is opt._flat[0].P
+            assert opt.arena.ready()
+            assert model[0].weight.data.base is opt.arena.buffers[0][0]
         return b"".join(p.data.tobytes() for p in model.parameters()), opt.state_dict()
 
     a, sa = train(True)

@@ -83,7 +83,7 @@ def leave_out_reason(
 
 
 def is_missing(value: Any) -> bool:
-    from .tabular import MISSING
+    from .tables import MISSING
 
     if isinstance(value, float) and value != value:
         return True

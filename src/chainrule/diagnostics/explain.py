@@ -36,7 +36,7 @@ from ..nn.losses import (
 )
 from ..nn.module import Module, Sequential
 from ..tensor import Tensor, enable_grad
-from ..training.fit import _resolve_loss
+from ..training.arguments import resolve_loss
 
 __all__ = ["Explanation", "describe_loss", "explain", "parse_weight"]
 
@@ -342,7 +342,7 @@ def explain(
     if 0 <= pos < len(layers) and type(layers[pos]).__name__ in ("Conv1d", "Conv2d"):
         from .conv_explain import explain_conv  # the sum over positions and samples
 
-        return explain_conv(model, X, y, _resolve_loss(loss), pos, weight, index)  # type: ignore[return-value]
+        return explain_conv(model, X, y, resolve_loss(loss), pos, weight, index)  # type: ignore[return-value]
     if not 0 <= pos < len(layers) or not isinstance(layers[pos], Linear):
         linear = [f"{k}.weight" for k, m in enumerate(layers) if isinstance(m, Linear)]
         raise ValueError(
@@ -367,7 +367,7 @@ def explain(
         isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
     ):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    loss_fn = _resolve_loss(loss)
+    loss_fn = resolve_loss(loss)
     # The computation runs on a copy: backward() on the model itself would add to (or, after
     # zero_grad, replace) the gradients the user is about to step with, and eval() would lose
     # each sub-module's own mode. The copy is in eval mode (dropout off).
@@ -375,9 +375,8 @@ def explain(
     # are not copied for nothing)
     memo: dict[int, Any] = {}
     for p in model.parameters():
-        for arr in (p.grad, getattr(p, "_grad_buf", None)):
-            if arr is not None:
-                memo[id(arr)] = None
+        if p.grad is not None:
+            memo[id(p.grad)] = None
     work = copy.deepcopy(model, memo)
     work.eval()
     work.zero_grad()

@@ -1,7 +1,7 @@
 """Gradient flow: per-layer gradients, weights, updates and activations during training.
 
-:class:`GradientFlow` is a callback for :func:`chainrule.fit`. For every Linear layer and
-every epoch it records the gradient's RMS (mean over the epoch's batches), the weight RMS, the
+:class:`GradientFlow` is a callback for :func:`chainrule.fit`. For every layer with a weight
+matrix or kernel (a Linear; any layer whose ``fans()`` are known) and every epoch it records the gradient's RMS (mean over the epoch's batches), the weight RMS, the
 update-to-weight ratio ``‖W_end - W_start‖ / ‖W_start‖``, and for the activation after the layer
 its mean and spread, the fraction of dead ReLU units (zero for every sample of a batch) and of
 saturated sigmoid/tanh units. It then says in plain words what looks wrong.
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..nn.layers import ELU, GELU, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from ..nn.module import Module
+from ..nn.registry import activation_kind
 from ..training.callbacks import Callback
 from ..training.summary import (
     CLIP_ADVICE,
@@ -41,7 +41,9 @@ EXPLODING_RMS = 1e2  # a layer's gradient RMS above this (matters for SGD, not f
 DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
 ADAPTIVE = ("Adam", "AdamW", "RMSprop", "Adagrad")  # step size independent of gradient scale
-_RELU_LIKE = ("ReLU", "LeakyReLU", "ELU", "GELU")
+# activation kinds (nn.registry) whose units can die, or saturate
+_RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu")
+_SATURATING = ("sigmoid", "tanh")
 
 
 def _ratio_text(r: float) -> str:
@@ -53,6 +55,17 @@ def _ratio_text(r: float) -> str:
 
 def _rms(a: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
+
+
+def _weighted(m: Module) -> bool:
+    """A layer whose weight gradient is followed: it has a weight and reports its fans."""
+    return m.fans() is not None and getattr(m, "weight", None) is not None
+
+
+def _watched(m: Module) -> str | None:
+    """The kind of a ReLU-like or saturating activation (as registered), else None."""
+    kind = activation_kind(m, inherited=True)
+    return kind if kind in _RELU_LIKE or kind in _SATURATING else None
 
 
 class _Stats:
@@ -71,7 +84,8 @@ class GradientFlow(Callback):
     Attributes (after ``fit``)
     --------------------------
     layers : list of str
-        The Linear layers' names (their position in the model), input first.
+        The names of the layers with a weight matrix or kernel (their position in the model:
+        Linear layers, and any layer that reports its ``fans()``), input first.
     labels : dict
         Each layer's name as built, e.g. ``{"2": "2: Linear(32→10)"}``.
     activations : dict
@@ -94,6 +108,8 @@ class GradientFlow(Callback):
         self.layers: list[str] = []
         self.labels: dict[str, str] = {}
         self.activations: dict[str, str] = {}
+        self._kinds: dict[str, str] = {}  # the activations' kinds (nn.registry)
+        self._fans: dict[str, tuple[int, int]] = {}
         self.losses: list[float] = []
         self.records: dict[str, dict[str, list[float]]] = {}
         self.warnings: list[str] = []
@@ -103,11 +119,14 @@ class GradientFlow(Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         assert self.model is not None
         mods = list(self.model.named_modules())
-        self._linears: list[tuple[str, Linear]] = [(n, m) for n, m in mods if isinstance(m, Linear)]
+        self._linears: list[tuple[str, Any]] = [(n, m) for n, m in mods if _weighted(m)]
         self.layers = [n for n, _ in self._linears]
-        self.labels = {
-            n: f"{n}: Linear({m.in_features}→{m.out_features})" for n, m in self._linears
-        }
+        self.labels = {}
+        self._fans = {}
+        for n, m in self._linears:
+            fan_in, fan_out = self._fans[n] = m.fans()
+            self.labels[n] = f"{n}: {type(m).__name__}({fan_in}→{fan_out})"
+        self._kinds = {}
         self._w0 = {n: _rms(m.weight.data) for n, m in self._linears}
         quantities = (
             "grad_rms",
@@ -125,26 +144,20 @@ class GradientFlow(Callback):
         order = [m for _, m in mods]
         for name, lin in self._linears:
             k = next(i for i, m in enumerate(order) if m is lin)
-            follow = next(
-                (
-                    m
-                    for m in order[k + 1 :]
-                    if isinstance(m, (ReLU, LeakyReLU, ELU, GELU, Sigmoid, Tanh, Linear))
-                ),
-                None,
-            )
-            if follow is None or isinstance(follow, Linear):
+            follow = next((m for m in order[k + 1 :] if _weighted(m) or _watched(m)), None)
+            if follow is None or _weighted(follow):
                 continue
             stats = _Stats()
             self._act[name] = (follow, stats)
             self.activations[name] = type(follow).__name__
+            self._kinds[name] = _watched(follow)  # type: ignore[assignment]
             self._hooks.append(follow.register_forward_hook(self._watch(follow, stats)))
         self._grad_sum = {n: 0.0 for n in self.layers}
         self._batches = 0
         self._nonfinite: set[str] = set()
 
     def _watch(self, module: Module, stats: _Stats) -> Any:
-        kind = type(module).__name__
+        kind = _watched(module)
 
         def hook(mod: Module, inputs: Any, out: Any) -> None:
             if not mod.training:
@@ -156,11 +169,11 @@ class GradientFlow(Callback):
             stats.mean += float(a.mean())
             stats.std += float(a.std())
             stats.rms += _rms(a)
-            if kind in ("ReLU", "LeakyReLU", "ELU", "GELU"):
+            if kind in _RELU_LIKE:
                 stats.dead += float(np.mean(np.all(a <= 0, axis=0)))
-            elif kind == "Sigmoid":
+            elif kind == "sigmoid":
                 stats.saturated += float(np.mean((a < 0.01) | (a > 0.99)))
-            elif kind == "Tanh":
+            elif kind == "tanh":
                 stats.saturated += float(np.mean(np.abs(a) > 0.99))
             stats.sample = a[:256].ravel()
 
@@ -231,7 +244,7 @@ class GradientFlow(Callback):
 
     def _yardstick(self) -> tuple[float, str] | None:
         tr = self.trainer
-        y = getattr(tr, "_fit_targets", None)
+        y = None if tr is None else tr.fit_targets
         if tr is None or y is None:
             return None
         try:
@@ -242,9 +255,9 @@ class GradientFlow(Callback):
     def _init_scale(self) -> str:
         """How the initial weights compare with He's (ReLU family) or Glorot's scale."""
         gains = []
-        for n, lin in self._linears[:-1]:
-            fan_in, fan_out = lin.in_features, lin.out_features
-            relu = self.activations.get(n) in _RELU_LIKE
+        for n, _ in self._linears[:-1]:
+            fan_in, fan_out = self._fans[n]
+            relu = self._kinds.get(n) in _RELU_LIKE
             ref = math.sqrt(2 / fan_in) if relu else math.sqrt(2 / (fan_in + fan_out))
             gains.append(self._w0.get(n, math.nan) / ref)
         gains = [g for g in gains if math.isfinite(g)]
@@ -253,7 +266,7 @@ class GradientFlow(Callback):
         g = float(np.median(gains))
         kind = (
             "He scale √(2/fan_in)"
-            if any(self.activations.get(n) in _RELU_LIKE for n in self.layers)
+            if any(self._kinds.get(n) in _RELU_LIKE for n in self.layers)
             else "Glorot scale √(2/(fan_in+fan_out))"
         )
         return f"the initial weights are {g:.2g}× the {kind}" if g > 1.5 else ""
@@ -346,8 +359,8 @@ class GradientFlow(Callback):
                 if not (g and math.isfinite(g[-1]) and g[-1] > EXPLODING_RMS):
                     continue
                 targets = (
-                    target_scaling_advice(tr.loss_fn, tr._fit_targets)
-                    if tr is not None and getattr(tr, "_fit_targets", None) is not None
+                    target_scaling_advice(tr.loss_fn, tr.fit_targets)
+                    if tr is not None and tr.fit_targets is not None
                     else None
                 )
                 if targets:
@@ -429,8 +442,8 @@ class GradientFlow(Callback):
                     else f"Weights change by up to {top:.0%} per epoch ({self._label(where)}): the "
                     "learning rate may be too high."
                 )
-        if tr is not None and hasattr(tr, "_fit_inputs"):
-            scaling = input_scaling_advice(tr._fit_inputs)
+        if tr is not None and tr.fit_inputs is not None:
+            scaling = input_scaling_advice(tr.fit_inputs)
             if scaling:
                 out.append(scaling)
         return out
@@ -446,9 +459,9 @@ class GradientFlow(Callback):
         if quantity in ("dead_fraction", "saturated_fraction", "act_rms", "act_mean", "act_std"):
             if act is None:
                 return None, "no activation after this layer (its outputs are logits or values)"
-            if quantity == "dead_fraction" and act not in _RELU_LIKE:
+            if quantity == "dead_fraction" and self._kinds.get(name) not in _RELU_LIKE:
                 return None, f"{act} units cannot die (only ReLU-family units output 0 for all)"
-            if quantity == "saturated_fraction" and act not in ("Sigmoid", "Tanh"):
+            if quantity == "saturated_fraction" and self._kinds.get(name) not in _SATURATING:
                 return None, f"{act} does not saturate (only sigmoid and tanh flatten out)"
         values = self.records[name][quantity]
         if not values or not math.isfinite(values[epoch]):

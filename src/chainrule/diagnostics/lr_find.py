@@ -19,7 +19,8 @@ from .._random import as_generator, use_generator
 from .._validation import check_number
 from ..nn.module import Module
 from ..optim.clip import clip_grad_norm as _clip
-from ..training.fit import OPTIMIZERS, _as_data, _resolve_loss
+from ..training.arguments import as_data, resolve_loss
+from ..training.fit import OPTIMIZERS
 
 __all__ = ["LRFinderResult", "lr_find"]
 
@@ -131,15 +132,15 @@ def lr_find(
     check_number("smoothing", smoothing, low=0, high=1, high_inclusive=False)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    X = _as_data("X", X)
-    y = _as_data("y", y)
+    X = as_data("X", X)
+    y = as_data("y", y)
     if len(X) != len(y):
         raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
     work = copy.deepcopy(model)
     work.train()
     params = list(work.parameters())
     dtype = params[0].dtype
-    loss_fn = _resolve_loss(loss)
+    loss_fn = resolve_loss(loss)
     check_number("weight_decay", weight_decay, low=0)
     if clip_grad_norm is not None:
         check_number("clip_grad_norm", clip_grad_norm, low=0, low_inclusive=False)

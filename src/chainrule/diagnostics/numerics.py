@@ -12,7 +12,7 @@ import numpy as np
 from .._validation import check_number
 from ..nn.module import Module
 from ..tensor import no_grad
-from ..training.fit import _resolve_loss
+from ..training.arguments import resolve_loss
 
 __all__ = ["ModelGradcheck", "bench_grad", "gradcheck_model"]
 
@@ -70,7 +70,7 @@ def gradcheck_model(
     """
     work = copy.deepcopy(model).to(np.float64)
     work.eval()
-    loss_fn = _resolve_loss(loss)
+    loss_fn = resolve_loss(loss)
     Xd = np.asarray(X, dtype=np.float64)
     work.zero_grad()
     loss_fn(work(Xd), y).backward()
@@ -136,7 +136,7 @@ def bench_grad(
     """
     from ..nn.layers import mlp
     from ..nn.losses import MSELoss
-    from ..training._threads import blas_threads_for
+    from ..training import blas_threads_for
 
     check_number("repeats", repeats, low=1, integer=True)
     check_number("warmup", warmup, low=0, integer=True)

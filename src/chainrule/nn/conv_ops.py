@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import ops
 from .._primitive import apply, defprimitive
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from . import _conv_kernels as K
 
 __all__ = [
@@ -273,7 +273,7 @@ def _ints(fn: str, name: str, value: Any, n: int, low: int) -> tuple[int, ...]:
 
 def _input(fn: str, x: Any, spatial: int) -> tuple[Tensor, bool]:
     """``x`` as a float Tensor with a batch axis; True if one was added (unbatched input)."""
-    x = ops._t(x)
+    x = as_tensor(x)
     if x.dtype.kind != "f":
         x = Tensor._const(x.data.astype(np.float32))
     names = "(N, C, L)" if spatial == 1 else "(N, C, H, W)"
@@ -323,7 +323,7 @@ def _conv(
     groups: Any,
 ) -> Tensor:
     x, unbatched = _input(fn, x, d)
-    w = ops._t(weight)
+    w = as_tensor(weight)
     if w.ndim != d + 2:
         raise ValueError(
             f"{fn}: weight must be {d + 2}-D (out_channels, in_channels/groups, *kernel), got "
@@ -341,7 +341,7 @@ def _conv(
             f"{fn}: expected input with {cg * groups} channels (weight {w.shape}, groups="
             f"{groups}), got input of shape {x.shape}"
         )
-    b = None if bias is None else ops._t(bias)
+    b = None if bias is None else as_tensor(bias)
     if b is not None and b.shape != (o,):
         raise ValueError(f"{fn}: bias must have shape ({o},), got {b.shape}")
     st = _ints(fn, "stride", stride, d, 1)

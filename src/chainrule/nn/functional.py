@@ -28,7 +28,7 @@ from ..ops import (
     softplus,
     tanh,
 )
-from ..tensor import Tensor, _as_array
+from ..tensor import Tensor, as_array
 from .conv_ops import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -86,7 +86,7 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, rng: Any = None) -> T
 
 # ----- argument checks -------------------------------------------------------------------------
 def _pred(x: Any, name: str) -> Tensor:
-    t = x if isinstance(x, Tensor) else Tensor._const(_as_array(x))
+    t = x if isinstance(x, Tensor) else Tensor._const(as_array(x))
     if t.dtype.kind != "f":
         t = Tensor._const(t.data.astype(np.float32))
     return t
@@ -100,7 +100,7 @@ def _float_target(target: Any, pred: Tensor, fn: str) -> Any:
         if target.dtype != pred.dtype:
             y = target.astype(pred.dtype)
     else:
-        arr = _as_array(target)
+        arr = as_array(target)
         shape = arr.shape
         y = arr.astype(pred.dtype, copy=False)
     if shape != pred.shape:
@@ -227,7 +227,7 @@ def binary_cross_entropy(
     _check_probabilities(p, "binary_cross_entropy")
     elem = ops.binary_cross_entropy_elementwise(p, _float_target(target, p, "binary_cross_entropy"))
     if weight is not None:
-        elem = elem * _as_array(weight).astype(p.dtype)
+        elem = elem * as_array(weight).astype(p.dtype)
     return _reduce(elem, reduction, sample_weight)
 
 
@@ -253,10 +253,10 @@ def binary_cross_entropy_with_logits(
     if pos_weight is None:
         elem = (1 - y) * z + ops.softplus(-z)
     else:
-        pw = _as_array(pos_weight).astype(z.dtype)
+        pw = as_array(pos_weight).astype(z.dtype)
         elem = (1 - y) * z + (1 + (pw - 1) * y) * ops.softplus(-z)
     if weight is not None:
-        elem = elem * _as_array(weight).astype(z.dtype)
+        elem = elem * as_array(weight).astype(z.dtype)
     return _reduce(elem, reduction, sample_weight)
 
 
@@ -327,7 +327,7 @@ def cross_entropy(
     idx = _class_targets(target, n, c, "cross_entropy", ignore_index)
     w = None
     if weight is not None:
-        w = _as_array(weight).astype(z.dtype)
+        w = as_array(weight).astype(z.dtype)
         if w.shape != (c,):
             raise ValueError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
     eps = float(label_smoothing)
@@ -377,7 +377,7 @@ def nll_loss(
         raise TypeError("nll_loss: target must be integer class indices")
     valid = idx != ignore_index
     safe = np.where(valid, idx, 0)
-    wc = np.ones(c, logp.dtype) if weight is None else _as_array(weight).astype(logp.dtype)
+    wc = np.ones(c, logp.dtype) if weight is None else as_array(weight).astype(logp.dtype)
     if wc.shape != (c,):
         raise ValueError(f"nll_loss: weight must have shape ({c},), got {wc.shape}")
     coef = wc[safe] * valid

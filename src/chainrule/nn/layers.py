@@ -12,14 +12,17 @@ from .. import ops
 from .._random import as_generator, current_generator
 from .._stateful import masked_dropout, running_stats_update
 from .._validation import check_number
-from ..tensor import Tensor, _as_array
+from ..tensor import Tensor, as_array, as_tensor
 from . import init
 from .module import Module, Parameter, Sequential
+from .registry import LAYERS, register_module
+from .replicas import batch_moments, dropout_keep
 
 __all__ = [
     "ACTIVATIONS",
     "ELU",
     "GELU",
+    "LAYERS",
     "BatchNorm1d",
     "Dropout",
     "Flatten",
@@ -41,12 +44,17 @@ def as_input(x: Any, dtype: np.dtype[Any], where: str) -> Tensor:
     if isinstance(x, Tensor):
         return x
     try:
-        arr = _as_array(x)
+        arr = as_array(x)
     except TypeError as exc:
         raise TypeError(f"{where} expected numeric input, got {type(x).__name__}: {exc}") from None
     if arr.dtype != dtype:
         arr = arr.astype(dtype)
     return Tensor._const(arr)
+
+
+def _size_or_none(v: Any) -> int | None:
+    """A non-negative int read from a model file's configuration, or None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
 def _check_size(name: str, value: Any) -> int:
@@ -57,6 +65,7 @@ def _check_size(name: str, value: Any) -> int:
     return int(value)
 
 
+@register_module(builtin=True)
 class Linear(Module):
     """Fully connected layer ``z = x @ W + b``.
 
@@ -137,7 +146,31 @@ class Linear(Module):
             "dtype": self.weight.dtype.name,
         }
 
+    @classmethod
+    def config_elements(cls, config: dict[str, Any]) -> int:
+        n_in, n_out = (
+            _size_or_none(config.get("in_features")),
+            _size_or_none(config.get("out_features")),
+        )
+        if n_in is None or n_out is None:
+            return 0
+        return n_in * n_out + (n_out if config.get("bias", True) else 0)
 
+    def flops(self, input_shape: tuple[int | None, ...]) -> int:
+        """``rows · in_features · out_features`` multiply-adds (the product ``x @ W``)."""
+        rows = input_shape[:-1]
+        if any(r is None for r in rows):
+            return 0
+        return math.prod(rows) * self.in_features * self.out_features  # type: ignore[arg-type]
+
+    def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (*input_shape[:-1], self.out_features)
+
+    def fans(self) -> tuple[int, int]:
+        return self.in_features, self.out_features
+
+
+@register_module(builtin=True, activation="identity")
 class Identity(Module):
     """Returns its input."""
 
@@ -155,27 +188,31 @@ class _Activation(Module):
         return {}
 
     def forward(self, x: Any) -> Tensor:
-        return type(self).fn(ops._t(x))  # type: ignore[misc]
+        return type(self).fn(as_tensor(x))  # type: ignore[misc]
 
 
+@register_module(builtin=True, activation="relu")
 class ReLU(_Activation):
     """``max(x, 0)``; gradient 1 for x > 0, else 0."""
 
     fn = ops.relu
 
 
+@register_module(builtin=True, activation="sigmoid")
 class Sigmoid(_Activation):
     """``1 / (1 + e^{-x})``; gradient ``σ(1 - σ)``."""
 
     fn = ops.sigmoid
 
 
+@register_module(builtin=True, activation="tanh")
 class Tanh(_Activation):
     """``tanh x``; gradient ``1 - tanh²x``."""
 
     fn = ops.tanh
 
 
+@register_module(builtin=True, activation="leaky_relu")
 class LeakyReLU(Module):
     """``x`` for x > 0, ``negative_slope·x`` otherwise."""
 
@@ -185,7 +222,7 @@ class LeakyReLU(Module):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: Any) -> Tensor:
-        return ops.leaky_relu(ops._t(x), self.negative_slope)
+        return ops.leaky_relu(as_tensor(x), self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -194,6 +231,7 @@ class LeakyReLU(Module):
         return {"negative_slope": self.negative_slope}
 
 
+@register_module(builtin=True, activation="elu")
 class ELU(Module):
     """``x`` for x > 0, ``α(e^x - 1)`` otherwise."""
 
@@ -203,7 +241,7 @@ class ELU(Module):
         self.alpha = float(alpha)
 
     def forward(self, x: Any) -> Tensor:
-        return ops.elu(ops._t(x), self.alpha)
+        return ops.elu(as_tensor(x), self.alpha)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -212,6 +250,7 @@ class ELU(Module):
         return {"alpha": self.alpha}
 
 
+@register_module(builtin=True, activation="gelu")
 class GELU(Module):
     """``x·Φ(x)``; ``approximate="tanh"`` for the tanh approximation."""
 
@@ -222,7 +261,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x: Any) -> Tensor:
-        return ops.gelu(ops._t(x), self.approximate)
+        return ops.gelu(as_tensor(x), self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
@@ -231,6 +270,7 @@ class GELU(Module):
         return {"approximate": self.approximate}
 
 
+@register_module(builtin=True, activation="softplus")
 class Softplus(Module):
     """``(1/β)·log(1 + e^{βx})``."""
 
@@ -240,7 +280,7 @@ class Softplus(Module):
         self.beta = float(beta)
 
     def forward(self, x: Any) -> Tensor:
-        return ops.softplus(ops._t(x), self.beta)
+        return ops.softplus(as_tensor(x), self.beta)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}"
@@ -249,6 +289,7 @@ class Softplus(Module):
         return {"beta": self.beta}
 
 
+@register_module(builtin=True, same_shape=True)
 class Softmax(Module):
     """``e^{x_i} / Σ_j e^{x_j}`` along ``axis`` (``dim`` is accepted as PyTorch's name)."""
 
@@ -257,7 +298,7 @@ class Softmax(Module):
         self.axis = int(dim if dim is not None else axis)
 
     def forward(self, x: Any) -> Tensor:
-        return ops.softmax(ops._t(x), axis=self.axis)
+        return ops.softmax(as_tensor(x), axis=self.axis)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
@@ -266,13 +307,15 @@ class Softmax(Module):
         return {"axis": self.axis}
 
 
+@register_module(builtin=True, same_shape=True)
 class LogSoftmax(Softmax):
     """``x_i - log Σ_j e^{x_j}`` along ``axis``."""
 
     def forward(self, x: Any) -> Tensor:
-        return ops.log_softmax(ops._t(x), axis=self.axis)
+        return ops.log_softmax(as_tensor(x), axis=self.axis)
 
 
+@register_module(builtin=True, same_shape=True)
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability ``p`` and scale the
     rest by ``1/(1-p)`` so that the expected output equals the input; identity in eval mode.
@@ -300,7 +343,7 @@ class Dropout(Module):
         self.rng: np.random.Generator | None = None if rng is None else as_generator(rng)
 
     def forward(self, x: Any) -> Tensor:
-        x = ops._t(x)
+        x = as_tensor(x)
         if not self.training or self.p == 0.0:
             return x
         if x.dtype.kind != "f":  # integers join as float32, as x * mask did
@@ -321,7 +364,7 @@ class Dropout(Module):
         if self.p == 1.0:
             return np.zeros(shape, dtype)
         gen = self.rng if self.rng is not None else current_generator()
-        keep = gen.random(shape, dtype=np.float64) >= self.p
+        keep = dropout_keep(gen, shape, self.p)  # data-parallel: a global batch's mask, sliced
         return keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))  # type: ignore[no-any-return]
 
     def extra_repr(self) -> str:
@@ -331,6 +374,7 @@ class Dropout(Module):
         return {"p": self.p}
 
 
+@register_module(builtin=True, same_shape=True)
 class BatchNorm1d(Module):
     """Batch normalisation (Ioffe & Szegedy 2015, https://arxiv.org/abs/1502.03167).
 
@@ -399,13 +443,19 @@ class BatchNorm1d(Module):
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training or not self.track_running_stats:
             n = x.size // self.num_features
+            synced = batch_moments(x, axes) if self.training else None  # data-parallel
+            if synced is not None:
+                n = synced[2]
             if self.training and n <= 1:
                 raise ValueError(
                     f"{type(self).__name__} needs more than one value per channel in training, "
                     f"got input shape {x.shape}"
                 )
-            mean = x.mean(axis=axes, keepdims=True)
-            var = x.var(axis=axes, keepdims=True)
+            if synced is not None:
+                mean, var = synced[0], synced[1]
+            else:
+                mean = x.mean(axis=axes, keepdims=True)
+                var = x.var(axis=axes, keepdims=True)
             if self.training and self.track_running_stats:
                 self._update_running_stats(mean.data.reshape(-1), var.data.reshape(-1), n)
             xhat = (x - mean) / ops.sqrt(var + self.eps)
@@ -430,6 +480,14 @@ class BatchNorm1d(Module):
         ):
             np.copyto(buffer, value)
 
+    @classmethod
+    def config_elements(cls, config: dict[str, Any]) -> int:
+        n = _size_or_none(config.get("num_features"))
+        if n is None:
+            return 0
+        affine = 2 * n if config.get("affine", True) else 0
+        return affine + (2 * n + 1 if config.get("track_running_stats", True) else 0)
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
@@ -444,6 +502,7 @@ class BatchNorm1d(Module):
         }
 
 
+@register_module(builtin=True)
 class Flatten(Module):
     """Collapse dimensions ``start_dim`` onwards: ``(N, 28, 28) -> (N, 784)``."""
 
@@ -452,7 +511,7 @@ class Flatten(Module):
         self.start_dim = int(start_dim)
 
     def forward(self, x: Any) -> Tensor:
-        return ops.flatten(ops._t(x), self.start_dim)
+        return ops.flatten(as_tensor(x), self.start_dim)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}"
@@ -460,27 +519,12 @@ class Flatten(Module):
     def get_config(self) -> dict[str, Any]:
         return {"start_dim": self.start_dim}
 
+    def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        d = self.start_dim % len(input_shape) if input_shape else 0
+        rest = input_shape[d:]
+        size = None if any(r is None for r in rest) else math.prod(rest)  # type: ignore[arg-type]
+        return (*input_shape[:d], size)
 
-LAYERS: dict[str, type[Module]] = {
-    cls.__name__: cls
-    for cls in (
-        Sequential,
-        Linear,
-        Identity,
-        ReLU,
-        Sigmoid,
-        Tanh,
-        LeakyReLU,
-        ELU,
-        GELU,
-        Softplus,
-        Softmax,
-        LogSoftmax,
-        Dropout,
-        BatchNorm1d,
-        Flatten,
-    )
-}
 
 ACTIVATIONS: dict[str, type[Module]] = {
     "relu": ReLU,

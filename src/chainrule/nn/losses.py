@@ -21,6 +21,11 @@ __all__ = [
 
 
 class _Loss(Module):
+    # What the model's outputs are, for turning them into predictions and metrics (``fit``'s
+    # accuracy, ``predict_proba``): "regression" (values), "multiclass" (logits),
+    # "multiclass_logprob" (log-probabilities), "binary_logits", "binary_proba".
+    task = "regression"
+
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         F._check_reduction(reduction)
@@ -90,6 +95,8 @@ class BCELoss(_Loss):
     ``n`` = number of entries; the logs are clamped (p = 0 or 1 gives a large finite loss).
     """
 
+    task = "binary_proba"
+
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.weight = weight
@@ -104,6 +111,8 @@ class BCEWithLogitsLoss(_Loss):
     Computed in log-sum-exp form, exact for any logit; ``∂C/∂z = (σ(z) - y)/n`` with ``n`` the
     number of entries. ``pos_weight`` weights the positive examples.
     """
+
+    task = "binary_logits"
 
     def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
         super().__init__(reduction)
@@ -128,6 +137,8 @@ class CrossEntropyLoss(_Loss):
     input: ``(n, C)`` logits; target: ``(n,)`` integers in ``[0, C)`` or ``(n, C)``
     probabilities; output: scalar, or ``(n,)`` with "none".
     """
+
+    task = "multiclass"
 
     def __init__(
         self,
@@ -159,6 +170,8 @@ class NLLLoss(_Loss):
 
     Pair it with LogSoftmax; ``n`` = number of samples (with class ``weight``, their sum).
     """
+
+    task = "multiclass_logprob"
 
     def __init__(
         self, weight: Any = None, reduction: str = "mean", ignore_index: int = -100

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor, _as_array
+from ..tensor import Tensor, as_array
 
 __all__ = ["Module", "ModuleDict", "ModuleList", "Parameter", "Sequential"]
 
@@ -36,16 +36,23 @@ class Parameter(Tensor):
     requires_grad : bool, default True
     """
 
-    # _grad_buf: where backward() should write this parameter's gradient (a view into an
-    # optimizer's flat gradient buffer), or None
+    # _grad_buf: where backward() writes this parameter's gradient, a view into a parameter
+    # arena's flat gradient buffer, or None (set by chainrule.arena; read by its grad_home hook)
     __slots__ = ("_grad_buf",)
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
-        arr = _as_array(data)
+        arr = as_array(data)
         if arr.dtype.kind != "f":
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
         super().__init__(np.array(arr, copy=True), requires_grad=requires_grad)
         self._grad_buf: np.ndarray | None = None
+
+    def __getstate__(self) -> Any:
+        # a copy (copy.deepcopy(model)) is in no arena: it gets its own gradient arrays
+        state = super().__getstate__()  # type: ignore[misc]
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state[1].pop("_grad_buf", None)
+        return state
 
     def __repr__(self) -> str:
         return "Parameter(" + super().__repr__()[len("tensor(") :]
@@ -359,6 +366,52 @@ class Module:
             "weights with cr.save_state_dict(model, path)"
         )
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Module:
+        """Build the module :meth:`get_config` described: ``cls(**config)`` (positional
+        arguments of a ``*args`` constructor are under ``"__args__"``). Loading a model file
+        calls it, then copies the saved weights in; override it when the constructor's
+        arguments are not the configuration itself."""
+        kwargs = dict(config)
+        args = kwargs.pop("__args__", [])
+        return cls(*args, **kwargs)
+
+    @classmethod
+    def config_elements(cls, config: dict[str, Any]) -> int:
+        """How many elements the parameters and buffers of ``cls.from_config(config)`` will
+        hold, computed from the configuration alone (0 if unknown, the default).
+
+        Loading a model file compares the total with the number of elements the file stores
+        before it builds anything, so a crafted architecture (``Linear(10**6, 10**6)``) cannot
+        make the loader allocate more memory than the file's own size. A layer that allocates
+        in proportion to its arguments should report it. Values in ``config`` come from the
+        file: treat anything that is not a non-negative int as unknown (count 0), the
+        constructor judges it.
+        """
+        return 0
+
+    # ----- cost and shape (BLAS-thread policy, diagnostics) -----
+    def flops(self, input_shape: tuple[int | None, ...]) -> int:
+        """Multiply-adds of this module's own forward (its submodules count for themselves) on
+        an input of shape ``input_shape``; 0 by default (no matrix product of its own).
+
+        Unknown sizes are None: inside a module whose forward chainrule cannot follow, a
+        layer's input is ``(batch, None)``. A layer whose cost depends on sizes it is not
+        given returns 0. :func:`chainrule.nn.cost.layer_flops` adds up a model.
+        """
+        return 0
+
+    def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...] | None:
+        """The shape of this module's output for an input of shape ``input_shape``, or None if
+        it cannot tell (the default; layers registered as elementwise keep the input's)."""
+        return None
+
+    def fans(self) -> tuple[int, int] | None:
+        """``(fan_in, fan_out)`` of this layer's weight — the inputs feeding one output unit
+        and the outputs fed by one input — or None if it has no weight matrix or kernel (the
+        default). Diagnostics compare initial weights with He's and Glorot's scales by them."""
+        return None
+
     # ----- display -----
     def extra_repr(self) -> str:
         return ""
@@ -428,6 +481,14 @@ class Sequential(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {"layers": [{"type": type(m).__name__, "config": m.get_config()} for m in self]}
+
+    def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...] | None:
+        shape: tuple[int | None, ...] | None = input_shape
+        for layer in self._layers:
+            if shape is None:
+                return None
+            shape = layer.output_shape(shape)
+        return shape
 
     def forward(self, x: Any) -> Any:
         for layer in self._layers:

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
 from .._random import as_generator, current_generator
 from .._validation import check_number
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from .layers import BatchNorm1d, as_input
 from .module import Module
 from .registry import register_module
+from .replicas import dropout_keep
 
 __all__ = ["BatchNorm2d", "Dropout2d"]
 
@@ -71,7 +71,7 @@ class Dropout2d(Module):
         self.rng: np.random.Generator | None = None if rng is None else as_generator(rng)
 
     def forward(self, x: Any) -> Tensor:
-        x = ops._t(x)
+        x = as_tensor(x)
         if x.ndim not in (3, 4):
             raise ValueError(
                 f"Dropout2d(p={self.p}) expected input of shape (N, C, H, W) or (C, H, W), got "
@@ -85,7 +85,7 @@ class Dropout2d(Module):
             mask = np.zeros(shape, dtype)
         else:
             gen = self.rng if self.rng is not None else current_generator()
-            keep = gen.random(shape, dtype=np.float64) >= self.p
+            keep = dropout_keep(gen, shape, self.p)  # data-parallel: the global batch's mask
             mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
         return x * mask
 

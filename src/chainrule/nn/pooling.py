@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ops
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from . import conv_ops
 from .module import Module
 from .registry import register_module
@@ -29,7 +28,7 @@ class _Pool(Module):
     _d = 2
 
     def _check(self, x: Any) -> Tensor:
-        x = ops._t(x)
+        x = as_tensor(x)
         d = self._d
         if x.ndim not in (d + 1, d + 2):
             spatial = "L" if d == 1 else "H, W"

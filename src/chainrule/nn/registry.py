@@ -1,35 +1,95 @@
-"""Which modules a model file may name: chainrule's layers plus the classes registered with
-:func:`register_module`.
+"""Which modules a model file may name, and what the rest of chainrule may ask of a layer.
 
-A model file describes its architecture as JSON, ``{"type": name, "config": {...}}``, and
-loading rebuilds it with ``cls(**config)``, where ``cls`` comes from a table held in this
-process: the built-in layers and the classes the user's code decorated with
-``@cr.nn.register_module``. Nothing is imported by name and no code is read from the file:
-a file naming a class this process has not registered cannot be loaded.
+Every layer registers itself with :func:`register_module`: chainrule's own layers in their
+module (``@register_module(activation="relu")`` above ``class ReLU``), a user's classes where
+they are defined. The table serves
+
+- **model files**: the architecture is JSON, ``{"type": name, "config": {...}}``; saving asks the
+  module for ``get_config()``, loading looks ``name`` up here and calls
+  ``cls.from_config(config)``. Nothing is imported by name and no code is read from the file: a
+  file naming a class this process has not registered cannot be loaded;
+- **the fused MLP step and the diagnostics**, which ask :func:`activation_kind` what an
+  activation layer computes instead of keeping their own list of classes;
+- the list of chainrule's layers, :data:`LAYERS` (a read-only view of the table).
+
+What a layer costs and what shape it gives is asked of the layer itself
+(:meth:`~chainrule.nn.Module.flops`, :meth:`~chainrule.nn.Module.output_shape`,
+:meth:`~chainrule.nn.Module.fans`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import numpy as np
 
-from .layers import LAYERS
 from .module import Module, ModuleDict, ModuleList, Sequential, _InitArgs
 
-__all__ = ["build_module", "describe_module", "lookup", "register_module", "registered"]
+__all__ = [
+    "ACTIVATION_KINDS",
+    "LAYERS",
+    "LayerSpec",
+    "activation_kind",
+    "build_module",
+    "describe_module",
+    "lookup",
+    "register_module",
+    "registered",
+    "spec_of",
+]
 
-_BUILTIN: dict[str, type[Module]] = {**LAYERS, "ModuleList": ModuleList, "ModuleDict": ModuleDict}
+# What an elementwise activation layer may declare it computes (``register_module(activation=)``):
+# the fused MLP step then runs the array kernel of that name instead of the layer's forward.
+ACTIVATION_KINDS = ("relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softplus", "identity")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What the registry knows of one class.
+
+    Attributes
+    ----------
+    name : the name model files use for it.
+    cls : the class.
+    builtin : True for chainrule's own layers (their names cannot be taken).
+    activation : for an elementwise activation, what it computes (one of
+        :data:`ACTIVATION_KINDS`; ``"leaky_relu"`` reads the layer's ``negative_slope``), else
+        None. Declared for exactly this class: a subclass is not assumed to compute the same.
+    """
+
+    name: str
+    cls: type[Module]
+    builtin: bool
+    activation: str | None = None
+
+
+_BUILTIN: dict[str, type[Module]] = {}
 _REGISTERED: dict[str, type[Module]] = {}
+_SPECS: dict[type[Module], LayerSpec] = {}
+
+LAYERS = MappingProxyType(_BUILTIN)  # chainrule's layers by name, as model files name them
 
 M = TypeVar("M", bound=type[Module])
 
 
-def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
+def _same_shape(self: Module, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    return input_shape
+
+
+def register_module(
+    cls: M | None = None,
+    *,
+    name: str | None = None,
+    activation: str | None = None,
+    same_shape: bool = False,
+    builtin: bool = False,
+) -> Any:
     """Class decorator: let ``cr.save``, ``cr.load``, checkpoints and ``resume_from`` handle a
-    custom Module.
+    custom Module (chainrule's own layers register themselves the same way).
 
     The class joins an in-process registry under ``name`` (default: the class name). Unless it
     defines its own ``get_config()``, the arguments each instance was constructed with are
@@ -41,6 +101,13 @@ def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
 
     Loading never imports by name: the process that loads must have run the decorated class
     definition (import the module that defines it before ``cr.load``).
+
+    ``activation=`` declares that the class is an elementwise activation computing exactly
+    that function (one of :data:`ACTIVATION_KINDS`): the fused MLP step of ``fit`` then uses
+    its own kernel for it. ``same_shape=True`` (implied by ``activation=``) declares that the
+    output has the input's shape, for the cost estimate (:meth:`Module.output_shape`).
+    ``builtin=True`` is for chainrule's own layers: their names cannot be taken by another
+    class, and they must define ``get_config()``.
 
     Examples
     --------
@@ -63,12 +130,26 @@ def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
     True
     """
 
+    if activation is not None and activation not in ACTIVATION_KINDS:
+        raise ValueError(
+            f"activation must be one of {ACTIVATION_KINDS} or None, got {activation!r}"
+        )
+
     def decorate(klass: M) -> M:
         if not (isinstance(klass, type) and issubclass(klass, Module)):
             raise TypeError(f"register_module decorates Module subclasses, got {klass!r}")
         key = klass.__name__ if name is None else name
         if not isinstance(key, str) or not key:
             raise ValueError(f"name must be a non-empty string, got {key!r}")
+        if (activation is not None or same_shape) and "output_shape" not in vars(klass):
+            klass.output_shape = _same_shape  # type: ignore[assignment]
+        if builtin:
+            if klass.get_config is Module.get_config:
+                raise TypeError(f"chainrule layer {key} must define get_config()")
+            _BUILTIN[key] = klass
+            _SPECS[klass] = LayerSpec(key, klass, True, activation)
+            klass._registered_name = key  # type: ignore[attr-defined]
+            return klass
         if key in _BUILTIN:
             raise ValueError(
                 f"{key!r} is the name of a chainrule layer; register the class under another "
@@ -85,11 +166,44 @@ def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
             )
         if "get_config" not in _own_attrs(klass):
             _capture_init_args(klass)
+        if old is not None:
+            _SPECS.pop(old, None)
         _REGISTERED[key] = klass  # a redefinition (a re-run notebook cell) replaces the old
+        _SPECS[klass] = LayerSpec(key, klass, False, activation)
         klass._registered_name = key  # type: ignore[attr-defined]
         return klass
 
     return decorate if cls is None else decorate(cls)
+
+
+def spec_of(module: Module | type[Module]) -> LayerSpec | None:
+    """The registry's entry for exactly ``module``'s class (not a base class's), or None."""
+    return _SPECS.get(module if isinstance(module, type) else type(module))
+
+
+def activation_kind(module: Module, inherited: bool = False) -> str | None:
+    """What the elementwise activation ``module`` computes (one of :data:`ACTIVATION_KINDS`),
+    as its class declared when registering, or None.
+
+    Only exactly the declaring class counts, since a subclass may override ``forward``
+    (the fused MLP step relies on it); ``inherited=True`` accepts a registered base class's
+    declaration too, for descriptions such as "units after a ReLU-like activation".
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> from chainrule.nn.registry import activation_kind
+    >>> activation_kind(cr.nn.Tanh()), activation_kind(cr.nn.Linear(2, 3))
+    ('tanh', None)
+    """
+    if not inherited:  # the fused step asks this for every layer of every step: one lookup
+        spec = _SPECS.get(type(module))
+        return None if spec is None else spec.activation
+    for cls in type(module).__mro__:
+        spec = _SPECS.get(cls)
+        if spec is not None and spec.activation is not None:
+            return spec.activation
+    return None
 
 
 def _own_attrs(klass: type) -> set[str]:
@@ -124,6 +238,10 @@ def _capture_init_args(klass: type[Module]) -> None:
             self.__dict__["_init_args"] = _InitArgs(config)
 
     klass.__init__ = __init__  # type: ignore[method-assign]
+
+
+for _container in (Sequential, ModuleList, ModuleDict):
+    register_module(_container, builtin=True)
 
 
 def lookup(name: str) -> type[Module] | None:
@@ -234,9 +352,7 @@ def build_module(arch: Any, error: type[Exception], depth: int = 0, max_depth: i
             if not isinstance(layers, list) or set(config) != {"layers"}:
                 raise error("Sequential config must be {'layers': [...]}")
             return Sequential(*[build_module(a, error, depth + 1, max_depth) for a in layers])
-        kwargs = _decode(config, error, depth + 1, max_depth)
-        args = kwargs.pop("__args__", [])
-        return cls(*args, **kwargs)
+        return cls.from_config(_decode(config, error, depth + 1, max_depth))
     except error:
         raise
     except (TypeError, ValueError, OverflowError) as exc:

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from .. import ops
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from .module import Module
 from .registry import register_module
 
@@ -36,7 +36,7 @@ class Unflatten(Module):
             )
 
     def forward(self, x: Any) -> Tensor:
-        x = ops._t(x)
+        x = as_tensor(x)
         d = self.dim % x.ndim if -x.ndim <= self.dim < x.ndim else None
         known = math.prod(v for v in self.unflattened_size if v != -1)
         if d is None or (

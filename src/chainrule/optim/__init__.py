@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..arena import ParameterArena
 from . import lr_scheduler
 from ._kernels import get_kernels, set_kernels
 from .clip import clip_grad_norm, clip_grad_norm_, clip_grad_value, clip_grad_value_
@@ -14,6 +15,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Optimizer",
+    "ParameterArena",
     "RMSprop",
     "clip_grad_norm",
     "clip_grad_norm_",

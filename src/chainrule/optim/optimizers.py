@@ -3,15 +3,19 @@
 The base class keeps the bookkeeping (parameter groups, per-parameter state, state dicts); each
 optimizer writes its mathematics in one method, ``_update(p, g, s, t, group, tmp, tmp2)``, with
 the same update rule as the algorithm documented for ``torch.optim`` (so trajectories match
-PyTorch's). State arrays have the parameter's dtype: a float32 model keeps float32 moments.
+PyTorch's). State arrays have the parameter's dtype: a float32 model keeps float32 moments, and
+after ``model.to(np.float64)`` the moments become float64 too (values kept).
 
-Speed: at the first step the optimizer moves each group's parameters, gradients and state into
-one flat buffer per quantity (each Parameter's ``.data`` and ``.grad`` become views into them),
-so one update is a dozen in-place ufunc calls (``out=``) for the whole model instead of a dozen
-per parameter. The arithmetic is the same elementwise sequence as the per-parameter path, so
-results are bitwise identical; whenever the flat layout does not apply
-(a parameter without gradient, a ``.data`` or ``.grad`` replaced by the user, mixed dtypes) the
-step falls back to the per-parameter path.
+Speed: each optimizer owns a :class:`~chainrule.arena.ParameterArena` (``optimizer.arena``)
+that lays its parameters and their gradients out in one flat buffer per dtype (each
+Parameter's ``.data`` and ``.grad`` are views into them); the optimizer keeps its state (moments)
+in flat buffers aligned with the arena's. One update is then a dozen in-place ufunc calls
+(``out=``) per parameter group instead of a dozen per parameter. The arithmetic is the same
+elementwise sequence as the per-parameter path, so results are bitwise identical. A parameter
+without gradient (frozen, or not reached) is skipped; one whose ``.grad`` was replaced by the
+user, or whose step count differs from its neighbours', is updated on its own. When the
+parameters change dtype (``model.to``) or the parameter list changes, the arena is rebuilt at
+the next step and the state follows it.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_number
+from ..arena import ParameterArena
 from ..kernels import add_scaled
-from ..tensor import Tensor, _mark_modified, enable_grad
+from ..tensor import Tensor, enable_grad, mark_modified
 from ._kernels import adam_kernel
 
 __all__ = ["GD", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
@@ -62,7 +67,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}
-        self._flat: list[_FlatGroup | None] | None = None
+        self.arena = ParameterArena()  # flat buffers for the parameters and their gradients
+        self._layout: _Layout | None = None  # the state laid out along the arena (or None)
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
@@ -99,7 +105,8 @@ class Optimizer:
         full = {**self.defaults, **group, "params": ps}
         self._validate(full)
         self.param_groups.append(full)
-        self._flat = None
+        self.arena.set_params(self._params())  # laid out again at the next step
+        self._layout = None
 
     def _validate(self, group: dict[str, Any]) -> None:
         check_number("lr", group["lr"], low=0, low_inclusive=False)
@@ -130,33 +137,46 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        if self._flat is None:
-            self._flat = [_FlatGroup.build(self, g) for g in self.param_groups]
-        for group, flat in zip(self.param_groups, self._flat):
-            if flat is not None and flat.ready(self):
-                flat.step(self, group)
+        layout = self._sync()
+        for seg in layout.segments:
+            seg.step(self)
+        for group, p in layout.loose:
+            g = p.grad
+            if g is None:
                 continue
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                state = self.state.get(id(p))
-                if state is None:
-                    state = self.state[id(p)] = {"step": 0}
-                    self._init_state(p.data, state, group)
-                state["step"] += 1
-                arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
-                tmp, tmp2 = np.empty_like(p.data), np.empty_like(p.data)
-                self._update(p.data, g, arrays, state["step"], group, tmp, tmp2)
+            state = self.state.get(id(p))
+            if state is None:
+                state = self.state[id(p)] = {"step": 0}
+                self._init_state(p.data, state, group)
+            state["step"] += 1
+            arrays = {}
+            for k, v in state.items():
+                if isinstance(v, np.ndarray):
+                    if v.dtype != p.data.dtype:  # the parameter changed dtype: follow it
+                        v = state[k] = v.astype(p.data.dtype)
+                    arrays[k] = v
+            tmp, tmp2 = np.empty_like(p.data), np.empty_like(p.data)
+            self._update(p.data, g, arrays, state["step"], group, tmp, tmp2)
         # an optimizer step is an in-place change (PyTorch's version counter): a backward()
         # through a graph built before it raises instead of using the new weights
-        _mark_modified(p for grp in self.param_groups for p in grp["params"] if p.grad is not None)
+        mark_modified(p for grp in self.param_groups for p in grp["params"] if p.grad is not None)
         return loss
 
     def prepare(self) -> None:
-        """Lay the parameters out in flat buffers now (otherwise done at the first step)."""
-        if self._flat is None:
-            self._flat = [_FlatGroup.build(self, g) for g in self.param_groups]
+        """Lay the parameters out in the arena's flat buffers now (otherwise at the next step).
+
+        Also after ``model.to(...)`` or a changed parameter list: the arena is rebuilt and the
+        optimizer state follows it (converted to the parameters' dtype, values kept).
+        """
+        self._sync()
+
+    def _sync(self) -> _Layout:
+        """Make the arena current for this optimizer's parameters; lay the state out along it."""
+        rebuilt = self.arena.ensure(self._params())
+        layout = self._layout
+        if layout is None or rebuilt or layout.version != self.arena.version:
+            layout = self._layout = _Layout.build(self)
+        return layout
 
     def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:
         """Names of the per-parameter state arrays and their initial values."""
@@ -241,7 +261,7 @@ class Optimizer:
                 if k != "params":
                     mine[k] = tuple(v) if k == "betas" else copy.deepcopy(v)
         self.state = new_state
-        self._flat = None  # rebuilt (with these values) at the next step
+        self._layout = None  # laid out again (with these values) at the next step
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -258,83 +278,115 @@ def _with_l2(p: np.ndarray, g: np.ndarray, wd: float, out: np.ndarray) -> np.nda
     return add_scaled(g, p, wd, out)
 
 
-class _FlatGroup:
-    """One parameter group laid out in flat buffers (parameters, gradients, state, scratch)."""
+class _Segment:
+    """One parameter group's parameters of one dtype: the contiguous range ``[a, b)`` of one
+    arena buffer, with the optimizer's state for it in flat arrays of the same length."""
 
-    def __init__(self) -> None:
-        self.params: list[Tensor] = []
-        self.views: list[np.ndarray] = []
-        self.gviews: list[np.ndarray] = []
-        self.P = self.G = self.T1 = self.T2 = np.empty(0)
-        self.S: dict[str, np.ndarray] = {}
-        self.slices: list[tuple[int, int]] = []
-
-    @classmethod
-    def build(cls, opt: Optimizer, group: dict[str, Any]) -> _FlatGroup | None:
-        params = group["params"]
-        dtype = params[0].data.dtype
-        if dtype.kind != "f" or any(p.data.dtype != dtype for p in params):
-            return None
-        if any(not hasattr(type(p), "_grad_buf") for p in params):
-            return None  # plain tensors cannot receive their gradient in a flat buffer
-        f = cls()
-        total = sum(p.data.size for p in params)
-        f.P, f.G = np.empty(total, dtype), np.zeros(total, dtype)
-        f.T1, f.T2 = np.empty(total, dtype), np.empty(total, dtype)
+    def __init__(
+        self, opt: Optimizer, group: dict[str, Any], k: int, a: int, b: int, params: list[Tensor]
+    ) -> None:
+        arena = opt.arena
+        data, grad = arena.buffers[k]
+        self.group, self.params = group, params
+        self.P, self.G = data[a:b], grad[a:b]
+        dtype = data.dtype
+        self.T1, self.T2 = np.empty(b - a, dtype), np.empty(b - a, dtype)
         fills = opt._state_fill(group)
-        f.S = {name: np.full(total, fill, dtype) for name, fill in fills.items()}
-        start = 0
+        self.S = {name: np.full(b - a, fill, dtype) for name, fill in fills.items()}
+        self.spans: list[tuple[int, int]] = []  # each parameter's range within the segment
+        self.gviews: list[np.ndarray] = []
         for p in params:
-            a, b = start, start + p.data.size
-            start = b
-            view = f.P[a:b].reshape(p.data.shape)
-            np.copyto(view, p.data)
-            p.data = view
-            gview = f.G[a:b].reshape(view.shape)
-            p._grad_buf = gview  # type: ignore[attr-defined]
-            if p.grad is not None:
-                np.copyto(gview, p.grad)
-                p.grad = gview
+            span = arena.location(p)
+            gview = arena.grad_view(p)
+            assert span is not None and gview is not None  # the arena was just made current
+            pa, pb = span[1] - a, span[2] - a
+            self.spans.append((pa, pb))
+            self.gviews.append(gview)
             st = opt.state.get(id(p))
-            if st is not None:
-                for name in fills:
-                    sview = f.S[name][a:b].reshape(view.shape)
-                    if isinstance(st.get(name), np.ndarray):
-                        np.copyto(sview, st[name])
-                    st[name] = sview
-            f.params.append(p)
-            f.views.append(view)
-            f.gviews.append(gview)
-            f.slices.append((a, b))
-        return f
+            if st is None:
+                continue
+            for name in fills:  # existing state moves in, converted to the buffers' dtype
+                sview = self.S[name][pa:pb].reshape(p.data.shape)
+                old = st.get(name)
+                if isinstance(old, np.ndarray):
+                    if old.shape != sview.shape:
+                        raise ValueError(
+                            f"optimizer state '{name}' has shape {old.shape}, its parameter "
+                            f"now has shape {sview.shape}"
+                        )
+                    np.copyto(sview, old, casting="unsafe")
+                st[name] = sview
 
-    def ready(self, opt: Optimizer) -> bool:
-        """True if every parameter still lives in the buffers and has its gradient there."""
-        t = None
-        for p, v, gv in zip(self.params, self.views, self.gviews):
-            if p.data is not v or p.grad is not gv:
-                return False
-            st = opt.state.get(id(p))
-            step = 0 if st is None else st["step"]
-            if t is None:
-                t = step
-            elif step != t:
-                return False
-        return True
+    def _new_state(self, opt: Optimizer, p: Tensor, pa: int, pb: int) -> dict[str, Any]:
+        """A parameter's state before its first update: views into the flat state buffers."""
+        st: dict[str, Any] = {"step": 0}
+        for name, arr in self.S.items():
+            st[name] = arr[pa:pb].reshape(p.data.shape)
+        opt.state[id(p)] = st
+        return st
 
-    def step(self, opt: Optimizer, group: dict[str, Any]) -> None:
-        t = 0
-        for p, v, (a, b) in zip(self.params, self.views, self.slices):
-            st = opt.state.get(id(p))
-            if st is None:  # first update: the state starts as views into the flat buffers
-                st = opt.state[id(p)] = {"step": 0}
-                for name, arr in self.S.items():
-                    st[name] = arr[a:b].reshape(v.shape)
-            st["step"] += 1
-            t = st["step"]
+    def step(self, opt: Optimizer) -> None:
+        """Update every parameter of the segment that has a gradient.
+
+        Consecutive parameters whose gradient is in the arena and whose step counts agree are
+        updated together, with one ``_update`` over their joint range (usually: the whole
+        segment at once); a parameter with a gradient elsewhere is updated on its own.
+        """
+        group, state = self.group, opt.state
+        run_a = run_b = -1  # the pending run [run_a, run_b) of flat updates, at step run_t
+        run_t = 0
+        for p, gview, (pa, pb) in zip(self.params, self.gviews, self.spans):
+            g = p.grad
+            if g is None:  # frozen or not reached: no step, no decay, no momentum
+                continue
+            st = state.get(id(p))
+            if st is None:
+                st = self._new_state(opt, p, pa, pb)
+            t = st["step"] = st["step"] + 1
+            if g is gview:
+                if pa == run_b and t == run_t:
+                    run_b = pb  # the next parameter of the pending run
+                else:
+                    self._flush(opt, run_a, run_b, run_t)
+                    run_a, run_b, run_t = pa, pb, t
+                continue
+            self._flush(opt, run_a, run_b, run_t)  # a gradient the user put elsewhere:
+            run_a = run_b = -1  # this parameter on its own
+            arrays = {k: v for k, v in st.items() if isinstance(v, np.ndarray)}
+            tmp = self.T1[pa:pb].reshape(p.data.shape)
+            tmp2 = self.T2[pa:pb].reshape(p.data.shape)
+            opt._update(p.data, g, arrays, t, group, tmp, tmp2)
+        self._flush(opt, run_a, run_b, run_t)
+
+    def _flush(self, opt: Optimizer, a: int, b: int, t: int) -> None:
+        if a < 0:
+            return
         # NOTE: measured on 2 cores, splitting this update across threads or into cache-sized
         # blocks was slower than one pass per ufunc over the whole buffer.
-        opt._update(self.P, self.G, self.S, t, group, self.T1, self.T2)
+        if a == 0 and b == self.P.size:  # the whole segment (the usual case): no slicing
+            opt._update(self.P, self.G, self.S, t, self.group, self.T1, self.T2)
+            return
+        S = {name: arr[a:b] for name, arr in self.S.items()}
+        opt._update(self.P[a:b], self.G[a:b], S, t, self.group, self.T1[a:b], self.T2[a:b])
+
+
+class _Layout:
+    """The optimizer's parameters as the arena holds them (segments) and the rest (loose)."""
+
+    def __init__(self, version: int, segments: list[_Segment], loose: list[Any]) -> None:
+        self.version, self.segments, self.loose = version, segments, loose
+
+    @classmethod
+    def build(cls, opt: Optimizer) -> _Layout:
+        arena = opt.arena
+        segments: list[_Segment] = []
+        loose: list[tuple[dict[str, Any], Tensor]] = []
+        for group in opt.param_groups:
+            for k, a, b, run in arena.segments(group["params"]):
+                segments.append(_Segment(opt, group, k, a, b, run))
+            held = {id(p) for _, _, _, run in arena.segments(group["params"]) for p in run}
+            loose.extend((group, p) for p in group["params"] if id(p) not in held)
+        return cls(arena.version, segments, loose)
 
 
 class SGD(Optimizer):

@@ -23,6 +23,9 @@ primitive, from the inputs its ``examples`` give:
    shapes and dtypes.
 6. Housekeeping: the forward leaves its inputs unchanged, and an ``out_capable`` forward
    writes into ``out=`` exactly the value it returns otherwise.
+7. **What the rules read.** A rule must not read a value the record says it does not
+   (``reads_out``, ``reads_inputs``, ``needed_by``): calling it with that value changed must
+   give the same gradient, or ``backward()``'s in-place check would miss a change of it.
 
 A failure raises :class:`PrimitiveCheckError` naming the primitive, the check, the input, the
 position in it and both values.
@@ -464,6 +467,72 @@ class _Checker:
             ):
                 self.fail("out=", case, "forward(..., out=) wrote a different value")
 
+    # ----- 7. what the rules read (the in-place facts of the record) --------------------------
+    def declared_reads(self, inputs: tuple[Any, ...], attrs: dict[str, Any], label: str) -> None:
+        """A rule must not read a value the record says it does not read (``reads_out``,
+        ``reads_inputs``, ``needed_by``): ``backward()`` would not notice an in-place change of
+        that value and would silently use the changed one."""
+        prim = self.prim
+        inputs = _cast(inputs, np.float64)
+        diff = _differentiable(prim, inputs)
+        if not diff:
+            return
+        case = f"{label}: {_describe(inputs, attrs)}"
+        res = prim.forward(*inputs, **attrs)
+        saved = None
+        if prim.saves:
+            res, saved = res
+        multi = prim.n_outputs != 1
+        outs = tuple(np.asarray(r) for r in res) if multi else (np.asarray(res),)
+        gs = tuple(self.rng.standard_normal(o.shape) for o in outs)
+
+        def call(j: int, out: tuple[np.ndarray, ...], ins: tuple[Any, ...]) -> np.ndarray:
+            g, o = (gs, out) if multi else (gs[0], out[0])
+            with np.errstate(all="ignore"):
+                if prim.vjp_argnum is not None:
+                    r = prim.vjp_argnum(j, g, o, saved, *ins, **attrs)
+                else:
+                    r = prim.vjps[j](g, o, saved, *ins, **attrs)  # type: ignore[misc]
+            return np.asarray(r)
+
+        def moved(a: np.ndarray) -> np.ndarray:
+            return a * 1.5 + 0.25 if a.dtype.kind == "f" else a
+
+        def same(a: np.ndarray, b: np.ndarray) -> bool:
+            return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+        base = {j: call(j, outs, inputs) for j in diff}
+        if not prim.reads_out:
+            other = tuple(moved(o) for o in outs)
+            for j in diff:
+                if not same(call(j, other, inputs), base[j]):
+                    self.fail(
+                        "in-place facts",
+                        case,
+                        f"the rule of input {j} reads the forward output, but the record "
+                        "declares reads_out=False (an in-place change of the output after the "
+                        "forward would go unnoticed by backward())",
+                    )
+        for i, x in enumerate(inputs):
+            if not _is_float_array(x):
+                continue
+            if not prim.reads_inputs:
+                readers: tuple[int, ...] = ()
+            elif prim.needed_by is not None:
+                readers = prim.needed_by[i]
+            else:
+                continue  # every rule may read every input
+            changed = (*inputs[:i], moved(x), *inputs[i + 1 :])
+            for j in diff:
+                if j not in readers and not same(call(j, outs, changed), base[j]):
+                    self.fail(
+                        "in-place facts",
+                        case,
+                        f"the rule of input {j} reads the value of input {i}, but the record "
+                        f"declares that only the rules of inputs {readers} read it "
+                        "(reads_inputs/needed_by): an in-place change of it would go unnoticed",
+                    )
+
 
 # ---------------------------------------------------------------------------------------------
 def check_primitive(
@@ -588,6 +657,7 @@ def _check_case(
         c.report.cases += 1
         return
     c.housekeeping(inputs, attrs, label)
+    c.declared_reads(inputs, attrs, label)
     c.gradcheck(inputs, attrs, label)
     c.float32(inputs, attrs, label)
     if use_torch:

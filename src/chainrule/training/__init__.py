@@ -1,8 +1,9 @@
-"""Training: the fit loop, callbacks, history, metrics and checkpoints."""
+"""Training: the fit loop, its step plans, callbacks, history, metrics and checkpoints."""
 
 from __future__ import annotations
 
 from . import metrics
+from ._threads import blas_threads_for
 from .callbacks import (
     Callback,
     CSVLogger,
@@ -12,20 +13,27 @@ from .callbacks import (
     ModelCheckpoint,
     ProgressBar,
 )
+from .fastpath import FusedMLPPlan
 from .fit import DivergenceError, Trainer, evaluate, fit, predict, predict_proba
 from .history import History
+from .steps import EagerPlan, StepPlan, check_step_plan
 
 __all__ = [
     "CSVLogger",
     "Callback",
     "DivergenceError",
+    "EagerPlan",
     "EarlyStopping",
+    "FusedMLPPlan",
     "History",
     "LambdaCallback",
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ProgressBar",
+    "StepPlan",
     "Trainer",
+    "blas_threads_for",
+    "check_step_plan",
     "evaluate",
     "fit",
     "metrics",

@@ -11,7 +11,14 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["as_array", "batches_to_arrays", "is_batches", "single_output"]
+__all__ = [
+    "as_array",
+    "as_data",
+    "batches_to_arrays",
+    "check_finite",
+    "is_batches",
+    "single_output",
+]
 
 
 def as_array(value: Any) -> Any:
@@ -92,3 +99,40 @@ def single_output(out: Any, fn: str) -> np.ndarray:
             f"returns the output to use (e.g. out[0]), or call the model under cr.no_grad()"
         )
     return np.asarray(out)
+
+
+def as_data(name: str, value: Any, allow_1d: bool = True, purpose: str = "train on") -> np.ndarray:
+    if isinstance(value, Tensor):
+        value = value.data
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(
+                f"{name} must be array-like, got {type(value).__name__}: {exc}"
+            ) from None
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {value.dtype}")
+    if value.ndim == 0 or (not allow_1d and value.ndim < 2):
+        raise ValueError(f"{name} must have a sample dimension, got shape {value.shape}")
+    if len(value) == 0:
+        raise ValueError(
+            f"{name} has 0 samples (shape {value.shape}); there is nothing to {purpose}"
+        )
+    return value
+
+
+def check_finite(name: str, arr: np.ndarray, doing: str = "training") -> None:
+    if arr.dtype.kind != "f" or isinstance(arr, np.memmap):
+        return  # a memory-mapped set is checked batch by batch instead of read in full here
+    step = max(1, 2**24 // max(1, arr[0].size))
+    for start in range(0, len(arr), step):
+        chunk = arr[start : start + step]
+        if not np.all(np.isfinite(chunk)):
+            bad = np.argwhere(~np.isfinite(chunk))[0]
+            row = start + int(bad[0])
+            raise ValueError(
+                f"{name} contains NaN or infinite values (first at row {row}"
+                + (f", column {int(bad[1])}" if len(bad) > 1 else "")
+                + f"); remove or impute them before {doing}"
+            )

@@ -8,38 +8,46 @@ when another program keeps one core busy, every product waits for the thread stu
 the digits fit then took 0.57 s with two threads and 0.22 s with one. So ``fit`` trains such
 models with one BLAS thread (through threadpoolctl) and leaves larger ones alone, where two
 threads are 1.2–1.5× faster. ``CHAINRULE_BLAS_THREADS=keep`` turns the policy off.
+
+The size of a step is its largest layer's forward cost, asked of every layer
+(:func:`chainrule.nn.cost.layer_flops`), so any layer that reports its ``flops`` (a
+convolution as well as a Linear) counts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SMALL_STEP_MACS", "blas_threads_for"]
+from ..nn.cost import layer_flops
+
+__all__ = ["SMALL_STEP_MACS", "blas_threads_for", "largest_layer_flops"]
 
 SMALL_STEP_MACS = 2**21
 _controller: Any = None
 
 
-def _largest_product(model: Any, batch_size: int) -> int | None:
-    """Multiply-adds of the largest forward product of one step, or None if unknown."""
-    from ..nn.layers import Linear
-
-    sizes = [
-        batch_size * m.in_features * m.out_features
-        for m in model.modules()
-        if isinstance(m, Linear)
-    ]
-    return max(sizes) if sizes else None
+def largest_layer_flops(model: Any, input_shape: int | Sequence[int | None]) -> int | None:
+    """Multiply-adds of the costliest layer's forward on one batch, or None if no layer
+    reports a cost. ``input_shape`` is the batch's shape, or just the batch size (the layers'
+    feature sizes are then taken as unknown)."""
+    shape = (input_shape, None) if isinstance(input_shape, int) else tuple(input_shape)
+    costs = layer_flops(model, shape)
+    return max(costs.values()) if costs else None
 
 
-def blas_threads_for(model: Any, batch_size: int) -> contextlib.AbstractContextManager[Any]:
-    """A context with one BLAS thread if ``model``'s step is small, else a no-op."""
+def blas_threads_for(
+    model: Any, input_shape: int | Sequence[int | None]
+) -> contextlib.AbstractContextManager[Any]:
+    """A context with one BLAS thread if ``model``'s step on batches of ``input_shape`` (or of
+    that many rows) is small (its costliest layer under ``SMALL_STEP_MACS`` multiply-adds),
+    else a no-op."""
     global _controller
     if os.environ.get("CHAINRULE_BLAS_THREADS", "auto") == "keep":
         return contextlib.nullcontext()
-    largest = _largest_product(model, batch_size)
+    largest = largest_layer_flops(model, input_shape)
     if largest is None or largest >= SMALL_STEP_MACS:
         return contextlib.nullcontext()
     try:

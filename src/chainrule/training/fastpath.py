@@ -1,15 +1,16 @@
-"""A fused training step for plain MLPs: the same mathematics as the engine, without a graph.
+"""The fused MLP step plan: the same mathematics as the engine, without a graph.
 
 When the model is a Sequential of Linear layers with elementwise activations between them
 (ReLU, LeakyReLU, Tanh, Sigmoid, Identity), the loss is one of the common ones, and the
-optimizer keeps its parameters in flat buffers, :func:`chainrule.fit` runs each step as a fixed
-sequence of NumPy calls into preallocated arrays: forward ``Z = A W + b`` and the activation in
+optimizer keeps its parameters in flat buffers, :func:`chainrule.fit` runs each step's forward
+and backward passes (:class:`FusedMLPPlan`, one of the trainer's step plans, see
+:mod:`chainrule.training.steps`) as a fixed sequence of NumPy calls into preallocated arrays: forward ``Z = A W + b`` and the activation in
 place; the loss and its gradient at the output in one fused expression (softmax − y for
 cross-entropy); backward ``∂C/∂W = Aᵀ δ`` written straight into the optimizer's flat gradient
 buffer, ``δ_prev = (δ Wᵀ) ⊙ f'`` from the saved activations. Every formula is the engine's
 rule for the same primitive, so the gradients agree with ``backward()`` to rounding error
-(tested in float64 to 1e-12); anything else (dropout, batch norm, custom layers or losses)
-uses the engine.
+(:func:`~chainrule.training.steps.check_step_plan`, float64, to 1e-12); anything else (dropout,
+batch norm, custom layers or losses) the plan declines, and the engine's plan runs it.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._numerics import sigmoid, softplus
+from .._numerics import exp_nonpositive
 from ..kernels import activate_, activation_grad_, column_sums, linear, row_max, weight_grad
-from ..nn.layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from ..nn.layers import Linear
 from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..nn.module import Sequential
+from ..nn.registry import activation_kind
+from .steps import StepPlan
 
-__all__ = ["FastMLP"]
+__all__ = ["FastMLP", "FusedMLPPlan"]
 
-_ACTS = (ReLU, LeakyReLU, Tanh, Sigmoid, Identity)
+# activations with a kernel here, by the kind their class registered (nn.registry)
+_KINDS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 
 
 def loss_spec(loss_fn: Any) -> tuple[str, float, float] | None:
@@ -68,19 +72,32 @@ class _Buffers(NamedTuple):
     scratch: np.ndarray  # room for one δ: activation derivatives without temporaries
 
 
-class FastMLP:
+class FusedMLPPlan(StepPlan):
     """The fused step for one (model, loss, optimizer); build with :meth:`create`."""
 
+    name = "fused_mlp"
+    reuses_output = True  # the output array is the last layer's buffer, rewritten every step
+
     def __init__(
-        self, linears: list[Linear], acts: list[Any], spec: tuple[str, float, float]
+        self,
+        model: Any,
+        loss_fn: Any,
+        optimizer: Any,
+        linears: list[Linear],
+        acts: list[Any],
+        spec: tuple[str, float, float],
     ) -> None:
+        super().__init__(model, loss_fn, optimizer)
         self.linears, self.acts = linears, acts
         self.kind, self.scale, self.l2 = spec
+        self.modules = list(model.modules())
+        self.output = np.empty(0)  # the last batch's output (the last layer's buffer)
         self._shape_cache: dict[tuple[int, Any], _Buffers] = {}
+        self.arena: Any = optimizer.arena  # where the gradients go (read again by ready())
 
     @classmethod
-    def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FastMLP | None:
-        if type(model) is not Sequential or not hasattr(optimizer, "_flat"):
+    def create(cls, model: Any, loss_fn: Any, optimizer: Any) -> FusedMLPPlan | None:
+        if type(model) is not Sequential or getattr(optimizer, "arena", None) is None:
             return None
         layers = list(model)
         linears: list[Any] = []
@@ -93,8 +110,9 @@ class FastMLP:
                 linears.append(layer)
                 acts.append(None)
                 expect_linear = False
-            elif type(layer) in _ACTS:
-                if type(layer) is LeakyReLU and layer.negative_slope <= 0:
+            elif activation_kind(layer) in _KINDS:
+                slope = getattr(layer, "negative_slope", 0.0)
+                if activation_kind(layer) == "leaky_relu" and slope <= 0:
                     return None
                 acts[-1] = layer
                 expect_linear = True
@@ -103,12 +121,12 @@ class FastMLP:
                 acts.append(None)
             else:
                 return None
-        if acts[-1] is not None and type(acts[-1]) is not Identity:
+        if acts[-1] is not None and activation_kind(acts[-1]) != "identity":
             return None  # an activation on the output belongs to the loss: use the engine
         spec = loss_spec(loss_fn)
         if spec is None:
             return None
-        return cls(linears, acts, spec)
+        return cls(model, loss_fn, optimizer, linears, acts, spec)
 
     def _buffers(self, n: int, dtype: np.dtype[Any]) -> _Buffers:
         """The step's arrays for batches of ``n`` rows, made once per batch size."""
@@ -129,20 +147,25 @@ class FastMLP:
 
     def ready(self, optimizer: Any) -> bool:
         """True if every parameter's gradient can be written into the optimizer's flat buffer."""
-        flat = getattr(optimizer, "_flat", None)
-        if not flat or any(f is None for f in flat):
-            return False
+        arena = self.arena = optimizer.arena
         for lin in self.linears:
             for p in (lin.weight, lin.bias):
                 if not p.requires_grad:  # type: ignore[union-attr]
                     continue  # frozen: the step writes no gradient for it
-                buf = getattr(p, "_grad_buf", None)
-                if buf is None or buf.base is None:
+                if arena.grad_view(p) is None:
                     return False
         return True
 
+    def usable(self) -> bool:
+        """The gradients can go to the optimizer's flat buffers and no forward hook watches."""
+        return self.ready(self.optimizer) and not self.hooked(self.modules)
+
     def check_targets(self, y: np.ndarray) -> None:
-        """Class indices must lie in [0, C) (the engine's loss checks each batch itself)."""
+        """Class indices must lie in [0, C) (the engine's loss checks each batch itself), and
+        other targets need one value per output."""
+        if self.kind != "multiclass":
+            _check_target_width(self.loss_fn, np.asarray(y), self.linears[-1].out_features)
+            return
         c = self.linears[-1].out_features
         labels = np.asarray(y)
         if labels.dtype.kind == "f":
@@ -170,10 +193,15 @@ class FastMLP:
         """True if a forward hook watches one of ``modules`` (then the engine path must run)."""
         return any(m.__dict__.get("_forward_hooks") for m in modules)
 
+    def run(self, xb: np.ndarray, yb: Any, wb: np.ndarray | None) -> tuple[float, np.ndarray]:
+        """Forward, loss and backward for one batch (see :meth:`StepPlan.run`)."""
+        loss = self.step(xb, yb, wb)
+        return loss, self.output
+
     def step(self, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> float:
         """Forward, loss and backward for one batch; leaves ``p.grad`` set for every parameter.
 
-        Returns the batch loss (as the loss module would).
+        Returns the batch loss (as the loss module would); the output is ``self.output``.
         """
         first = self.linears[0]
         if xb.ndim != 2 or xb.shape[1] != first.in_features:
@@ -222,7 +250,7 @@ class FastMLP:
             lin = self.linears[k]
             tw, tb = trainable[k]
             if tw:
-                gw = _grad_target(lin.weight)
+                gw = _grad_target(lin.weight, self.arena)
                 weight_grad(inputs[k], delta, out=gw)  # K = 1: an outer product
                 if l2:
                     gw += lin.weight.data * dtype.type(l2)
@@ -231,7 +259,7 @@ class FastMLP:
                 lin.weight.grad = None
             if tb:
                 # ∂C/∂b = Σ_rows δ as 1ᵀδ (kernels.column_sums)
-                gb = _grad_target(lin.bias)  # type: ignore[arg-type]
+                gb = _grad_target(lin.bias, self.arena)  # type: ignore[arg-type]
                 column_sums(delta, buf.ones_rows, out=gb)
                 lin.bias.grad = gb  # type: ignore[union-attr]
             else:
@@ -290,10 +318,15 @@ class FastMLP:
         else:  # binary_mean (mean over elements) or binary_sum (sum over outputs, mean over samples)
             yy = np.asarray(y, dtype=dtype).reshape(out.shape)
             m = out.shape[1]
-            elem = (1 - yy) * out + softplus(-out)  # per element: (1-y)z + softplus(-z)
+            # one exponent for both: e = e^{-|z|} ≤ 1 (subnormals flushed, as _numerics does);
+            # softplus(-z) = max(-z, 0) + log1p(e) and σ(z) = 1/(1+e) or e/(1+e) — bitwise
+            # _numerics.softplus(-z) and _numerics.sigmoid(z), with half the exponentials
+            e = exp_nonpositive(-np.abs(out))
+            elem = (1 - yy) * out + (np.maximum(-out, 0) + np.log1p(e))  # (1-y)z + softplus(-z)
             per = elem.sum(axis=1) if self.kind == "binary_sum" else elem.mean(axis=1)
             loss = float(per.sum()) / n if w is None else float((per * w).sum() / total)
-            np.copyto(delta, sigmoid(out))
+            r = 1 + e
+            np.copyto(delta, np.where(out >= 0, 1 / r, e / r))  # σ(z)
             delta -= yy
             div = 1.0 if self.kind == "binary_sum" else float(m)
             if col is None:
@@ -303,24 +336,39 @@ class FastMLP:
         return loss
 
 
-def _grad_target(p: Any) -> np.ndarray:
-    """Where the step writes ``p``'s gradient: its view into the optimizer's flat buffer, or a
-    fresh array if it has none (a parameter the optimizer does not hold)."""
-    buf = p._grad_buf
+FastMLP = FusedMLPPlan  # its name before it became a step plan
+
+
+def _check_target_width(loss_fn: Any, y: np.ndarray, outputs: int) -> None:
+    """Targets of an elementwise loss need one value per model output: ``(n, outputs)``."""
+    per_sample = y[0].size if len(y) else 0
+    if per_sample != outputs or (outputs > 1 and y.shape[1:] != (outputs,)):
+        want = f"({len(y)},) or ({len(y)}, 1)" if outputs == 1 else f"({len(y)}, {outputs})"
+        raise ValueError(
+            f"{type(loss_fn).__name__}: the model has {outputs} output(s) per sample, so y must "
+            f"have shape {want}, got {y.shape}; give one target per output, or change the "
+            "model's last layer"
+        )
+
+
+def _grad_target(p: Any, arena: Any) -> np.ndarray:
+    """Where the step writes ``p``'s gradient: its view into the arena's flat gradient buffer,
+    or a fresh array if it has none (a parameter the optimizer does not hold)."""
+    buf = arena.grad_view(p) if arena is not None else None
     return buf if buf is not None else np.empty_like(p.data)
 
 
-_KINDS = {ReLU: "relu", Tanh: "tanh", Sigmoid: "sigmoid", LeakyReLU: "leaky_relu"}
+_KERNEL_KINDS = ("relu", "tanh", "sigmoid", "leaky_relu")  # identity: nothing to do
 
 
 def _activate(act: Any, z: np.ndarray) -> None:
-    kind = _KINDS.get(type(act))
-    if kind is not None:
+    kind = activation_kind(act)
+    if kind in _KERNEL_KINDS:
         activate_(kind, z, getattr(act, "negative_slope", 0.01))
 
 
 def _backward_act(act: Any, a: np.ndarray, g: np.ndarray, tmp: np.ndarray) -> None:
     """``g ← g ⊙ f'(z)`` from the activation's output ``a`` (kernels.activation_grad_)."""
-    kind = _KINDS.get(type(act))
-    if kind is not None:
+    kind = None if act is None else activation_kind(act)
+    if kind in _KERNEL_KINDS:
         activation_grad_(kind, a, g, tmp, getattr(act, "negative_slope", 0.01))

@@ -1,839 +1,43 @@
-"""The training loop: forward pass, loss, backward pass, update — repeated until it stops.
+"""The training loop's face: :func:`fit`, and the functions that use a trained model.
 
-:func:`fit` is the one call most users need; :class:`Trainer` holds the run's state (model,
-optimizer, generator, history, callbacks) and is what callbacks see as ``self.trainer``.
+:func:`fit` is the one call most users need; it builds a :class:`Trainer`
+(:mod:`~chainrule.training.trainer`: the run's state, loop and step, what callbacks see as
+``self.trainer``). :func:`predict`, :func:`predict_proba` and :func:`evaluate` live in
+:mod:`~chainrule.training.evaluation`; step plans in :mod:`~chainrule.training.steps`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-
-from .. import io as model_io
-from .._numerics import sigmoid, softmax
-from .._random import as_generator, use_generator
 from .._validation import check_number
-from ..nn.losses import (
-    BCELoss,
-    BCEWithLogitsLoss,
-    CrossEntropyLoss,
-    HuberLoss,
-    L1Loss,
-    MSELoss,
-    NLLLoss,
-)
 from ..nn.module import Module
-from ..optim import optimizers as optim_mod
-from ..optim.clip import clip_grad_norm as _clip_grad_norm
-from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
-from ..tensor import Tensor, no_grad
-from ._inputs import batches_to_arrays, is_batches, single_output
-from .callbacks import Callback, LearningRateScheduler, ModelCheckpoint, ProgressBar
+
+# the underscored names: other modules imported them from here before the split; they still can
+from ._inputs import as_data as _as_data  # noqa: F401
+from ._inputs import check_finite as _check_finite  # noqa: F401
+from .callbacks import Callback
+from .evaluation import LOSSES, compute_metrics, evaluate, predict, predict_proba
+from .evaluation import outputs_to as _outputs_to  # noqa: F401
+from .evaluation import resolve_loss as _resolve_loss  # noqa: F401
+from .evaluation import task_of as _task_of  # noqa: F401
+from .fastpath import _check_target_width  # noqa: F401
 from .history import History
-from .metrics import get_metric
+from .steps import all_finite as _all_finite  # noqa: F401
+from .trainer import OPTIMIZERS, DivergenceError, Trainer
 
 __all__ = [
     "LOSSES",
     "OPTIMIZERS",
     "DivergenceError",
     "Trainer",
+    "compute_metrics",
     "evaluate",
     "fit",
     "predict",
     "predict_proba",
 ]
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a NaN or infinite loss, gradient or weight (``on_nonfinite="raise"``).
-
-    The model keeps its last finite weights; ``history`` holds the epochs so far.
-    """
-
-    def __init__(self, message: str, history: History | None = None) -> None:
-        super().__init__(message)
-        self.history = history
-
-
-LOSSES: dict[str, Callable[[], Module]] = {
-    "mse": MSELoss,
-    "mean_squared_error": MSELoss,
-    "l1": L1Loss,
-    "mae": L1Loss,
-    "huber": HuberLoss,
-    "bce": BCELoss,
-    "binary_crossentropy": BCELoss,
-    "bce_with_logits": BCEWithLogitsLoss,
-    "cross_entropy": CrossEntropyLoss,
-    "categorical_crossentropy": CrossEntropyLoss,
-    "sparse_categorical_crossentropy": CrossEntropyLoss,
-    "nll": NLLLoss,
-}
-
-OPTIMIZERS: dict[str, type[optim_mod.Optimizer]] = {
-    "sgd": optim_mod.SGD,
-    "gd": optim_mod.SGD,
-    "adam": optim_mod.Adam,
-    "adamw": optim_mod.AdamW,
-    "rmsprop": optim_mod.RMSprop,
-    "adagrad": optim_mod.Adagrad,
-}
-
-
-class _StopEpochError(Exception):
-    """Internal: leave the epoch at once (divergence under the "stop" policy)."""
-
-
-def _resolve_loss(loss: Any) -> Any:
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(
-                f"unknown loss {loss!r}; choose from {sorted(LOSSES)} or a loss module"
-            )
-        return LOSSES[loss]()
-    if not callable(loss):
-        raise TypeError(
-            f"loss must be a loss module, a callable or a name, got {type(loss).__name__}"
-        )
-    return loss
-
-
-def _task_of(loss_fn: Any) -> str:
-    if isinstance(loss_fn, (CrossEntropyLoss,)):
-        return "multiclass"
-    if isinstance(loss_fn, NLLLoss):
-        return "multiclass_logprob"
-    if isinstance(loss_fn, BCEWithLogitsLoss):
-        return "binary_logits"
-    if isinstance(loss_fn, BCELoss):
-        return "binary_proba"
-    return "regression"
-
-
-def _outputs_to(kind: str, task: str, out: np.ndarray) -> np.ndarray:
-    """Turn raw model outputs into what a metric of ``kind`` expects."""
-    if kind == "value" or task == "regression":
-        return out
-    if task == "multiclass":
-        if kind == "label":
-            return out.argmax(axis=1)
-        return softmax(out, axis=1)
-    if task == "multiclass_logprob":
-        return out.argmax(axis=1) if kind == "label" else np.exp(out)
-    if task == "binary_logits":
-        if kind == "label":
-            return (out > 0).astype(np.int64)
-        return sigmoid(out.astype(np.float64))
-    return (out > 0.5).astype(np.int64) if kind == "label" else out
-
-
-def _as_data(name: str, value: Any, allow_1d: bool = True, purpose: str = "train on") -> np.ndarray:
-    if isinstance(value, Tensor):
-        value = value.data
-    if not isinstance(value, np.ndarray):
-        try:
-            value = np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(
-                f"{name} must be array-like, got {type(value).__name__}: {exc}"
-            ) from None
-    if value.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {value.dtype}")
-    if value.ndim == 0 or (not allow_1d and value.ndim < 2):
-        raise ValueError(f"{name} must have a sample dimension, got shape {value.shape}")
-    if len(value) == 0:
-        raise ValueError(
-            f"{name} has 0 samples (shape {value.shape}); there is nothing to {purpose}"
-        )
-    return value
-
-
-def _check_target_width(loss_fn: Any, y: np.ndarray, outputs: int) -> None:
-    """Targets of an elementwise loss need one value per model output: ``(n, outputs)``."""
-    per_sample = y[0].size if len(y) else 0
-    if per_sample != outputs or (outputs > 1 and y.shape[1:] != (outputs,)):
-        want = f"({len(y)},) or ({len(y)}, 1)" if outputs == 1 else f"({len(y)}, {outputs})"
-        raise ValueError(
-            f"{type(loss_fn).__name__}: the model has {outputs} output(s) per sample, so y must "
-            f"have shape {want}, got {y.shape}; give one target per output, or change the "
-            "model's last layer"
-        )
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    """True if every element of the flat buffer ``a`` is finite.
-
-    ``a·a`` (one BLAS dot product, no temporary array) is finite exactly when every element
-    is, unless the sum of squares overflows; only then is the elementwise test run.
-    """
-    if a.ndim == 1 and a.dtype.kind == "f":
-        with np.errstate(over="ignore", invalid="ignore"):
-            if math.isfinite(float(np.dot(a, a))):
-                return True
-    return bool(np.isfinite(a).all())
-
-
-def _file_position(X: np.memmap) -> int | None:
-    """Byte position in its file of ``X[0]``, or None if rows cannot be read with ``pread``.
-
-    A view of a memory map (``mm[2000:]``, ``mm[::-3]``) keeps its parent's ``offset``, which is
-    where the *mapping* starts in the file, not where the view does: the view's first row is
-    ``offset`` plus its distance from the mapped array's first byte. Each row must itself be
-    one contiguous run of bytes (any row stride, negative too), and the mapping must show the
-    file (not copy-on-write, ``mode="c"``, whose private writes ``pread`` would not see).
-    """
-    root: Any = X
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    if (
-        X.ndim == 0
-        or getattr(root, "_mmap", None) is None
-        or root.base is not root._mmap
-        or getattr(X, "mode", None) == "c"
-        or not isinstance(getattr(root, "offset", None), int)
-        or not (X.ndim == 1 or X[:1].flags.c_contiguous)  # each row contiguous
-        or X.strides[0] == 0
-    ):
-        return None
-    return int(root.offset) + (X.ctypes.data - root.ctypes.data)
-
-
-def _check_finite(name: str, arr: np.ndarray, doing: str = "training") -> None:
-    if arr.dtype.kind != "f" or isinstance(arr, np.memmap):
-        return  # a memory-mapped set is checked batch by batch instead of read in full here
-    step = max(1, 2**24 // max(1, arr[0].size))
-    for start in range(0, len(arr), step):
-        chunk = arr[start : start + step]
-        if not np.all(np.isfinite(chunk)):
-            bad = np.argwhere(~np.isfinite(chunk))[0]
-            row = start + int(bad[0])
-            raise ValueError(
-                f"{name} contains NaN or infinite values (first at row {row}"
-                + (f", column {int(bad[1])}" if len(bad) > 1 else "")
-                + f"); remove or impute them before {doing}"
-            )
-
-
-def compute_metrics(
-    metrics: Sequence[tuple[str, Callable[..., float], str]], task: str, out: np.ndarray, y: Any
-) -> dict[str, float]:
-    """Evaluate resolved metrics on raw model outputs ``out`` against targets ``y``."""
-    res = {}
-    y = np.asarray(y)
-    for name, fn, kind in metrics:
-        pred = _outputs_to(kind, task, out)
-        yy = y
-        if kind == "label" and task in ("binary_logits", "binary_proba"):
-            yy = (y > 0.5).astype(np.int64)
-        if kind != "proba" and pred.ndim > yy.ndim and pred.size == yy.size:
-            pred = pred.reshape(yy.shape)
-        res[name] = float(fn(yy, pred))
-    return res
-
-
-def _callback_list(callbacks: Any) -> list[Any]:
-    """``callbacks`` as a list: None means none (as in Keras), one Callback is a list of one."""
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, Callback):
-        return [callbacks]
-    try:
-        return list(callbacks)
-    except TypeError:
-        raise TypeError(
-            "callbacks must be an iterable of Callback instances, a Callback or None, got "
-            f"{type(callbacks).__name__}"
-        ) from None
-
-
-class Trainer:
-    """State and loop of one training run; see :func:`fit` for the arguments."""
-
-    def __init__(
-        self,
-        model: Module,
-        loss: Any,
-        optimizer: Any = "adam",
-        *,
-        lr: float | None = None,
-        metrics: Sequence[Any] = (),
-        callbacks: Iterable[Callback] | Callback | None = (),
-        scheduler: Any = None,
-        seed: Any = None,
-        verbose: int = 1,
-        on_nonfinite: str = "stop",
-        clip_grad_norm: float | None = None,
-        tol: float | None = None,
-        n_iter_no_change: int = 10,
-    ) -> None:
-        if not isinstance(model, Module):
-            raise TypeError(f"model must be a chainrule Module, got {type(model).__name__}")
-        if on_nonfinite not in ("stop", "raise", "ignore"):
-            raise ValueError(
-                f"on_nonfinite must be 'stop', 'raise' or 'ignore', got {on_nonfinite!r}"
-            )
-        if clip_grad_norm is not None:
-            check_number("clip_grad_norm", clip_grad_norm, low=0, low_inclusive=False)
-        if tol is not None:
-            check_number("tol", tol, low=0)
-        check_number("n_iter_no_change", n_iter_no_change, low=1, integer=True)
-        check_number("verbose", verbose, low=0, integer=True)
-        self.model = model
-        self.loss_fn = _resolve_loss(loss)
-        self.task = _task_of(self.loss_fn)
-        params = list(model.parameters())
-        if not params:
-            raise ValueError("model has no parameters to train")
-        if not any(p.requires_grad for p in params):
-            raise ValueError(
-                "every parameter of the model is frozen (requires_grad=False): there is nothing "
-                "to train; unfreeze some with p.requires_grad_(True)"
-            )
-        self.dtype = params[0].dtype
-        if isinstance(optimizer, str):
-            if optimizer not in OPTIMIZERS:
-                raise ValueError(
-                    f"unknown optimizer {optimizer!r}; choose from {sorted(OPTIMIZERS)} or an "
-                    "Optimizer"
-                )
-            kwargs: dict[str, Any] = {} if lr is None else {"lr": lr}
-            optimizer = OPTIMIZERS[optimizer](params, **kwargs)
-        elif not isinstance(optimizer, optim_mod.Optimizer):
-            raise TypeError(
-                f"optimizer must be a chainrule Optimizer or a name, got {type(optimizer).__name__}"
-            )
-        elif lr is not None:
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-        self.optimizer = optimizer
-        self.metrics = [get_metric(m) for m in metrics]
-        cbs = _callback_list(callbacks)
-        for c in cbs:
-            if not isinstance(c, Callback):
-                raise TypeError(f"callbacks must be Callback instances, got {type(c).__name__}")
-        if scheduler is not None:
-            if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)):
-                raise TypeError(
-                    f"scheduler must be an lr_scheduler object, got {type(scheduler).__name__}"
-                )
-            cbs.insert(0, LearningRateScheduler(scheduler))
-        if verbose and not any(isinstance(c, ProgressBar) for c in cbs):
-            cbs.append(ProgressBar(verbose=verbose))
-        self.callbacks = cbs
-        self.rng = as_generator(seed, "seed")
-        self.verbose = int(verbose)
-        self.on_nonfinite = on_nonfinite
-        self.clip = clip_grad_norm
-        self.tol = tol
-        self.n_iter_no_change = int(n_iter_no_change)
-        self.history = History()
-        self.stop_training = False
-        self.stop_reason: str | None = None
-        self.stop_detail = ""
-        self.best_epoch: int | None = None
-        self.restored_best = False
-        self.resumed = False
-        self.epoch = 0
-        self.epochs = 0
-        self.steps_per_epoch = 0
-        self._best_loss = math.inf
-        self._no_improvement = 0
-        self._last_finite = (math.nan, 0, 0)
-        self._pending: list[str] = []
-        self._fd: tuple[str, int] | None = None  # the open file of a memory-mapped input
-        self._params = params
-        self._names = [n for n, _ in model.named_parameters()]
-
-    # ----- data ------------------------------
-    def _batch(self, X: np.ndarray, idx: Any) -> np.ndarray:
-        if (
-            isinstance(idx, np.ndarray)
-            and X.dtype == self.dtype
-            and type(X) is np.ndarray
-            and X.flags.c_contiguous
-        ):
-            # gather the rows into a reused buffer (no allocation per batch)
-            shape = (len(idx), *X.shape[1:])
-            buf = self._xbuf.get(shape)
-            if buf is None:
-                buf = self._xbuf[shape] = np.empty(shape, X.dtype)
-            return np.take(X, idx, axis=0, out=buf)
-        if isinstance(X, np.memmap):
-            xb = self._read_rows(X, idx)
-        else:
-            xb = X[idx]
-        if xb.dtype != self.dtype:
-            xb = xb.astype(self.dtype)
-        return xb
-
-    def _read_rows(self, X: np.memmap, idx: Any) -> np.ndarray:
-        """Rows of a memory-mapped file, read with ``pread`` instead of through the mapping.
-
-        Touching a mapping makes its pages resident in this process (whole large folios at a
-        time on current kernels), so shuffled batches from a big ``.npy`` would soon count the
-        entire file in the process's memory. Reading the rows with ``os.preadv`` straight into
-        the batch buffer keeps the footprint to the batch itself; the data still comes from
-        the kernel's page cache.
-        """
-        filename = getattr(X, "filename", None)
-        start = _file_position(X)
-        if filename is None or start is None or not hasattr(os, "preadv"):
-            return np.array(X[idx])
-        rows = np.arange(len(X))[idx] if not isinstance(idx, np.ndarray) else idx
-        out = np.empty((len(rows), *X.shape[1:]), X.dtype)
-        row_bytes = out[0].nbytes if len(rows) else 0
-        row_stride = X.strides[0] if X.ndim else 0
-        if self._fd is None or self._fd[0] != filename:
-            if self._fd is not None:
-                os.close(self._fd[1])
-            self._fd = (filename, os.open(filename, os.O_RDONLY))
-        fd = self._fd[1]
-        view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-        for k, r in enumerate(rows.tolist()):
-            got = os.preadv(fd, [view[k * row_bytes : (k + 1) * row_bytes]], start + r * row_stride)
-            if got != row_bytes:
-                raise ValueError(f"{filename!r} ended early: row {r} is incomplete")
-        return out
-
-    # ----- checkpoints ------------------------------
-    def request_checkpoint(self, path: str) -> None:
-        """Write a checkpoint to ``path`` once the current epoch is completely handled."""
-        self._pending.append(path)
-
-    def save_checkpoint(self, path: str) -> None:
-        """Write model, optimizer, schedule, generators, history and callbacks to ``path``."""
-        from .checkpoint import training_state
-
-        meta, tensors = training_state(self)
-        model_io._write(path, self.model, extra={}, training=meta, training_tensors=tensors)
-
-    def load_checkpoint(self, path: str) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote (into this trainer's objects)."""
-        from .checkpoint import restore_training_state
-
-        restore_training_state(self, path)
-
-    # ----- the loop ------------------------------
-    def fit(
-        self,
-        X: Any,
-        y: Any = None,
-        *,
-        epochs: int = 10,
-        batch_size: int | None = 32,
-        validation_data: tuple[Any, ...] | None = None,
-        validation_split: float = 0.0,
-        shuffle: bool = True,
-        sample_weight: Any = None,
-        class_weight: Any = None,
-        resume_from: str | None = None,
-    ) -> History:
-        if y is None and is_batches(X):  # a DataLoader, a generator, a list of (x, y)
-            X, y, w_batches, batch_size = batches_to_arrays(X, "fit")
-            if sample_weight is None:
-                sample_weight = w_batches
-        check_number("epochs", epochs, low=0, integer=True)
-        if batch_size is not None:
-            check_number("batch_size", batch_size, low=1, integer=True)
-        check_number("validation_split", validation_split, low=0, high=1, high_inclusive=False)
-        X = _as_data("X", X)
-        _check_finite("X", X)
-        if y is None:
-            raise ValueError("y is required: fit trains against targets")
-        y = _as_data("y", y)
-        if len(y) != len(X):
-            raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
-        _check_finite("y", y)
-        n = len(X)
-        w = self._weights(y, n, sample_weight, class_weight)
-        # validation data: given, or split off with the run's generator (stratified for labels)
-        Xv = yv = wv = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError(
-                    "validation_data must be a tuple (X_val, y_val[, sample_weight_val])"
-                )
-            Xv = _as_data("validation X", validation_data[0])
-            yv = _as_data("validation y", validation_data[1])
-            if len(Xv) != len(yv):
-                raise ValueError(
-                    f"validation X and y have different numbers of samples: {len(Xv)} and {len(yv)}"
-                )
-            _check_finite("validation X", Xv)
-            wv = None if len(validation_data) == 2 else np.asarray(validation_data[2], np.float64)
-            train_idx = None
-        elif validation_split > 0:
-            train_idx, val_idx = self._split(y, validation_split)
-            Xv, yv = X[val_idx], y[val_idx]
-            wv = None if w is None else w[val_idx]
-        else:
-            train_idx = None
-        if train_idx is not None:
-            X, y = X[train_idx], y[train_idx]
-            w = None if w is None else w[train_idx]
-            n = len(X)
-        bs = n if batch_size is None else min(int(batch_size), n)
-        self.steps_per_epoch = math.ceil(n / bs)
-        self.epochs = int(epochs)
-        for c in self.callbacks:
-            c.set_trainer(self)
-        if resume_from is not None or any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
-            try:  # a checkpoint is a model file: find out now, not after the first epoch
-                model_io.describe(self.model)
-            except TypeError as exc:
-                raise TypeError(f"checkpoints need a model file: {exc}") from None
-        start_epoch = 1
-        if resume_from is not None:
-            self.load_checkpoint(resume_from)
-            self.resumed = True
-            start_epoch = self.epoch + 1
-        self._fit_inputs = X
-        self._fit_targets = y
-        self.stop_training = False
-        from ._threads import blas_threads_for
-        from .fastpath import FastMLP
-
-        self.optimizer.prepare()
-        self._fast = FastMLP.create(self.model, self.loss_fn, self.optimizer)
-        if self._fast is not None and self._fast.kind == "multiclass":
-            self._fast.check_targets(y)
-        elif self._fast is not None:
-            _check_target_width(self.loss_fn, y, self._fast.linears[-1].out_features)
-        self._modules = list(self.model.modules())
-        self._flat_now: list[Any] | None = None
-        self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
-        self._fd = None
-        logs: dict[str, Any] = {}
-        self._snap = [np.empty_like(p.data) for p in self._params]
-        for c in self.callbacks:
-            c.on_train_begin(logs)
-        try:
-            # the divergence guard reports non-finite values itself: NumPy's overflow and
-            # invalid-value warnings would only repeat it, batch after batch
-            quiet = self.on_nonfinite != "ignore"
-            with (
-                blas_threads_for(self.model, bs),  # one BLAS thread for small steps
-                use_generator(self.rng),  # dropout without its own generator follows the seed
-            ):
-                for epoch in range(start_epoch, self.epochs + 1):
-                    try:
-                        with (
-                            np.errstate(over="ignore", invalid="ignore", divide="ignore")
-                            if quiet
-                            else contextlib.nullcontext()
-                        ):
-                            self._run_epoch(epoch, X, y, w, bs, shuffle, Xv, yv, wv)
-                    except _StopEpochError:
-                        break
-                    if self.stop_training:
-                        break
-                else:
-                    if self.stop_reason is None:
-                        self.stop_reason = "epochs"
-        except KeyboardInterrupt:
-            self.stop_reason = "interrupted"
-            self.stop_detail = "interrupted by the user (Ctrl-C)"
-        except DivergenceError:
-            self._finish(logs)
-            raise
-        self._finish(logs)
-        return self.history
-
-    def _finish(self, logs: dict[str, Any]) -> None:
-        if self._fd is not None:
-            os.close(self._fd[1])
-            self._fd = None
-        for c in self.callbacks:
-            c.on_train_end(logs)
-        from .summary import summarize
-
-        self.history.stop_reason = self.stop_reason
-        self.history.best_epoch = self.best_epoch
-        self.history.summary = summarize(self)
-        if self.verbose:
-            print(self.history.summary)
-
-    def _weights(
-        self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any
-    ) -> np.ndarray | None:
-        w = None
-        if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != (n,):
-                raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError("sample_weight must be finite and non-negative")
-        if class_weight is not None:
-            labels = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
-            classes, counts = np.unique(labels, return_counts=True)
-            if class_weight == "balanced":
-                cw = {c: n / (len(classes) * k) for c, k in zip(classes.tolist(), counts.tolist())}
-            elif isinstance(class_weight, dict):
-                cw = {k: float(v) for k, v in class_weight.items()}
-                unknown = set(cw) - set(classes.tolist())
-                if unknown:
-                    raise ValueError(f"class_weight names classes not in y: {sorted(unknown)}")
-            else:
-                raise TypeError("class_weight must be a dict {class: weight} or 'balanced'")
-            per = np.array([cw.get(v, 1.0) for v in labels.tolist()], dtype=np.float64)
-            w = per if w is None else w * per
-        return w
-
-    def _split(self, y: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        n = len(y)
-        n_val = max(1, round(fraction * n))
-        if n_val >= n:
-            raise ValueError(f"validation_split={fraction} leaves no training samples out of {n}")
-        labels = y if y.ndim == 1 and y.dtype.kind in "biu" else None
-        if labels is not None:
-            val: list[int] = []
-            classes = np.unique(labels)
-            for c in classes:
-                members = np.flatnonzero(labels == c)
-                members = members[self.rng.permutation(len(members))]
-                take = round(len(members) * n_val / n)
-                val.extend(members[:take].tolist())
-            val_idx = np.sort(np.array(val, dtype=np.int64))
-        if labels is None or len(val_idx) == 0:  # many small classes round to none: not stratified
-            val_idx = np.sort(self.rng.permutation(n)[:n_val])
-        mask = np.ones(n, bool)
-        mask[val_idx] = False
-        return np.flatnonzero(mask), val_idx
-
-    def _run_epoch(
-        self,
-        epoch: int,
-        X: np.ndarray,
-        y: np.ndarray,
-        w: np.ndarray | None,
-        bs: int,
-        shuffle: bool,
-        Xv: Any,
-        yv: Any,
-        wv: Any,
-    ) -> None:
-        self.epoch = epoch
-        n = len(X)
-        model, opt = self.model, self.optimizer
-        for m in self._modules:  # model.train() without walking the tree every epoch
-            m.training = True
-        lr0 = float(opt.param_groups[0]["lr"])
-        logs: dict[str, Any] = {}
-        for c in self.callbacks:
-            c.on_epoch_begin(epoch, logs)
-        t0 = time.perf_counter()
-        order = self.rng.permutation(n) if shuffle else None
-        total_loss, total_weight = 0.0, 0.0
-        keep_outputs = bool(self.metrics)
-        fast = self._fast
-        if fast is not None and (not fast.ready(opt) or fast.hooked(self._modules)):
-            fast = None
-        outputs: list[np.ndarray] = []
-        for b, start in enumerate(range(0, n, bs)):
-            idx = order[start : start + bs] if order is not None else slice(start, start + bs)
-            xb = self._batch(X, idx)
-            yb = y[idx]
-            wb = None if w is None else w[idx]
-            for c in self.callbacks:
-                c.on_batch_begin(b, logs)
-            if fast is not None:  # the fused MLP step: same maths, no graph (fastpath.py)
-                lv = fast.step(xb, yb, wb)
-                out_data = fast.output
-                if not math.isfinite(lv) and self.on_nonfinite != "ignore":
-                    self._diverged(epoch, b, f"the loss is {lv}", xb)
-            else:
-                out = model(xb)
-                loss = (
-                    self.loss_fn(out, yb, sample_weight=wb)
-                    if wb is not None
-                    else self.loss_fn(out, yb)
-                )
-                lv = loss.item()
-                out_data = out.data
-                if not math.isfinite(lv) and self.on_nonfinite != "ignore":
-                    self._diverged(epoch, b, f"the loss is {lv}", xb)
-                opt.zero_grad()
-                loss.backward()
-            if self.on_nonfinite != "ignore" and not self._grads_finite():
-                name = next(
-                    n
-                    for n, p in zip(self._names, self._params)
-                    if p.grad is not None and not np.all(np.isfinite(p.grad))
-                )
-                self._diverged(epoch, b, f"the gradient of '{name}' is not finite", xb)
-            if self.clip is not None:
-                _clip_grad_norm(self._params, self.clip)
-            self._step(epoch, b, xb)
-            bw = float(len(yb)) if wb is None else float(np.sum(wb))
-            total_loss += lv * bw
-            total_weight += bw
-            self._last_finite = (lv, epoch, b)
-            if keep_outputs:
-                outputs.append(out_data.copy() if fast is not None else out_data)
-            batch_logs = {"loss": lv, "size": len(yb)}
-            for c in self.callbacks:
-                c.on_batch_end(b, batch_logs)
-            if self.stop_training:
-                break
-        logs["loss"] = total_loss / total_weight if total_weight > 0 else math.nan
-        if keep_outputs and outputs:
-            seen = len(np.concatenate(outputs)) if outputs else 0
-            ys = y[order[:seen]] if order is not None else y[:seen]
-            logs.update(compute_metrics(self.metrics, self.task, np.concatenate(outputs), ys))
-        if Xv is not None:
-            val = evaluate(
-                model,
-                Xv,
-                yv,
-                self.loss_fn,
-                [m[0] for m in self.metrics] or (),
-                batch_size=max(bs, 1024),
-                sample_weight=wv,
-                _metrics=self.metrics,
-            )
-            logs.update({f"val_{k}": v for k, v in val.items()})
-        logs["lr"] = lr0
-        logs["time"] = time.perf_counter() - t0
-        self._convergence(logs["loss"])
-        for c in self.callbacks:
-            c.on_epoch_end(epoch, logs)
-        self.history.append(epoch, logs)
-        for path in self._pending:
-            self.save_checkpoint(path)
-        self._pending.clear()
-
-    def _flat_groups(self) -> list[Any] | None:
-        """The optimizer's flat buffers, if every parameter lives in them right now."""
-        flat = getattr(self.optimizer, "_flat", None)
-        if not flat or any(f is None for f in flat):
-            return None
-        covered = sum(len(f.params) for f in flat)
-        if covered != len(self._params) or not all(f.ready(self.optimizer) for f in flat):
-            return None
-        return list(flat)
-
-    def _grads_finite(self) -> bool:
-        flat = self._flat_now = self._flat_groups()
-        if flat is not None:  # one pass per buffer instead of one per parameter
-            return all(_all_finite(f.G) for f in flat)
-        return all(p.grad is None or bool(np.isfinite(p.grad).all()) for p in self._params)
-
-    def _step(self, epoch: int, batch: int, xb: np.ndarray) -> None:
-        if self.on_nonfinite == "ignore":
-            self.optimizer.step()
-            return
-        # the layout found by _grads_finite for this very batch (clipping does not change it)
-        flat = self._flat_now if self._flat_now is not None else self._flat_groups()
-        if flat is not None:
-            if len(self._snap) != len(flat) or any(
-                s.shape != f.P.shape for s, f in zip(self._snap, flat)
-            ):
-                self._snap = [np.empty_like(f.P) for f in flat]
-            for s, f in zip(self._snap, flat):
-                np.copyto(s, f.P)
-            targets = [f.P for f in flat]
-        else:
-            if len(self._snap) != len(self._params) or any(
-                s.shape != p.data.shape for s, p in zip(self._snap, self._params)
-            ):
-                self._snap = [np.empty_like(p.data) for p in self._params]
-            for s, p in zip(self._snap, self._params):
-                np.copyto(s, p.data)
-            targets = [p.data for p in self._params]
-        try:
-            self.optimizer.step()
-        except KeyboardInterrupt:
-            self._restore_snapshot(targets)  # never leave a half-applied update
-            raise
-        if not all(_all_finite(t) for t in targets):
-            # find the parameter before restoring the snapshot: afterwards every weight is finite
-            name = next(
-                (n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))),
-                None,
-            )
-            self._restore_snapshot(targets)
-            what = f"'{name}'" if name is not None else "a parameter"
-            self._diverged(epoch, batch, f"the optimizer's update made {what} non-finite", xb, "")
-
-    def _restore_snapshot(self, targets: list[np.ndarray]) -> None:
-        for s, t in zip(self._snap, targets):
-            np.copyto(t, s)
-
-    def _convergence(self, loss: float) -> None:
-        if self.tol is None:
-            return
-        # scikit-learn's rule: count epochs whose loss is not below best - tol
-        if loss > self._best_loss - self.tol:
-            self._no_improvement += 1
-        else:
-            self._no_improvement = 0
-        self._best_loss = min(self._best_loss, loss)
-        if self._no_improvement > self.n_iter_no_change:
-            self.stop_training = True
-            self.stop_reason = "converged"
-            self.stop_detail = (
-                f"the training loss improved by less than tol={self.tol:g} for "
-                f"{self.n_iter_no_change + 1} consecutive epochs"
-            )
-
-    def _locate_nonfinite(self, xb: np.ndarray) -> str:
-        """Where non-finite values first appear: a weight, or a layer's output (Sequential)."""
-        for name, p in zip(self._names, self._params):
-            if not np.all(np.isfinite(p.data)):
-                return f"; parameter '{name}' holds NaN or infinite values"
-        from ..nn.module import Sequential
-
-        if not isinstance(self.model, Sequential):
-            return ""
-        h: Any = xb
-        with no_grad(), np.errstate(all="ignore"):
-            for k, layer in enumerate(self.model):
-                h = layer(h)
-                data = h.data if isinstance(h, Tensor) else np.asarray(h)
-                if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-                    return (
-                        f"; the first non-finite values appear in the output of layer {k} "
-                        f"({layer!r})"
-                    )
-        return "; every layer's output is finite, so the loss itself overflowed"
-
-    def _diverged(
-        self, epoch: int, batch: int, what: str, xb: np.ndarray, where: str | None = None
-    ) -> None:
-        last, le, lb = self._last_finite
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
-        advice = (
-            "the input batch itself contains NaN or infinite values: clean the data"
-            if bad_input
-            else f"lower the learning rate (now {lr:g}), scale the inputs (standardise each "
-            "feature), or clip gradients (clip_grad_norm=1.0 in fit, --clip-grad-norm 1 on the "
-            "command line)"
-        )
-        last_txt = (
-            f"last finite loss {last:.6g} at epoch {le}, batch {lb}"
-            if not math.isnan(last)
-            else "no finite loss before it"
-        )
-        if where is None:
-            where = "" if bad_input else self._locate_nonfinite(xb)
-        msg = (
-            f"training diverged at epoch {epoch}, batch {batch}: {what}{where} ({last_txt}). "
-            f"The model keeps its last finite weights. Try: {advice}."
-        )
-        self.history.message = msg
-        self.stop_reason = "diverged"
-        self.stop_detail = msg
-        if self.on_nonfinite == "raise":
-            raise DivergenceError(msg, self.history)
-        self.stop_training = True
-        raise _StopEpochError
 
 
 def fit(
@@ -861,6 +65,8 @@ def fit(
     on_nonfinite: str = "stop",
     clip_grad_norm: float | None = None,
     resume_from: str | None = None,
+    distributed: bool = False,
+    accumulate_steps: int = 1,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent and return its History.
 
@@ -930,6 +136,19 @@ def fit(
         bitwise equal to an uninterrupted run. Everything is checked before anything changes:
         an unreadable or crafted checkpoint raises ``ModelFileError``, and a resume that fails
         leaves the model and optimizer as they were.
+    distributed : bool, default False
+        Data-parallel training on the processes started by ``mpiexec`` (the ``distributed``
+        extra; :mod:`chainrule.distributed`): ``batch_size`` is the global batch, each process
+        computes the gradient of its rows of every batch, one all-reduce sums them, and the
+        result equals the single-process run with the same seed to rounding error (dropout
+        masks, batch-norm statistics, uneven batches and weights included). Only rank 0 prints
+        and writes checkpoints; every process returns the same History.
+    accumulate_steps : int, default 1
+        Gradient accumulation: each optimizer step sums the gradients of this many consecutive
+        batches of ``batch_size`` rows (one update, and in distributed training one
+        all-reduce, per ``accumulate_steps`` batches; the memory of one batch). The same
+        mathematics as ``batch_size * accumulate_steps``, except that dropout masks and
+        batch-norm statistics are per batch of ``batch_size``.
 
     Returns
     -------
@@ -939,8 +158,10 @@ def fit(
 
     Notes
     -----
+    ``fit`` is ``Trainer(model, loss, optimizer, ...).fit(X, y, ...)``; ``Trainer.steps`` runs
+    the same loop one step at a time, and ``Trainer.train_step`` is the step to override.
     Speed: plain MLPs (Linear layers and elementwise activations, a common loss) train through
-    a fused step without a graph, with the same formulas as ``backward()``. A model whose
+    a fused step plan without a graph, with the same formulas as ``backward()``. A model whose
     largest matrix product per step is below 2²¹ multiply-adds trains with one BLAS thread
     (as fast when the machine is idle, much steadier when it is busy; set the environment
     variable ``CHAINRULE_BLAS_THREADS=keep`` to leave the threads alone). With numba installed
@@ -959,7 +180,22 @@ def fit(
     >>> h.history["accuracy"][-1] > 0.9
     True
     """
-    trainer = Trainer(
+    check_number("accumulate_steps", accumulate_steps, low=1, integer=True)
+    make: Any = Trainer
+    extra: dict[str, Any] = {}
+    if distributed or accumulate_steps > 1:
+        from .parallel import DistributedTrainer  # imports mpi4py only when it is needed
+
+        if accumulate_steps > 1 and batch_size is None:
+            raise ValueError(
+                "accumulate_steps > 1 needs a batch_size (the batches whose gradients are "
+                "summed), got batch_size=None"
+            )
+        make, extra = DistributedTrainer, {"distributed": distributed}
+        if accumulate_steps > 1:
+            extra.update(accumulate_steps=accumulate_steps, micro_batch=batch_size)
+            batch_size = int(batch_size) * int(accumulate_steps)  # type: ignore[arg-type]
+    trainer = make(
         model,
         loss,
         optimizer,
@@ -973,6 +209,7 @@ def fit(
         clip_grad_norm=clip_grad_norm,
         tol=tol,
         n_iter_no_change=n_iter_no_change,
+        **extra,
     )
     return trainer.fit(
         X,
@@ -986,93 +223,3 @@ def fit(
         class_weight=class_weight,
         resume_from=resume_from,
     )
-
-
-def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
-    """The model's raw outputs for ``X`` (logits for a classifier: see :func:`predict_proba`),
-    in eval mode, batch by batch, without building a graph.
-
-    The model's train/eval mode is restored afterwards. NaN or infinite inputs are refused.
-    ``X`` may also be an iterable of batches (``x`` or ``(x, y)``: the targets are ignored).
-    """
-    if is_batches(X):  # a DataLoader, a generator, a list of (x, y): predict on the x's
-        X = batches_to_arrays(X, "predict")[0]
-    X = _as_data("X", X, purpose="predict")
-    _check_finite("X", X, "predicting")
-    if batch_size is not None:
-        check_number("batch_size", batch_size, low=1, integer=True)
-    params = list(model.parameters())
-    dtype = params[0].dtype if params else np.dtype(np.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        outs = []
-        n = len(X)
-        bs = n if batch_size is None else int(batch_size)
-        with no_grad():
-            for start in range(0, n, bs):
-                xb = X[start : start + bs]
-                if xb.dtype != dtype:
-                    xb = xb.astype(dtype)
-                outs.append(single_output(model(xb), "predict"))
-        return np.concatenate(outs) if len(outs) > 1 else outs[0]
-    finally:
-        model.train(was_training)
-
-
-def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
-    """Class probabilities from a model that outputs logits.
-
-    ``softmax(z)_k = exp(z_k) / Σ_j exp(z_j)`` over the last axis when the model has several
-    outputs (multi-class, trained with cross-entropy); ``σ(z) = 1 / (1 + exp(-z))`` when it
-    has one (binary, trained with ``BCEWithLogitsLoss``) — the probability of class 1, shape
-    ``(n, 1)``. Computed stably (no overflow for logits of any size), in the output's dtype.
-    For a multi-label model (several independent sigmoid outputs) apply
-    ``1 / (1 + np.exp(-cr.predict(model, X)))`` instead.
-
-    Examples
-    --------
-    >>> import numpy as np, chainrule as cr
-    >>> model = cr.nn.mlp([2, 3], rng=0)
-    >>> p = cr.predict_proba(model, np.zeros((4, 2), np.float32))
-    >>> p.shape, bool(np.allclose(p.sum(axis=1), 1))
-    ((4, 3), True)
-    """
-    z = predict(model, X, batch_size)
-    if z.dtype.kind != "f":
-        z = z.astype(np.float64)
-    if z.ndim >= 2 and z.shape[-1] > 1:
-        return softmax(z, axis=-1)
-    return sigmoid(z)
-
-
-def evaluate(
-    model: Module,
-    X: Any,
-    y: Any,
-    loss: Any = None,
-    metrics: Sequence[Any] = (),
-    batch_size: int | None = 4096,
-    sample_weight: Any = None,
-    _metrics: Any = None,
-) -> dict[str, float]:
-    """Loss (the sample-weighted mean over all of ``X``) and metrics, in eval mode."""
-    X = _as_data("X", X, purpose="evaluate")
-    y = _as_data("y", y, purpose="evaluate")
-    if len(X) != len(y):
-        raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
-    out = predict(model, X, batch_size)
-    res: dict[str, float] = {}
-    loss_fn = _resolve_loss(loss) if loss is not None else None
-    if loss_fn is not None:
-        with no_grad():
-            if sample_weight is not None:
-                res["loss"] = float(
-                    loss_fn(Tensor._const(out), y, sample_weight=sample_weight).item()
-                )
-            else:
-                res["loss"] = float(loss_fn(Tensor._const(out), y).item())
-    task = _task_of(loss_fn) if loss_fn is not None else "regression"
-    resolved = _metrics if _metrics is not None else [get_metric(m) for m in metrics]
-    res.update(compute_metrics(resolved, task, out, y))
-    return res

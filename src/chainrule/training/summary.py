@@ -123,7 +123,7 @@ def target_scaling_advice(loss_fn: Any, y: Any, max_rows: int = 200_000) -> str 
 
 
 def _loss_yardstick(tr: Trainer) -> tuple[float, str] | None:
-    y = getattr(tr, "_fit_targets", None)
+    y = tr.fit_targets
     if y is None:
         return None
     try:
@@ -153,6 +153,11 @@ def summarize(tr: Trainer) -> str:
         head = f"Converged after epoch {last}: {tr.stop_detail}."
     elif reason == "diverged":
         head = f"Stopped: {tr.stop_detail}"
+    elif reason == "caller":
+        head = (
+            f"Stopped by the caller after {n} complete epoch{'s' if n != 1 else ''}; the history "
+            "and the weights so far are kept."
+        )
     elif reason == "interrupted":
         head = (
             f"Interrupted after {n} complete epoch{'s' if n != 1 else ''}; the history and the "
@@ -210,10 +215,10 @@ def summarize(tr: Trainer) -> str:
             "The loss barely fell: try another learning rate (lr= in fit, --lr on the command "
             "line; chainrule lr-find suggests one) and check that the targets fit the loss."
         )
-    scaling = input_scaling_advice(tr._fit_inputs) if hasattr(tr, "_fit_inputs") else None
+    scaling = input_scaling_advice(tr.fit_inputs) if tr.fit_inputs is not None else None
     if scaling:
         advice.append(scaling)
-    y = getattr(tr, "_fit_targets", None)
+    y = tr.fit_targets
     targets = target_scaling_advice(tr.loss_fn, y) if y is not None else None
     if targets:
         advice.append(targets)

@@ -1,0 +1,314 @@
+"""The parameter arena: parameters and their gradients as views of a few flat buffers.
+
+An optimizer, the fused training step, a finiteness check and a gradient all-reduce all want
+the model's parameters as a few long contiguous arrays instead of many small ones: an update
+becomes a dozen ufunc calls for the whole model instead of a dozen per parameter, a check one
+pass per buffer, an all-reduce one call per step (PyTorch DDP and Horovod reduce flat buckets
+for the same reason). The arena owns those arrays; everybody else goes through its API.
+
+Layout: one pair of buffers ``(data, grad)`` per floating dtype, in order of first appearance;
+each parameter occupies one contiguous range ``[start, stop)`` of its dtype's pair, in the order
+the parameters were given. Its ``.data`` *is* the view ``data[start:stop].reshape(shape)``
+(updating the buffer updates the parameter), and ``backward()`` writes its first gradient into
+``grad[start:stop]`` and sets ``.grad`` to that view (the engine hook :func:`grad_home`).
+
+The arena does not watch the parameters: :meth:`ParameterArena.ensure` compares and rebuilds.
+It rebuilds when a parameter's ``.data`` is no longer its view (``model.to(np.float64)``, or a
+``.data`` replaced by the user or laid out by another arena) or when the parameter list changed;
+values (and gradients already computed) are copied into the new buffers, so a rebuild changes
+no number. Only tensors whose class declares the gradient hook (``nn.Parameter``) and whose
+dtype is floating are held; others (plain tensors) stay where they are and are not in
+:attr:`ParameterArena.params`.
+
+A gradient range holds a meaningful value only while the parameter's ``.grad`` is its view;
+a parameter without a gradient this step (frozen with ``requires_grad=False``, or not reached
+by the backward pass) has ``.grad is None`` and its range is left as it was (zeros, if it never
+had a gradient). :meth:`ParameterArena.ready` says when every held parameter has its gradient
+in place, so that one pass over :meth:`ParameterArena.grad_buffers` sees every gradient.
+
+Examples
+--------
+>>> import numpy as np
+>>> import chainrule as cr
+>>> model = cr.nn.mlp([3, 4, 2], rng=0)
+>>> arena = cr.optim.ParameterArena(model.parameters())
+>>> arena.ensure()  # lays the parameters out (True: it (re)built the buffers)
+True
+>>> [(d.dtype.name, d.size) for d, g in arena.buffers]  # one (data, grad) pair per dtype
+[('float32', 26)]
+>>> arena.view(model[0].weight).base is arena.buffers[0][0]
+True
+>>> _ = model.to(np.float64)
+>>> arena.ensure(), arena.buffers[0][0].dtype.name
+(True, 'float64')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # the arena needs only .data and .grad; tensor.py imports this module
+    from .tensor import Tensor
+
+__all__ = ["ParameterArena", "grad_home"]
+
+
+def grad_home(t: Any) -> np.ndarray | None:
+    """Engine hook: where ``backward()`` writes ``t``'s first gradient, or None.
+
+    The view of an arena's gradient buffer assigned to ``t`` (see :class:`ParameterArena`),
+    if it still matches ``t.data`` in shape and dtype; None otherwise (then ``backward()``
+    allocates a new array, as for any tensor).
+    """
+    view: np.ndarray | None = getattr(t, "_grad_buf", None)
+    if view is None or view.shape != t.data.shape or view.dtype != t.data.dtype:
+        return None
+    return view
+
+
+def _holdable(p: Any) -> bool:
+    """True if ``p`` can live in an arena: a floating tensor whose class has the hook slot."""
+    return hasattr(type(p), "_grad_buf") and p.data.dtype.kind == "f"
+
+
+class ParameterArena:
+    """Flat parameter and gradient buffers, one pair per dtype, with a view per parameter.
+
+    Parameters
+    ----------
+    params : iterable of Tensor, optional
+        The parameters to hold, in layout order (an optimizer passes its groups' parameters,
+        group after group, so that each group is one contiguous range per dtype). The buffers
+        are built by the first :meth:`ensure`.
+
+    Attributes
+    ----------
+    version : int
+        Increases by one at every rebuild; whoever keeps something aligned with the layout
+        (an optimizer's flat moment buffers) compares it to know when to follow.
+
+    Notes
+    -----
+    An all-reduce of the gradients is one call per buffer::
+
+        arena.ensure()
+        if arena.ready():
+            for g in arena.grad_buffers():
+                comm.Allreduce(MPI.IN_PLACE, g)   # every gradient of this step, in place
+    """
+
+    def __init__(self, params: Iterable[Tensor] = ()) -> None:
+        self._wanted: list[Any] = list(params)  # the list asked for (held or not)
+        self._held: list[Any] = []  # the tensors laid out, in layout order
+        self._views: list[np.ndarray] = []  # each held tensor's data view
+        self._gviews: list[np.ndarray] = []  # and its gradient view
+        self._where: dict[int, int] = {}  # id(tensor) -> position in _held
+        self._spans: list[tuple[int, int, int]] = []  # (buffer, start, stop) per held tensor
+        self._buffers: list[tuple[np.ndarray, np.ndarray]] = []
+        self._built = False
+        self.version = 0
+
+    # ----- what it holds -----
+    @property
+    def params(self) -> list[Tensor]:
+        """The tensors laid out in the buffers, in layout order (a new list)."""
+        return list(self._held)
+
+    @property
+    def buffers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(data, grad)`` per dtype: 1-D contiguous arrays (a new list, the same arrays)."""
+        return list(self._buffers)
+
+    @property
+    def dtypes(self) -> list[np.dtype[Any]]:
+        """The dtype of each buffer pair, in the order of :attr:`buffers`."""
+        return [d.dtype for d, _ in self._buffers]
+
+    def data_buffers(self) -> list[np.ndarray]:
+        """The flat parameter buffers, one per dtype."""
+        return [d for d, _ in self._buffers]
+
+    def grad_buffers(self) -> list[np.ndarray]:
+        """The flat gradient buffers, one per dtype (see :meth:`ready` for when they hold
+        every gradient)."""
+        return [g for _, g in self._buffers]
+
+    def _index(self, p: Any) -> int | None:
+        i = self._where.get(id(p))
+        if i is None or self._held[i] is not p:
+            return None
+        return i
+
+    def location(self, p: Any) -> tuple[int, int, int] | None:
+        """``(buffer index, start, stop)`` of ``p``'s range, or None if ``p`` is not held."""
+        i = self._index(p)
+        return None if i is None else self._spans[i]
+
+    def view(self, p: Any) -> np.ndarray | None:
+        """``p``'s view of its data buffer, or None if ``p`` is not held or no longer lives
+        there (its ``.data`` was replaced since the last rebuild)."""
+        i = self._index(p)
+        if i is None or p.data is not self._views[i]:
+            return None
+        return self._views[i]
+
+    def grad_view(self, p: Any) -> np.ndarray | None:
+        """``p``'s view of its gradient buffer, or None (as :meth:`view`)."""
+        i = self._index(p)
+        if i is None or p.data is not self._views[i]:
+            return None
+        return self._gviews[i]
+
+    def segments(self, params: Iterable[Any]) -> list[tuple[int, int, int, list[Any]]]:
+        """Split ``params`` into runs that are contiguous in one buffer.
+
+        Returns ``(buffer index, start, stop, run)`` per maximal run of consecutive held
+        parameters whose ranges follow each other in the same buffer; parameters not held
+        are left out. For one parameter group of an optimizer there is one run per dtype.
+        """
+        out: list[tuple[int, int, int, list[Any]]] = []
+        for p in params:
+            span = self.location(p)
+            if span is None:
+                continue
+            k, a, b = span
+            if out and out[-1][0] == k and out[-1][2] == a:
+                kk, start, _, run = out[-1]
+                run.append(p)
+                out[-1] = (kk, start, b, run)
+            else:
+                out.append((k, a, b, [p]))
+        return out
+
+    # ----- keeping it current -----
+    def stale(self, params: Iterable[Any] | None = None) -> bool:
+        """True if :meth:`ensure` would rebuild (with this parameter list, if given)."""
+        if not self._built:
+            return True
+        if params is not None:
+            ps = params if isinstance(params, (list, tuple)) else list(params)
+            wanted = self._wanted
+            if len(ps) != len(wanted) or any(a is not b for a, b in zip(ps, wanted)):
+                return True
+        return any(p.data is not v for p, v in zip(self._held, self._views))
+
+    def set_params(self, params: Iterable[Any]) -> None:
+        """Hold ``params`` (in this order) from the next :meth:`ensure` on; nothing is moved
+        now, and nothing is rebuilt if the list is the one already held."""
+        ps = params if isinstance(params, (list, tuple)) else list(params)
+        wanted = self._wanted
+        if len(ps) == len(wanted):
+            for a, b in zip(ps, wanted):  # (a loop: an optimizer calls this at every step)
+                if a is not b:
+                    break
+            else:
+                return
+        self._wanted = list(ps)  # a copy: the caller's list may change later
+        self._built = False
+
+    def ensure(self, params: Iterable[Any] | None = None) -> bool:
+        """Make the buffers current; True if they were (re)built.
+
+        Parameters
+        ----------
+        params : iterable of Tensor, optional
+            The parameter list as it is now (an optimizer passes its groups' parameters at
+            every step): if it differs from the one held, the arena adopts it and rebuilds
+            (as :meth:`set_params` then :meth:`ensure`).
+
+        A rebuild lays every holdable tensor out in new buffers of its current dtype, copies
+        its values and its current gradient (if it has one of its shape) into them, points
+        ``.data`` and ``.grad`` at the views, and increases :attr:`version`.
+        """
+        if params is not None:
+            self.set_params(params)
+        if self._built:
+            for p, v in zip(self._held, self._views):
+                if p.data is not v:
+                    break
+            else:
+                return False
+        self._rebuild()
+        return True
+
+    def _rebuild(self) -> None:
+        old = {id(p): g for p, g in zip(self._held, self._gviews)}
+        held: list[Any] = []
+        seen: set[int] = set()
+        for p in self._wanted:
+            if id(p) not in seen and _holdable(p):
+                seen.add(id(p))
+                held.append(p)
+        dtypes: list[np.dtype[Any]] = []
+        for p in held:
+            if p.data.dtype not in dtypes:
+                dtypes.append(p.data.dtype)
+        totals = [0] * len(dtypes)
+        spans: list[tuple[int, int, int]] = []
+        for p in held:
+            k = dtypes.index(p.data.dtype)
+            spans.append((k, totals[k], totals[k] + p.data.size))
+            totals[k] += p.data.size
+        buffers = [(np.empty(n, dt), np.zeros(n, dt)) for dt, n in zip(dtypes, totals)]
+        views, gviews = [], []
+        for p, (k, a, b) in zip(held, spans):
+            data, grad = buffers[k]
+            view = data[a:b].reshape(p.data.shape)
+            gview = grad[a:b].reshape(p.data.shape)
+            np.copyto(view, p.data)
+            p.data = view
+            g = p.grad
+            if g is not None and g.shape == view.shape:
+                np.copyto(gview, g)  # a gradient already computed moves along (cast if need be)
+                p.grad = gview
+            p._grad_buf = gview
+            views.append(view)
+            gviews.append(gview)
+        # a tensor no longer held stops writing its gradient into the old buffers
+        kept = {id(p) for p in held}
+        for p in self._held:
+            if id(p) not in kept and getattr(p, "_grad_buf", None) is old.get(id(p)):
+                p._grad_buf = None
+        self._held, self._views, self._gviews, self._spans = held, views, gviews, spans
+        self._where = {id(p): i for i, p in enumerate(held)}
+        self._buffers = buffers
+        self._built = True
+        self.version += 1
+
+    # ----- gradients -----
+    def ready(self) -> bool:
+        """True if the buffers are current and every held tensor's ``.grad`` is its view.
+
+        Then :meth:`grad_buffers` hold every gradient of this step (one pass, or one
+        all-reduce, per buffer covers them all) and :meth:`data_buffers` every value.
+        """
+        if not self._built:
+            return False
+        for p, v, gv in zip(self._held, self._views, self._gviews):
+            if p.data is not v or p.grad is not gv:
+                return False
+        return True
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the held tensors' gradients, as ``Optimizer.zero_grad``.
+
+        ``set_to_none=True``: every ``.grad`` becomes None (the next ``backward()`` writes into
+        the views). ``False``: the gradient buffers are filled with zeros (one call per dtype)
+        and a gradient that lives elsewhere is zeroed too; a ``.grad`` that is None stays None.
+        """
+        if set_to_none:
+            for p in self._held:
+                p.grad = None
+            return
+        for _, g in self._buffers:
+            g.fill(0)
+        for p, gv in zip(self._held, self._gviews):
+            if p.grad is not None and p.grad is not gv:
+                p.grad[...] = 0
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{d.dtype.name}[{d.size}]" for d, _ in self._buffers)
+        return f"ParameterArena({len(self._held)} tensors: {parts or 'not built'})"

@@ -1,0 +1,865 @@
+"""Data-parallel training over MPI: the machinery behind :mod:`chainrule.distributed`.
+
+The MPI plumbing (mpi4py, imported lazily), Horovod's building blocks, and the trainer of
+``fit(..., distributed=True)`` (:class:`DistributedTrainer`, also the one of
+``accumulate_steps``). Users import them from :mod:`chainrule.distributed`; they live on the
+training floor because :func:`chainrule.fit` builds on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss
+from ..nn.losses import NLLLoss as _NLLLoss
+from ..nn.module import Module
+from ..optim.optimizers import Optimizer
+from ..tensor import enable_grad
+from .callbacks import Callback, CSVLogger, ProgressBar
+from .steps import EagerPlan, StepPlan
+from .trainer import Trainer
+
+__all__ = [
+    "DistributedOptimizer",
+    "DistributedTrainer",
+    "ReplicaPlan",
+    "Replicas",
+    "abort_job",
+    "allreduce",
+    "allreduce_gradients",
+    "broadcast_optimizer_state",
+    "broadcast_parameters",
+    "check_same_model",
+    "init",
+    "is_main",
+    "launched_by_mpiexec",
+    "rank",
+    "shard",
+    "size",
+    "where",
+]
+
+INSTALL = 'pip install "chainrule[distributed]"'
+RUN_HINT = (
+    "start the processes with mpiexec: `mpiexec -n 2 python -m mpi4py your_script.py`, or "
+    "`chainrule train ... --workers 2`"
+)
+# set by the launchers of MPICH (Hydra), Open MPI, Intel MPI, Slurm's PMI(x) and MS-MPI
+_MPIEXEC_VARS = (
+    "PMI_RANK",
+    "PMI_SIZE",
+    "PMIX_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "MPI_LOCALNRANKS",
+    "MSMPI_RANK",
+)
+
+_STATE: dict[str, Any] = {"comm": None, "hooked": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# the processes
+# ---------------------------------------------------------------------------------------------
+def _mpi() -> Any:
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError(
+            f"chainrule.distributed needs mpi4py and an MPI library ({exc}): {INSTALL} "
+            "installs mpi4py and the mpich wheel, which brings mpiexec"
+        ) from None
+    return MPI
+
+
+def launched_by_mpiexec() -> bool:
+    """True if this process was started by ``mpiexec`` (or another MPI launcher)."""
+    return any(v in os.environ for v in _MPIEXEC_VARS)
+
+
+def init(comm: Any = None) -> None:
+    """Start MPI (once) and make one failing process end the whole job.
+
+    Parameters
+    ----------
+    comm : mpi4py communicator, optional
+        The processes to train with; default ``MPI.COMM_WORLD``.
+
+    Notes
+    -----
+    Installs a ``sys.excepthook`` that, after the usual traceback, prints one line
+    ``chainrule.distributed: rank R of N failed: <exception>`` and calls ``MPI_Abort``, so the
+    other processes do not wait forever in a collective operation (what ``python -m mpi4py``
+    does too). Idempotent, as Horovod's ``hvd.init()``.
+    """
+    MPI = _mpi()
+    if comm is not None:
+        _STATE["comm"] = comm
+    elif _STATE["comm"] is None:
+        _STATE["comm"] = MPI.COMM_WORLD
+    directory = os.environ.get("CHAINRULE_RANK_DIR")  # set by `chainrule train --workers`
+    if directory and os.path.isdir(directory):  # so that it can name a rank that was killed
+        try:
+            with open(os.path.join(directory, f"rank{_STATE['comm'].Get_rank()}"), "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError:
+            pass
+    if not _STATE["hooked"]:
+        _STATE["hooked"] = True
+        previous = sys.excepthook
+
+        def hook(etype: Any, value: Any, tb: Any) -> None:
+            previous(etype, value, tb)
+            abort_job(1, f"{etype.__name__}: {value}")
+
+        sys.excepthook = hook
+
+
+def _comm() -> Any:
+    if _STATE["comm"] is None:
+        init()
+    return _STATE["comm"]
+
+
+def rank() -> int:
+    """This process's number, 0 to ``size() - 1`` (0 is the main process)."""
+    return int(_comm().Get_rank())
+
+
+def size() -> int:
+    """The number of processes."""
+    return int(_comm().Get_size())
+
+
+def is_main() -> bool:
+    """True on rank 0: the process that prints progress and writes files."""
+    return rank() == 0
+
+
+def abort_job(status: int, why: str | None) -> None:
+    """End every process of a running MPI job (nothing if MPI is not in use or runs alone).
+
+    Prints one line naming this rank and ``why`` (unless ``why`` is None: already said), then
+    ``MPI_Abort(status)``.
+    """
+    comm = _STATE["comm"]
+    if comm is None or "mpi4py.MPI" not in sys.modules:
+        return
+    try:
+        n, r = comm.Get_size(), comm.Get_rank()
+    except Exception:  # MPI already finalised
+        return
+    if n <= 1:
+        return
+    if why is not None:
+        why = " ".join(str(why).split())
+        print(
+            f"chainrule.distributed: rank {r} of {n} failed: {why}; ending the job", file=sys.stderr
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    comm.Abort(int(status) or 1)
+
+
+def where() -> str:
+    """``"rank R of N: "`` while a job of several processes runs, else ``""`` (for messages)."""
+    comm = _STATE["comm"]
+    if comm is None or comm.Get_size() <= 1:
+        return ""
+    return f"rank {comm.Get_rank()} of {comm.Get_size()}: "
+
+
+def _bounds(rows: int, parts: int, k: int) -> tuple[int, int]:
+    """Rows ``[lo, hi)`` of part ``k`` of ``parts`` (``np.array_split``'s sizes: the first
+    ``rows % parts`` parts have one row more)."""
+    base, extra = divmod(rows, parts)
+    lo = k * base + min(k, extra)
+    return lo, lo + base + (1 if k < extra else 0)
+
+
+def shard(n_rows: int) -> slice:
+    """This process's contiguous rows of ``n_rows``: ``X[cr.distributed.shard(len(X))]``.
+
+    The sizes are ``np.array_split``'s (the first ``n_rows % size()`` ranks have one row more),
+    so every row belongs to exactly one process. Slicing a memory-mapped ``.npy`` with it reads
+    only those rows.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.training.parallel._bounds(10, 3, 0), cr.training.parallel._bounds(10, 3, 2)
+    ((0, 4), (7, 10))
+    """
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
+        raise ValueError(f"n_rows must be a non-negative int, got {n_rows!r}")
+    lo, hi = _bounds(int(n_rows), size(), rank())
+    return slice(lo, hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# collective operations
+# ---------------------------------------------------------------------------------------------
+def _sum_inplace(buf: np.ndarray) -> np.ndarray:
+    """``buf ← Σ_r buf_r`` over every process, in place (one ``Allreduce(IN_PLACE)``)."""
+    comm = _comm()
+    if comm.Get_size() > 1:
+        comm.Allreduce(_mpi().IN_PLACE, buf)
+    return buf
+
+
+def allreduce(array: Any, op: str = "average") -> np.ndarray:
+    """The sum or average of ``array`` over every process (a new array; Horovod's
+    ``allreduce``, whose default is the average)."""
+    if op not in ("average", "sum"):
+        raise ValueError(f"op must be 'average' or 'sum', got {op!r}")
+    out = np.array(getattr(array, "data", array), copy=True, order="C")
+    if out.dtype.kind not in "fiu":
+        raise TypeError(f"allreduce needs a numeric array, got dtype {out.dtype}")
+    _sum_inplace(out)
+    if op == "average":
+        if out.dtype.kind != "f":
+            raise TypeError(f"op='average' needs a float array, got dtype {out.dtype}")
+        out /= size()
+    return out
+
+
+def _describe(model: Module) -> list[tuple[str, str, tuple[int, ...], str]]:
+    """(kind, name, shape, dtype) of every parameter then buffer, in the model's order."""
+    rows = [
+        ("parameter", n, tuple(p.data.shape), p.data.dtype.str) for n, p in model.named_parameters()
+    ]
+    rows += [
+        ("buffer", n, tuple(np.shape(b)), np.asarray(b).dtype.str) for n, b in model.named_buffers()
+    ]
+    return rows
+
+
+def _first_difference(mine: list[Any], root: list[Any], r: int, root_rank: int) -> str | None:
+    def show(row: Any) -> str:
+        kind, name, shape, dtype = row
+        return f"{kind} '{name}' {shape} {np.dtype(dtype).name}"
+
+    for i, (a, b) in enumerate(zip(mine, root)):
+        if a != b:
+            return f"entry {i} is {show(b)} on rank {root_rank} but {show(a)} on rank {r}"
+    if len(mine) != len(root):
+        return (
+            f"rank {root_rank}'s model has {len(root)} parameters and buffers, rank {r}'s has "
+            f"{len(mine)}"
+        )
+    return None
+
+
+def check_same_model(model: Module, root_rank: int = 0) -> None:
+    """Refuse, on every process, models whose parameters or buffers differ in name, order,
+    shape or dtype from ``root_rank``'s (ValueError naming the first difference)."""
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a chainrule Module, got {type(model).__name__}")
+    comm = _comm()
+    described = comm.allgather(_describe(model))
+    root = described[root_rank]
+    for r, mine in enumerate(described):
+        diff = _first_difference(mine, root, r, root_rank)
+        if diff is not None:
+            raise ValueError(
+                f"the processes hold different models ({diff}); build the same model on every "
+                "process"
+            )
+
+
+def _arrays_of(model: Module) -> list[tuple[str, np.ndarray]]:
+    out = [(n, p.data) for n, p in model.named_parameters()]
+    out += [(n, b) for n, b in model.named_buffers() if isinstance(b, np.ndarray)]
+    return out
+
+
+def _checksum(arrays: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1).data)
+    return h.hexdigest()
+
+
+def _broadcast_arrays(arrays: list[np.ndarray], root_rank: int) -> None:
+    """Overwrite ``arrays`` (in place) with ``root_rank``'s: one ``Bcast`` per dtype."""
+    comm = _comm()
+    by_dtype: dict[str, list[np.ndarray]] = {}
+    for a in arrays:
+        by_dtype.setdefault(a.dtype.str, []).append(a)
+    for dtype in sorted(by_dtype):
+        group = by_dtype[dtype]
+        flat = np.concatenate([a.reshape(-1) for a in group]) if group else np.empty(0)
+        comm.Bcast(flat, root=root_rank)
+        start = 0
+        for a in group:
+            a[...] = flat[start : start + a.size].reshape(a.shape)
+            start += a.size
+
+
+def broadcast_parameters(model: Module, root_rank: int = 0) -> None:
+    """Copy ``root_rank``'s weights and buffers into every process's model, then check them.
+
+    The models are first compared (names, order, shapes and dtypes of every parameter and
+    buffer: ValueError naming the first difference, on every process); then one ``Bcast`` per
+    dtype sends the values, written in place; finally a SHA-256 checksum of every process's
+    arrays is compared with the root's (RuntimeError if one differs). Horovod's
+    ``broadcast_parameters(model.state_dict(), root_rank=0)``.
+    """
+    comm = _comm()
+    if not 0 <= root_rank < comm.Get_size():
+        raise ValueError(f"root_rank must be in [0, {comm.Get_size()}), got {root_rank}")
+    check_same_model(model, root_rank)
+    arrays = [a for _, a in _arrays_of(model)]
+    _broadcast_arrays(arrays, root_rank)
+    sums = comm.allgather(_checksum(arrays))
+    bad = [r for r, s in enumerate(sums) if s != sums[root_rank]]
+    if bad:
+        raise RuntimeError(
+            f"after broadcast_parameters the weights of rank(s) {bad} still differ from rank "
+            f"{root_rank}'s (checksum mismatch)"
+        )
+
+
+def broadcast_optimizer_state(optimizer: Optimizer, root_rank: int = 0) -> None:
+    """Give every process ``root_rank``'s optimizer state and hyperparameters (Horovod's
+    name): after it, every process's ``optimizer.state_dict()`` equals the root's."""
+    comm = _comm()
+    state = comm.bcast(optimizer.state_dict() if comm.Get_rank() == root_rank else None, root_rank)
+    optimizer.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients
+# ---------------------------------------------------------------------------------------------
+def _gradient_buffers(optimizer: Any) -> list[np.ndarray] | None:
+    """The parameter arena's flat gradient buffers if every parameter's gradient lives in
+    them now (one all-reduce per buffer then covers them all), else None."""
+    arena = getattr(optimizer, "arena", None)
+    if arena is None:
+        return None
+    arena.ensure()
+    held = {id(p) for p in arena.params}
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not arena.ready() or any(id(p) not in held for p in params):
+        return None
+    return list(arena.grad_buffers())
+
+
+def allreduce_gradients(optimizer: Optimizer, op: str = "sum") -> int:
+    """Sum (or average) every parameter's gradient over all processes, in place.
+
+    One ``Allreduce(IN_PLACE)`` per flat gradient buffer (one per dtype and parameter group);
+    if the gradients are not laid out in flat buffers (a user replaced one), they are packed
+    into one buffer per dtype first. A parameter without a gradient takes part with zeros and
+    receives the sum, as in Horovod. Returns the number of all-reduce calls.
+    """
+    if op not in ("average", "sum"):
+        raise ValueError(f"op must be 'average' or 'sum', got {op!r}")
+    n = size()
+    buffers = _gradient_buffers(optimizer)
+    calls = 0
+    if buffers is not None:
+        for g in buffers:
+            _sum_inplace(g)
+            calls += 1
+            if op == "average" and n > 1:
+                g /= n
+        return calls
+    params = [p for grp in optimizer.param_groups for p in grp["params"] if p.requires_grad]
+    by_dtype: dict[str, list[Any]] = {}
+    for p in params:
+        by_dtype.setdefault(p.data.dtype.str, []).append(p)
+    for dtype in sorted(by_dtype):
+        group = by_dtype[dtype]
+        flat = np.concatenate(
+            [
+                (np.zeros(p.data.size, p.data.dtype) if p.grad is None else p.grad.reshape(-1))
+                for p in group
+            ]
+        )
+        _sum_inplace(flat)
+        calls += 1
+        if op == "average" and n > 1:
+            flat /= n
+        start = 0
+        for p in group:
+            g = flat[start : start + p.data.size].reshape(p.data.shape)
+            start += p.data.size
+            if p.grad is None:
+                p.grad = g.copy()
+            else:
+                p.grad[...] = g
+    return calls
+
+
+class _DistributedStep:
+    """Mixed into the optimizer's own class by :func:`DistributedOptimizer`."""
+
+    _allreduce_op: str
+    _allreduce_on: bool
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        if self._allreduce_on:
+            allreduce_gradients(self, self._allreduce_op)  # type: ignore[arg-type]
+        super().step()  # type: ignore[misc]
+        return loss
+
+
+def DistributedOptimizer(optimizer: Optimizer, op: str = "average") -> Optimizer:  # noqa: N802
+    """``optimizer`` whose ``step()`` first all-reduces the gradients (Horovod's name).
+
+    The result is an instance of the optimizer's own class (``isinstance`` holds, ``fit``
+    accepts it) sharing its state: the same parameters, hyperparameters and moments. Before
+    each update, the flat gradient buffer is summed over all processes with one
+    ``Allreduce(IN_PLACE)`` per dtype and divided by ``size()`` (``op="average"``, Horovod's
+    default: the right scale when every process takes a batch of the same size and the loss is
+    a mean) or left as the sum (``op="sum"``: when each process's loss is already its share of
+    the global loss).
+
+    For the usual case prefer ``cr.fit(..., distributed=True)``, which weights each process's
+    share by its number of samples (uneven batches, sample weights) and so equals one process.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a chainrule Optimizer, got {type(optimizer).__name__}")
+    if op not in ("average", "sum"):
+        raise ValueError(f"op must be 'average' or 'sum', got {op!r}")
+    if isinstance(optimizer, _DistributedStep):
+        raise ValueError("optimizer is already a DistributedOptimizer")
+    init()
+    base = type(optimizer)
+    cls = type(f"Distributed{base.__name__}", (_DistributedStep, base), {})
+    wrapped: Any = object.__new__(cls)
+    wrapped.__dict__ = optimizer.__dict__  # one state: the same groups, moments and buffers
+    wrapped._allreduce_op = op
+    wrapped._allreduce_on = True
+    return wrapped  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------------
+# what fit(distributed=True) uses
+# ---------------------------------------------------------------------------------------------
+_MEAN_LOSSES = (MSELoss, L1Loss, HuberLoss, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, _NLLLoss)
+
+
+def _denominators(loss_fn: Any, y: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """Each sample's share ``s_i d_i`` of a batch's mean-loss denominator ``Σ s_i d_i``:
+    ``d_i = weight[y_i]`` (0 if ignored) for class-weighted cross-entropy/NLL, else 1."""
+    n = len(y)
+    d = np.ones(n, np.float64)
+    if isinstance(loss_fn, (CrossEntropyLoss, _NLLLoss)) and y.dtype.kind in "iu" and y.ndim == 1:
+        valid = y != loss_fn.ignore_index
+        d = valid.astype(np.float64)
+        if loss_fn.weight is not None:
+            wc = np.asarray(getattr(loss_fn.weight, "data", loss_fn.weight), np.float64)
+            d = d * wc[np.where(valid, y, 0)]
+    return d if w is None else d * w
+
+
+class Share(NamedTuple):
+    """This process's part of one global step: ``parts`` lists, per batch of the step, (its
+    rows, this process's first and end row in the step, its loss scale ``W_r/W``, its loss
+    denominator ``W_r``); ``rows`` and ``weight`` are the whole step's."""
+
+    rows: int
+    weight: float
+    parts: list[tuple[int, int, int, float, float]]
+    index: Any = None
+
+
+class _Alone:
+    """A communicator of one process (gradient accumulation without MPI)."""
+
+    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's names
+        return 0
+
+    def Get_size(self) -> int:  # noqa: N802
+        return 1
+
+    def allgather(self, value: Any) -> list[Any]:
+        return [value]
+
+
+class Replicas:
+    """The processes of one ``fit(distributed=True)`` run, as the trainer sees them."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.rank = int(comm.Get_rank())
+        self.size = int(comm.Get_size())
+        self.is_main = self.rank == 0
+        self.positions: list[np.ndarray] = []
+
+    # ----- agreement -----
+    def check_loss(self, loss_fn: Any) -> None:
+        if not isinstance(loss_fn, _MEAN_LOSSES) or loss_fn.reduction not in ("mean", "sum"):
+            raise ValueError(
+                "fit(distributed=True) needs one of chainrule's loss modules with reduction "
+                "'mean' or 'sum' (it weights each process's share of a batch by the loss's own "
+                f"denominator), got {loss_fn!r}"
+            )
+
+    def check_same(self, what: str, value: Any) -> None:
+        """Raise on every process if ``value`` is not the same on all of them."""
+        values = self.comm.allgather(value)
+        for r, v in enumerate(values):
+            if v != values[0]:
+                raise ValueError(
+                    f"the processes were given different {what}: {values[0]!r} on rank 0, "
+                    f"{v!r} on rank {r}; give every process the same data and arguments"
+                )
+
+    def check_data(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> None:
+        digest = hashlib.sha256(np.ascontiguousarray(y).view(np.uint8).reshape(-1).data)
+        if w is not None:
+            digest.update(np.ascontiguousarray(w).view(np.uint8).reshape(-1).data)
+        self.check_same(
+            "training data (rows, row shape, target and weight checksum)",
+            (len(X), tuple(X.shape[1:]), digest.hexdigest()[:16]),
+        )
+
+    # ----- one global step -----
+    def share(
+        self, idx: Any, n: int, micro: int, loss_fn: Any, y: np.ndarray, w: np.ndarray | None
+    ) -> Share:
+        """This process's part of the global step batch ``idx`` (rows of a set of ``n``), cut
+        into batches of ``micro`` rows (gradient accumulation; one batch without it), each
+        split over the processes by ``np.array_split``'s sizes."""
+        rows_all = np.arange(n)[idx] if isinstance(idx, slice) else np.asarray(idx)
+        total_rows = len(rows_all)
+        yb = y[rows_all]
+        wb = None if w is None else w[rows_all]
+        bw = float(total_rows) if wb is None else float(np.sum(wb))
+        if loss_fn.reduction == "sum":
+            d = np.ones(total_rows, np.float64)
+            total = 1.0
+        else:
+            d = _denominators(loss_fn, yb, wb)
+            total = float(d.sum())
+            if total <= 0:
+                raise ValueError(
+                    "a batch's sample weights sum to 0: the weighted mean loss is undefined"
+                )
+        parts: list[tuple[int, int, int, float, float]] = []
+        local: list[np.ndarray] = []
+        for start in range(0, max(total_rows, 1), micro):
+            rows = min(micro, total_rows - start)
+            lo, hi = _bounds(rows, self.size, self.rank)
+            mine = float(d[start + lo : start + hi].sum())
+            scale = 1.0 if loss_fn.reduction == "sum" else mine / total
+            if loss_fn.reduction == "sum":
+                mine = float(hi - lo)
+            parts.append((rows, start + lo, start + hi, scale, mine))
+            local.append(rows_all[start + lo : start + hi])
+        mine_idx: Any = np.concatenate(local) if local else rows_all[:0]
+        if isinstance(idx, slice) and len(parts) == 1:  # keep a slice (contiguous reads)
+            base = idx.start or 0
+            mine_idx = slice(base + parts[0][1], base + parts[0][2])
+        return Share(total_rows, bw, parts, mine_idx)
+
+    def batch_split(self, rows: int, lo: int, hi: int) -> Any:
+        from ..nn.replicas import BatchSplit
+
+        return BatchSplit(rows, lo, hi, self.sum_array)
+
+    def sum_array(self, a: np.ndarray) -> np.ndarray:
+        out = np.array(a, copy=True, order="C")
+        if self.size > 1:
+            self.comm.Allreduce(_mpi().IN_PLACE, out)
+        return out
+
+    def sum_scalar(self, v: float) -> float:
+        buf = np.array([v], np.float64)
+        if self.size > 1:
+            self.comm.Allreduce(_mpi().IN_PLACE, buf)
+        return float(buf[0])
+
+    def max_int(self, v: int) -> int:
+        """The largest of every process's ``v``."""
+        buf = np.array([v], np.int64)
+        if self.size > 1:
+            self.comm.Allreduce(_mpi().IN_PLACE, buf, op=_mpi().MAX)
+        return int(buf[0])
+
+    def scale_gradients(self, optimizer: Optimizer, scale: float) -> None:
+        """Multiply every gradient by ``scale`` (a plan that computed the local mean's)."""
+        if scale == 1.0:
+            return
+        buffers = _gradient_buffers(optimizer)
+        if buffers is not None:
+            for g in buffers:
+                g *= scale
+            return
+        for grp in optimizer.param_groups:
+            for p in grp["params"]:
+                if p.grad is not None:
+                    p.grad *= scale
+
+    def reduce_gradients(self, optimizer: Optimizer) -> None:
+        """Sum the gradients over the processes (one all-reduce per flat buffer)."""
+        if self.size > 1:
+            allreduce_gradients(optimizer, "sum")
+
+    # ----- outputs in the global order -----
+    def gather_rows(self, local: np.ndarray, positions: np.ndarray, total: int) -> np.ndarray:
+        """Every process's rows ``local`` (at ``positions`` of the global order) as one array."""
+        parts = self.comm.allgather((positions, local))
+        out: np.ndarray | None = None
+        for pos, arr in parts:
+            if out is None:
+                out = np.empty((total, *arr.shape[1:]), arr.dtype)
+            out[pos] = arr
+        assert out is not None
+        return out
+
+    def predict(self, model: Module, X: Any, batch_size: int) -> np.ndarray:
+        """The model's outputs for all of ``X``, each process predicting its own rows."""
+        from .evaluation import predict
+
+        sl = slice(*_bounds(len(X), self.size, self.rank))
+        local = predict(model, X[sl], batch_size) if sl.stop > sl.start else None
+        parts = self.comm.allgather(local)
+        return np.concatenate([p for p in parts if p is not None])
+
+
+def _replicas(model: Module, loss_fn: Any) -> Replicas:
+    """The processes of a ``fit(distributed=True)`` run, checked: installed, under mpiexec,
+    the same model everywhere (then rank 0's weights broadcast)."""
+    import importlib.util
+
+    if importlib.util.find_spec("mpi4py") is None:  # say what to install (before MPI starts)
+        raise ImportError(
+            f"fit(distributed=True) needs mpi4py and an MPI library: {INSTALL} installs mpi4py "
+            "and the mpich wheel, which brings mpiexec"
+        )
+    if not launched_by_mpiexec():
+        raise RuntimeError(
+            "fit(distributed=True) runs under an MPI launcher and this process was not started "
+            f"by one: {RUN_HINT}"
+        )
+    init()
+    rep = Replicas(_comm())
+    rep.check_loss(loss_fn)
+    broadcast_parameters(model)  # also refuses different models, naming the first difference
+    return rep
+
+
+def plain_optimizer(optimizer: Any) -> Any:
+    """``optimizer`` without :class:`DistributedOptimizer`'s all-reduce (the distributed
+    trainer does its own, weighted by each process's share), sharing its state."""
+    if not isinstance(optimizer, _DistributedStep):
+        return optimizer
+    base = next(c for c in type(optimizer).__mro__[1:] if not issubclass(c, _DistributedStep))
+    plain = object.__new__(base)
+    plain.__dict__ = optimizer.__dict__
+    return plain
+
+
+class ReplicaPlan(StepPlan):
+    """A step plan run on this process's rows of the global batch.
+
+    The batch loss it returns is the global one, ``Σ_r (W_r/W)·C_r`` (``C_r`` this process's
+    mean loss, ``W_r`` its part of the batch's loss denominator ``W``), the same number on
+    every process; the gradients it leaves are this process's share ``(W_r/W)·∇C_r``, which
+    :meth:`DistributedTrainer.sync_gradients` sums. Dropout and batch norm see the global batch
+    (:func:`chainrule.nn.replicas.batch_split`). A process whose rows are empty or weigh
+    nothing still runs the forward pass (dropout draws the same masks, batch norm takes part
+    in its sums) and contributes a zero gradient.
+    """
+
+    name = "replica"
+
+    def __init__(self, inner: StepPlan, trainer: DistributedTrainer) -> None:
+        super().__init__(inner.model, inner.loss_fn, inner.optimizer)
+        self.inner, self.trainer = inner, trainer
+        self.name = f"replica({inner.name})"
+        self.reuses_output = inner.reuses_output
+
+    def usable(self) -> bool:
+        return self.inner.usable()
+
+    def check_targets(self, y: np.ndarray) -> None:
+        self.inner.check_targets(y)
+
+    def run(self, xb: np.ndarray, yb: Any, wb: np.ndarray | None) -> tuple[float, np.ndarray]:
+        from ..nn.replicas import batch_split
+
+        tr = self.trainer
+        rep: Replicas = tr.replicas
+        parts = tr.share.parts
+        fused = not isinstance(self.inner, EagerPlan)
+        acc: list[np.ndarray] | None = None  # the fused plan's gradients, summed over batches
+        total, outs, offset = 0.0, [], 0
+        for k, (rows, lo, hi, scale, mine) in enumerate(parts):
+            sl = slice(offset, offset + hi - lo)
+            offset += hi - lo
+            x, t, w = xb[sl], yb[sl], None if wb is None else wb[sl]
+            with batch_split(rep.batch_split(rows, lo - _start(parts, k), hi - _start(parts, k))):
+                if fused and mine > 0:  # the fused MLP (no dropout, no batch norm)
+                    lv, out = self.inner.run(x, t, w)
+                    out = np.array(out) if len(parts) > 1 else out
+                    rep.scale_gradients(self.optimizer, scale)  # its gradient is the local mean's
+                else:
+                    out_t = self.model(x)
+                    if mine > 0:
+                        loss = (
+                            self.loss_fn(out_t, t, sample_weight=w)
+                            if w is not None
+                            else self.loss_fn(out_t, t)
+                        )
+                        lv = loss.item()
+                    else:  # nothing to learn here, but the graph (and its all-reduces) must
+                        loss, lv = out_t.sum(), 0.0  # run, and the gradients be zeros in place
+                    if fused or k == 0:
+                        self.optimizer.zero_grad()  # later batches add to the gradients
+                    # the seed W_r/W makes this process's loss its share of the global one, so
+                    # the sums in batch norm's backward pass are weighted rightly too
+                    loss.backward(np.asarray(scale if mine > 0 else 0.0, loss.dtype))
+                    out = out_t.data
+                if fused and len(parts) > 1:
+                    acc = _accumulate(self.optimizer, acc, last=k == len(parts) - 1)
+            total += lv * scale if mine > 0 else 0.0
+            outs.append(out)
+        return rep.sum_scalar(total), outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
+def _start(parts: list[tuple[int, int, int, float, float]], k: int) -> int:
+    """Where batch ``k`` of a step starts (the batches before it are full)."""
+    return sum(p[0] for p in parts[:k])
+
+
+def _accumulate(optimizer: Any, acc: list[np.ndarray] | None, last: bool) -> list[np.ndarray]:
+    """Add the gradients just computed to ``acc``; after the last batch, write the sum back."""
+    buffers = _gradient_buffers(optimizer)
+    grads = (
+        buffers
+        if buffers is not None
+        else [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    )
+    if acc is None:
+        acc = [np.array(g) for g in grads]
+    else:
+        for a, g in zip(acc, grads):
+            a += g
+    if last:
+        for a, g in zip(acc, grads):
+            np.copyto(g, a)
+    return acc
+
+
+def _out_shape(plan: Any) -> tuple[int, ...]:
+    linears = getattr(plan, "linears", None)
+    return (linears[-1].out_features,) if linears else ()
+
+
+class DistributedTrainer(Trainer):
+    """The :class:`~chainrule.training.Trainer` of ``fit(..., distributed=True)``.
+
+    Every process runs this trainer on the same data with the same arguments. Through the
+    trainer's hooks: :meth:`shard_batch` keeps this process's contiguous rows of each global
+    batch (``np.array_split``'s sizes); the step plan (:class:`ReplicaPlan`) weights its share
+    of the loss; :meth:`sync_gradients` sums the gradients with one ``Allreduce(IN_PLACE)`` per
+    flat gradient buffer; :meth:`agree_stop` takes the largest stop request of all processes;
+    training metrics and validation gather every process's outputs, so the history is the
+    single-process history on every process. Only rank 0 prints and writes checkpoints.
+
+    ``accumulate_steps=k`` makes each optimizer step sum the gradients of ``k`` batches of
+    ``batch_size`` rows (the loop's batch is then ``k·batch_size`` rows, cut into ``k``; one
+    all-reduce per step). ``distributed=False`` runs that accumulation in one process, without
+    MPI.
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        loss: Any,
+        optimizer: Any = "adam",
+        *,
+        accumulate_steps: int = 1,
+        micro_batch: int | None = None,
+        distributed: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        from .evaluation import resolve_loss
+
+        loss = resolve_loss(loss)
+        if distributed:
+            self.replicas = _replicas(model, loss)
+        else:
+            self.replicas = Replicas(_Alone())
+            self.replicas.check_loss(loss)
+        self.accumulate_steps = int(accumulate_steps)
+        self.micro_batch = micro_batch
+        if not self.replicas.is_main:  # only rank 0 prints and writes files
+            kwargs["verbose"] = 0
+            cbs = kwargs.get("callbacks") or ()
+            cbs = [cbs] if isinstance(cbs, Callback) else list(cbs)
+            kwargs["callbacks"] = [c for c in cbs if not isinstance(c, (ProgressBar, CSVLogger))]
+        super().__init__(model, loss, plain_optimizer(optimizer), **kwargs)
+        self.share = Share(0, 0.0, [])
+        self._positions: list[np.ndarray] = []
+        self._offset = 0
+        self._run_weights: np.ndarray | None = None
+
+    # ----- the data -----
+    def _begin(self, X: Any, y: Any, *args: Any) -> Any:
+        run = super()._begin(X, y, *args)
+        self.replicas.check_data(run.X, run.y, run.w)
+        self._run_weights = run.w
+        return run
+
+    def shard_batch(self, idx: Any, n: int) -> Any:
+        rows = len(range(n)[idx]) if isinstance(idx, slice) else len(idx)
+        micro = self.micro_batch or rows
+        share = self.share = self.replicas.share(
+            idx, n, micro, self.loss_fn, self.fit_targets, self._run_weights
+        )
+        if self.batch == 0:
+            self._positions, self._offset = [], 0
+        for _, lo, hi, _, _ in share.parts:
+            self._positions.append(np.arange(self._offset + lo, self._offset + hi))
+        self._offset += share.rows
+        return share.index
+
+    def gather_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        # every step of an epoch that gets its metrics was taken and recorded its output
+        positions = np.concatenate(self._positions)
+        return self.replicas.gather_rows(outputs, positions, self._offset)
+
+    def validation_outputs(self, X: Any, batch_size: int) -> np.ndarray | None:
+        return self.replicas.predict(self.model, X, batch_size)
+
+    # ----- the step -----
+    def _candidate_plans(self) -> list[StepPlan]:
+        return [ReplicaPlan(p, self) for p in super()._candidate_plans()]
+
+    def train_step(self, batch: tuple[Any, ...]) -> dict[str, Any]:
+        if not self._in_loop:
+            raise RuntimeError(
+                "DistributedTrainer.train_step runs inside fit(distributed=True) only: each "
+                "process needs its share of a global batch"
+            )
+        logs = super().train_step(batch)
+        logs["size"], logs["weight"] = self.share.rows, self.share.weight
+        return logs
+
+    def sync_gradients(self) -> None:
+        """Sum every process's share of the gradient: one ``Allreduce(IN_PLACE)`` per flat
+        gradient buffer (per dtype)."""
+        self.replicas.reduce_gradients(self.optimizer)
+
+    def agree_stop(self, flag: int) -> int:
+        return self.replicas.max_int(flag)
+
+    # ----- files -----
+    def save_checkpoint(self, path: str) -> None:
+        if self.replicas.is_main:  # every process holds the same state: rank 0 writes it
+            super().save_checkpoint(path)

@@ -1,0 +1,1001 @@
+"""The trainer: one training run's state, its loop and its step.
+
+``Trainer.fit`` (and :func:`chainrule.fit`) and the generator :meth:`Trainer.steps` drive the
+same loop: for every epoch, for every batch, :meth:`Trainer.train_step` — Keras 3's override
+point — then :meth:`Trainer.decide_stop`, the one place where training decides to stop.
+
+One step (:meth:`Trainer.train_step`)::
+
+    loss, output = plan.run(x, y, w)     # forward, loss, zero_grad, backward (a step plan)
+    self.sync_gradients()                # hook: the gradient all-reduce of data-parallel runs
+    finiteness of loss and gradients     # the divergence guard (on_nonfinite)
+    clip_grad_norm                       # if asked
+    optimizer.step()                     # guarded: a non-finite update is undone
+
+The plan is the first of the fused MLP plan (:mod:`~chainrule.training.fastpath`) and the
+eager plan (:mod:`~chainrule.training.steps`) that can run the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import io as model_io
+from .._random import as_generator, use_generator
+from .._validation import check_number
+from ..nn.module import Module
+from ..optim import optimizers as optim_mod
+from ..optim.clip import clip_grad_norm as _clip_grad_norm
+from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from ..tensor import Tensor, no_grad
+from ._inputs import as_data, batches_to_arrays, check_finite, is_batches
+from .callbacks import Callback, LearningRateScheduler, ModelCheckpoint, ProgressBar
+from .evaluation import compute_metrics, evaluate, resolve_loss, task_of
+from .fastpath import FusedMLPPlan
+from .history import History
+from .metrics import get_metric
+from .steps import EagerPlan, StepPlan, all_finite, flat_buffers
+
+__all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
+
+# what decide_stop returns: go on, stop once this epoch is recorded, stop at once
+GO_ON, STOP_AFTER_EPOCH, STOP_NOW = 0, 1, 2
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or infinite loss, gradient or weight (``on_nonfinite="raise"``).
+
+    The model keeps its last finite weights; ``history`` holds the epochs so far.
+    """
+
+    def __init__(self, message: str, history: History | None = None) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+OPTIMIZERS: dict[str, type[optim_mod.Optimizer]] = {
+    "sgd": optim_mod.SGD,
+    "gd": optim_mod.SGD,
+    "adam": optim_mod.Adam,
+    "adamw": optim_mod.AdamW,
+    "rmsprop": optim_mod.RMSprop,
+    "adagrad": optim_mod.Adagrad,
+}
+
+
+# the step plans the trainer tries, in order; the last one runs every model
+PLANS: tuple[type[StepPlan], ...] = (FusedMLPPlan, EagerPlan)
+
+
+@dataclass
+class _Run:
+    """The data of one fit, checked and split: what the epochs iterate over."""
+
+    X: Any
+    y: Any
+    w: np.ndarray | None
+    Xv: Any
+    yv: Any
+    wv: Any
+    batch_size: int
+    shuffle: bool
+    start_epoch: int
+    yielding: bool = True  # steps() yields every step's logs; fit() needs none
+    steps_done: int = 0  # steps taken by this fit (the "step" of the logs steps() yields)
+
+
+def _file_position(X: np.memmap) -> int | None:
+    """Byte position in its file of ``X[0]``, or None if rows cannot be read with ``pread``.
+
+    A view of a memory map (``mm[2000:]``, ``mm[::-3]``) keeps its parent's ``offset``, which is
+    where the *mapping* starts in the file, not where the view does: the view's first row is
+    ``offset`` plus its distance from the mapped array's first byte. Each row must itself be
+    one contiguous run of bytes (any row stride, negative too), and the mapping must show the
+    file (not copy-on-write, ``mode="c"``, whose private writes ``pread`` would not see).
+    """
+    root: Any = X
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if (
+        X.ndim == 0
+        or getattr(root, "_mmap", None) is None
+        or root.base is not root._mmap
+        or getattr(X, "mode", None) == "c"
+        or not isinstance(getattr(root, "offset", None), int)
+        or not (X.ndim == 1 or X[:1].flags.c_contiguous)  # each row contiguous
+        or X.strides[0] == 0
+    ):
+        return None
+    return int(root.offset) + (X.ctypes.data - root.ctypes.data)
+
+
+def _callback_list(callbacks: Any) -> list[Any]:
+    """``callbacks`` as a list: None means none (as in Keras), one Callback is a list of one."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    try:
+        return list(callbacks)
+    except TypeError:
+        raise TypeError(
+            "callbacks must be an iterable of Callback instances, a Callback or None, got "
+            f"{type(callbacks).__name__}"
+        ) from None
+
+
+class Trainer:
+    """State, loop and step of one training run; see :func:`chainrule.fit` for the arguments.
+
+    Everything the run keeps is created here; :meth:`fit` and :meth:`steps` fill it in.
+
+    Parameters
+    ----------
+    model, loss, optimizer, lr, metrics, callbacks, scheduler, seed, verbose, on_nonfinite,
+    clip_grad_norm, tol, n_iter_no_change
+        As in :func:`chainrule.fit`.
+    plan : StepPlan class or instance, optional
+        How each step's forward and backward passes run (see :mod:`chainrule.training.steps`).
+        None (default) takes the fused MLP plan when it can run the model, else the eager one.
+
+    Attributes
+    ----------
+    model, optimizer, loss_fn, history, callbacks, rng
+        The run's objects (``rng`` shuffles, splits and draws dropout masks).
+    plan : StepPlan or None
+        The plan of the current epoch (chosen again before every epoch).
+    epoch, batch, iterations : int
+        The current epoch (1-based), batch within it (0-based), and optimizer steps taken.
+    stop_training : bool
+        Set by a callback (or convergence) to stop once the current epoch is recorded.
+    stop_reason, stop_detail
+        Why training stopped: "epochs", "early_stopping", "converged", "diverged",
+        "interrupted", "callback" or "caller" (the consumer of :meth:`steps` stopped).
+    fit_inputs, fit_targets : array or None
+        The training inputs and targets of the current (or last) fit, after the validation
+        split; None before the first.
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        loss: Any,
+        optimizer: Any = "adam",
+        *,
+        lr: float | None = None,
+        metrics: Sequence[Any] = (),
+        callbacks: Iterable[Callback] | Callback | None = (),
+        scheduler: Any = None,
+        seed: Any = None,
+        verbose: int = 1,
+        on_nonfinite: str = "stop",
+        clip_grad_norm: float | None = None,
+        tol: float | None = None,
+        n_iter_no_change: int = 10,
+        plan: type[StepPlan] | StepPlan | None = None,
+    ) -> None:
+        if not isinstance(model, Module):
+            raise TypeError(f"model must be a chainrule Module, got {type(model).__name__}")
+        if on_nonfinite not in ("stop", "raise", "ignore"):
+            raise ValueError(
+                f"on_nonfinite must be 'stop', 'raise' or 'ignore', got {on_nonfinite!r}"
+            )
+        if clip_grad_norm is not None:
+            check_number("clip_grad_norm", clip_grad_norm, low=0, low_inclusive=False)
+        if tol is not None:
+            check_number("tol", tol, low=0)
+        check_number("n_iter_no_change", n_iter_no_change, low=1, integer=True)
+        check_number("verbose", verbose, low=0, integer=True)
+        if plan is not None and not (
+            isinstance(plan, StepPlan) or (isinstance(plan, type) and issubclass(plan, StepPlan))
+        ):
+            raise TypeError(
+                f"plan must be a StepPlan class or instance or None, got {type(plan).__name__}"
+            )
+        self.model = model
+        self.loss_fn = resolve_loss(loss)
+        self.task = task_of(self.loss_fn)
+        params = list(model.parameters())
+        if not params:
+            raise ValueError("model has no parameters to train")
+        if not any(p.requires_grad for p in params):
+            raise ValueError(
+                "every parameter of the model is frozen (requires_grad=False): there is nothing "
+                "to train; unfreeze some with p.requires_grad_(True)"
+            )
+        self.dtype = params[0].dtype
+        if isinstance(optimizer, str):
+            if optimizer not in OPTIMIZERS:
+                raise ValueError(
+                    f"unknown optimizer {optimizer!r}; choose from {sorted(OPTIMIZERS)} or an "
+                    "Optimizer"
+                )
+            kwargs: dict[str, Any] = {} if lr is None else {"lr": lr}
+            optimizer = OPTIMIZERS[optimizer](params, **kwargs)
+        elif not isinstance(optimizer, optim_mod.Optimizer):
+            raise TypeError(
+                f"optimizer must be a chainrule Optimizer or a name, got {type(optimizer).__name__}"
+            )
+        elif lr is not None:
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+        self.optimizer = optimizer
+        self.metrics = [get_metric(m) for m in metrics]
+        cbs = _callback_list(callbacks)
+        for c in cbs:
+            if not isinstance(c, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(c).__name__}")
+        if scheduler is not None:
+            if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)):
+                raise TypeError(
+                    f"scheduler must be an lr_scheduler object, got {type(scheduler).__name__}"
+                )
+            cbs.insert(0, LearningRateScheduler(scheduler))
+        if verbose and not any(isinstance(c, ProgressBar) for c in cbs):
+            cbs.append(ProgressBar(verbose=verbose))
+        self.callbacks = cbs
+        self.rng = as_generator(seed, "seed")
+        self.verbose = int(verbose)
+        self.on_nonfinite = on_nonfinite
+        self.clip = clip_grad_norm
+        self.tol = tol
+        self.n_iter_no_change = int(n_iter_no_change)
+        # ----- the run's progress and outcome -----
+        self.history = History()
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self.stop_detail = ""
+        self.best_epoch: int | None = None
+        self.restored_best = False
+        self.resumed = False
+        self.epoch = 0
+        self.epochs = 0
+        self.batch = 0
+        self.iterations = 0
+        self.steps_per_epoch = 0
+        self.fit_inputs: Any = None
+        self.fit_targets: Any = None
+        # ----- the step -----
+        self.plan: StepPlan | None = None
+        self._plan_given = plan
+        self._plans: list[StepPlan] = []  # the candidates of this fit, in order of preference
+        self._in_loop = False  # batches come from the loop (checked, converted) or a caller
+        self._outputs: list[np.ndarray] = []  # this epoch's outputs, for training metrics
+        self._snap: list[np.ndarray] = []  # the weights before the update (divergence guard)
+        self._flat_now: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._params = params
+        self._names = [n for n, _ in model.named_parameters()]
+        self._modules: list[Module] = list(model.modules())
+        # ----- stop decisions (decide_stop) -----
+        self._best_loss = math.inf
+        self._no_improvement = 0
+        self._last_finite = (math.nan, 0, 0)
+        self._divergence: str | None = None  # the message of a divergence not yet acted on
+        self._interrupted = False
+        self._finished = True
+        # ----- data -----
+        self._pending: list[str] = []
+        self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
+        self._fd: tuple[str, int] | None = None  # the open file of a memory-mapped input
+
+    # ----- data ------------------------------
+    def _batch(self, X: np.ndarray, idx: Any) -> np.ndarray:
+        if (
+            isinstance(idx, np.ndarray)
+            and X.dtype == self.dtype
+            and type(X) is np.ndarray
+            and X.flags.c_contiguous
+        ):
+            # gather the rows into a reused buffer (no allocation per batch)
+            shape = (len(idx), *X.shape[1:])
+            buf = self._xbuf.get(shape)
+            if buf is None:
+                buf = self._xbuf[shape] = np.empty(shape, X.dtype)
+            return np.take(X, idx, axis=0, out=buf)
+        if isinstance(X, np.memmap):
+            xb = self._read_rows(X, idx)
+        else:
+            xb = X[idx]
+        if xb.dtype != self.dtype:
+            xb = xb.astype(self.dtype)
+        return xb
+
+    def _read_rows(self, X: np.memmap, idx: Any) -> np.ndarray:
+        """Rows of a memory-mapped file, read with ``pread`` instead of through the mapping.
+
+        Touching a mapping makes its pages resident in this process (whole large folios at a
+        time on current kernels), so shuffled batches from a big ``.npy`` would soon count the
+        entire file in the process's memory. Reading the rows with ``os.preadv`` straight into
+        the batch buffer keeps the footprint to the batch itself; the data still comes from
+        the kernel's page cache.
+        """
+        filename = getattr(X, "filename", None)
+        start = _file_position(X)
+        if filename is None or start is None or not hasattr(os, "preadv"):
+            return np.array(X[idx])
+        rows = np.arange(len(X))[idx] if not isinstance(idx, np.ndarray) else idx
+        out = np.empty((len(rows), *X.shape[1:]), X.dtype)
+        row_bytes = out[0].nbytes if len(rows) else 0
+        row_stride = X.strides[0] if X.ndim else 0
+        if self._fd is None or self._fd[0] != filename:
+            if self._fd is not None:
+                os.close(self._fd[1])
+            self._fd = (filename, os.open(filename, os.O_RDONLY))
+        fd = self._fd[1]
+        view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        for k, r in enumerate(rows.tolist()):
+            got = os.preadv(fd, [view[k * row_bytes : (k + 1) * row_bytes]], start + r * row_stride)
+            if got != row_bytes:
+                raise ValueError(f"{filename!r} ended early: row {r} is incomplete")
+        return out
+
+    # ----- checkpoints ------------------------------
+    def request_checkpoint(self, path: str) -> None:
+        """Write a checkpoint to ``path`` once the current epoch is completely handled."""
+        self._pending.append(path)
+
+    def save_checkpoint(self, path: str) -> None:
+        """Write model, optimizer, schedule, generators, history and callbacks to ``path``."""
+        from .checkpoint import training_state
+
+        meta, tensors = training_state(self)
+        model_io.write_model_file(
+            path, self.model, extra={}, training=meta, training_tensors=tensors
+        )
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote (into this trainer's objects)."""
+        from .checkpoint import restore_training_state
+
+        restore_training_state(self, path)
+
+    # ----- the loop ------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        epochs: int = 10,
+        batch_size: int | None = 32,
+        validation_data: tuple[Any, ...] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        resume_from: str | None = None,
+    ) -> History:
+        """Train on ``(X, y)``; the arguments are those of :func:`chainrule.fit`."""
+        run = self._begin(
+            X, y, epochs, batch_size, validation_data, validation_split, shuffle,
+            sample_weight, class_weight, resume_from,
+        )  # fmt: skip
+        run.yielding = False
+        with self._step_context(run):
+            for _ in self._iterate(run):
+                pass  # (yields nothing: the loop runs to its end in one go)
+        return self.history
+
+    def steps(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        epochs: int = 10,
+        batch_size: int | None = 32,
+        validation_data: tuple[Any, ...] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        resume_from: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Train as :meth:`fit` does, one step at a time: a generator of each step's logs.
+
+        The arguments are checked (and callbacks' ``on_train_begin`` run) at the call; each
+        ``next()`` then runs one step and yields ``{"epoch", "batch", "step", "loss", "size",
+        "lr", "epoch_end"}`` (the epoch from 1, the batch within it and the step over the
+        whole run from 0, the batch loss, its number of samples, the learning rate the step
+        used, and whether the step ended an epoch — its validation, callbacks, history and
+        checkpoints have then run). Between steps the caller may change the optimizer's
+        learning rate (``optimizer.param_groups[0]["lr"]``), read the weights or
+        ``trainer.history``; the generator draws nothing from NumPy's or chainrule's default
+        generators while the caller runs.
+
+        The generator ends when :meth:`fit` would (``trainer.stop_reason`` says why); the
+        caller stops it early by leaving the loop (or ``close()``): the epoch in progress is
+        not recorded, as with Ctrl-C, and ``stop_reason`` is "caller". A step that diverges
+        (``on_nonfinite="stop"``) is not yielded: the weights are the last finite ones.
+
+        Examples
+        --------
+        >>> import numpy as np, chainrule as cr
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(64, 2)).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> trainer = cr.Trainer(cr.nn.mlp([2, 8, 2], rng=0), "cross_entropy", "sgd", lr=0.5,
+        ...                      seed=0, verbose=0)
+        >>> for logs in trainer.steps(X, y, epochs=3, batch_size=16):
+        ...     if logs["step"] == 5:
+        ...         trainer.optimizer.param_groups[0]["lr"] = 0.05  # between two steps
+        ...     if logs["step"] == 9:
+        ...         break
+        >>> logs["epoch"], logs["batch"], logs["lr"]
+        (3, 1, 0.05)
+        >>> trainer.iterations, trainer.history.epoch, trainer.stop_reason
+        (10, [1, 2], 'caller')
+        """
+        run = self._begin(
+            X, y, epochs, batch_size, validation_data, validation_split, shuffle,
+            sample_weight, class_weight, resume_from,
+        )  # fmt: skip
+        return self._one_at_a_time(run)
+
+    def _one_at_a_time(self, run: _Run) -> Iterator[dict[str, Any]]:
+        it = self._iterate(run)
+        try:
+            while True:
+                with self._step_context(run):  # held during the step only, not between
+                    logs = next(it, None)
+                if logs is None:
+                    return
+                yield logs
+        finally:
+            it.close()
+
+    def _step_context(self, run: _Run) -> contextlib.ExitStack:
+        """BLAS threads, the generator of dropout layers, and quiet floating-point warnings."""
+        from ._threads import blas_threads_for
+
+        stack = contextlib.ExitStack()
+        # small steps: one BLAS thread
+        stack.enter_context(blas_threads_for(self.model, (run.batch_size, *run.X.shape[1:])))
+        stack.enter_context(use_generator(self.rng))  # dropout without its own generator
+        if self.on_nonfinite != "ignore":
+            # the divergence guard reports non-finite values itself: NumPy's overflow and
+            # invalid-value warnings would only repeat it, batch after batch
+            stack.enter_context(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
+        return stack
+
+    def _begin(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int,
+        batch_size: int | None,
+        validation_data: tuple[Any, ...] | None,
+        validation_split: float,
+        shuffle: bool,
+        sample_weight: Any,
+        class_weight: Any,
+        resume_from: str | None,
+    ) -> _Run:
+        """Check and split the data, resume if asked, choose the plans, start the callbacks."""
+        if y is None and is_batches(X):  # a DataLoader, a generator, a list of (x, y)
+            X, y, w_batches, batch_size = batches_to_arrays(X, "fit")
+            if sample_weight is None:
+                sample_weight = w_batches
+        check_number("epochs", epochs, low=0, integer=True)
+        if batch_size is not None:
+            check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("validation_split", validation_split, low=0, high=1, high_inclusive=False)
+        X = as_data("X", X)
+        check_finite("X", X)
+        if y is None:
+            raise ValueError("y is required: fit trains against targets")
+        y = as_data("y", y)
+        if len(y) != len(X):
+            raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
+        check_finite("y", y)
+        n = len(X)
+        w = self._weights(y, n, sample_weight, class_weight)
+        # validation data: given, or split off with the run's generator (stratified for labels)
+        Xv = yv = wv = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError(
+                    "validation_data must be a tuple (X_val, y_val[, sample_weight_val])"
+                )
+            Xv = as_data("validation X", validation_data[0])
+            yv = as_data("validation y", validation_data[1])
+            if len(Xv) != len(yv):
+                raise ValueError(
+                    f"validation X and y have different numbers of samples: {len(Xv)} and {len(yv)}"
+                )
+            check_finite("validation X", Xv)
+            wv = None if len(validation_data) == 2 else np.asarray(validation_data[2], np.float64)
+            train_idx = None
+        elif validation_split > 0:
+            train_idx, val_idx = self._split(y, validation_split)
+            Xv, yv = X[val_idx], y[val_idx]
+            wv = None if w is None else w[val_idx]
+        else:
+            train_idx = None
+        if train_idx is not None:
+            X, y = X[train_idx], y[train_idx]
+            w = None if w is None else w[train_idx]
+            n = len(X)
+        bs = n if batch_size is None else min(int(batch_size), n)
+        self.steps_per_epoch = math.ceil(n / bs)
+        self.epochs = int(epochs)
+        for c in self.callbacks:
+            c.set_trainer(self)
+        if resume_from is not None or any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
+            try:  # a checkpoint is a model file: find out now, not after the first epoch
+                model_io.describe(self.model)
+            except TypeError as exc:
+                raise TypeError(f"checkpoints need a model file: {exc}") from None
+        start_epoch = 1
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+            self.resumed = True
+            start_epoch = self.epoch + 1
+        self.fit_inputs = X
+        self.fit_targets = y
+        self.stop_training = False
+        self._divergence = None
+        self._interrupted = False
+        self.optimizer.prepare()
+        self._plans = self._candidate_plans()
+        for plan in self._plans:
+            plan.check_targets(y)
+        self._modules = list(self.model.modules())
+        self._flat_now = None
+        self._xbuf = {}
+        self._fd = None
+        self._snap = [np.empty_like(p.data) for p in self._params]
+        self._finished = False
+        for c in self.callbacks:
+            c.on_train_begin({})
+        return _Run(X, y, w, Xv, yv, wv, bs, shuffle, start_epoch)
+
+    def _iterate(self, run: _Run) -> Generator[dict[str, Any], None, None]:
+        """The epochs of one fit, yielding after every step; ends with :meth:`_finish`."""
+        try:
+            for epoch in range(run.start_epoch, self.epochs + 1):
+                stop = yield from self._run_epoch(epoch, run)
+                if stop != GO_ON:
+                    break
+            else:
+                if self.stop_reason is None:
+                    self.stop_reason = "epochs"
+        except KeyboardInterrupt:
+            self._interrupted = True
+            self.decide_stop()
+        except GeneratorExit:  # the caller of steps() stopped
+            if self.stop_reason is None:
+                self.stop_reason = "caller"
+                self.stop_detail = "stopped by the caller between two steps"
+            self._finish()
+            raise
+        except DivergenceError:
+            self._finish()
+            raise
+        self._finish()
+
+    def _run_epoch(self, epoch: int, run: _Run) -> Generator[dict[str, Any], None, int]:
+        """One epoch's steps (yielding after each); returns the stop decision."""
+        self.epoch = epoch
+        X, y, w, bs = run.X, run.y, run.w, run.batch_size
+        n = len(X)
+        opt = self.optimizer
+        for m in self._modules:  # model.train() without walking the tree every epoch
+            m.training = True
+        lr0 = float(opt.param_groups[0]["lr"])
+        logs: dict[str, Any] = {}
+        for c in self.callbacks:
+            c.on_epoch_begin(epoch, logs)
+        t0 = time.perf_counter()
+        order = self.rng.permutation(n) if run.shuffle else None
+        total_loss, total_weight = 0.0, 0.0
+        self._outputs.clear()
+        self.plan = self._choose_plan()
+        last = self.steps_per_epoch - 1
+        self._in_loop = True
+        try:
+            for b, start in enumerate(range(0, n, bs)):
+                self.batch = b
+                idx = order[start : start + bs] if order is not None else slice(start, start + bs)
+                idx = self.shard_batch(idx, n)
+                xb = self._batch(X, idx)
+                yb = y[idx]
+                wb = None if w is None else w[idx]
+                for c in self.callbacks:
+                    c.on_batch_begin(b, logs)
+                lr = float(opt.param_groups[0]["lr"]) if run.yielding else lr0
+                batch_logs = self.train_step((xb, yb) if wb is None else (xb, yb, wb))
+                if self._divergence is None:  # the step was taken
+                    run.steps_done += 1
+                    bw = float(len(yb)) if wb is None else float(np.sum(wb))
+                    bw = batch_logs.get("weight", bw)  # the global batch's, data-parallel
+                    total_loss += batch_logs["loss"] * bw
+                    total_weight += bw
+                    for c in self.callbacks:
+                        c.on_batch_end(b, batch_logs)
+                stop = self.decide_stop()
+                if stop == STOP_NOW:  # the epoch is left unrecorded
+                    return stop
+                if not run.yielding:
+                    if stop == STOP_AFTER_EPOCH:
+                        break
+                    continue
+                step_logs = {
+                    "epoch": epoch,
+                    "batch": b,
+                    "step": run.steps_done - 1,
+                    "loss": batch_logs["loss"],
+                    "size": batch_logs.get("size", len(yb)),
+                    "lr": lr,
+                    "epoch_end": stop == STOP_AFTER_EPOCH or b == last,
+                }
+                if step_logs["epoch_end"]:
+                    break
+                self._in_loop = False
+                yield step_logs
+                self._in_loop = True
+        finally:
+            self._in_loop = False
+        logs["loss"] = total_loss / total_weight if total_weight > 0 else math.nan
+        if self.metrics and self._outputs:
+            outputs = self.gather_outputs(np.concatenate(self._outputs))
+            seen = len(outputs)
+            ys = y[order[:seen]] if order is not None else y[:seen]
+            logs.update(compute_metrics(self.metrics, self.task, outputs, ys))
+        self._outputs.clear()
+        if run.Xv is not None:
+            val = evaluate(
+                self.model,
+                run.Xv,
+                run.yv,
+                self.loss_fn,
+                [m[0] for m in self.metrics] or (),
+                batch_size=max(bs, 1024),
+                sample_weight=run.wv,
+                _metrics=self.metrics,
+                _outputs=self.validation_outputs(run.Xv, max(bs, 1024)),
+            )
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        logs["lr"] = lr0
+        logs["time"] = time.perf_counter() - t0
+        self._convergence(logs["loss"])
+        for c in self.callbacks:
+            c.on_epoch_end(epoch, logs)
+        self.history.append(epoch, logs)
+        for path in self._pending:
+            self.save_checkpoint(path)
+        self._pending.clear()
+        stop = self.decide_stop()
+        if run.yielding:
+            yield step_logs
+        return stop
+
+    # ----- one step ------------------------------
+    def train_step(self, batch: tuple[Any, ...]) -> dict[str, Any]:
+        """One optimizer step on ``batch`` = ``(x, y)`` or ``(x, y, sample_weight)``.
+
+        Keras 3's override point: the loop calls it for every batch, so a subclass that
+        overrides it changes training (call ``super().train_step(batch)`` for the usual step).
+        In order: the step plan's forward pass, loss, ``zero_grad`` and backward pass;
+        :meth:`sync_gradients`; the divergence guard (a non-finite loss or gradient skips the
+        update); gradient clipping; the optimizer's update (undone if it makes a weight
+        non-finite); :meth:`record_output`.
+
+        Returns the logs ``{"loss": batch loss, "size": batch rows}``. A skipped update is
+        reported by the next :meth:`decide_stop` (which raises :class:`DivergenceError` under
+        ``on_nonfinite="raise"``). Called outside :meth:`fit`, the batch is converted to the
+        model's dtype and its targets are checked.
+        """
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise TypeError(
+                "batch must be a tuple (x, y) or (x, y, sample_weight), got "
+                f"{type(batch).__name__}"
+                + (f" of {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+            )
+        xb, yb = batch[0], batch[1]
+        wb = batch[2] if len(batch) == 3 else None
+        plan = self.plan
+        if not self._in_loop:  # a caller's batch: convert and check it as the loop does
+            xb = np.asarray(xb.data if isinstance(xb, Tensor) else xb)
+            if xb.dtype != self.dtype:
+                xb = xb.astype(self.dtype)
+            yb = np.asarray(yb.data if isinstance(yb, Tensor) else yb)
+            wb = None if wb is None else np.asarray(wb, dtype=np.float64)
+            if not self._plans:
+                self.optimizer.prepare()
+                self._plans = self._candidate_plans()
+            plan = self.plan = self._choose_plan()
+            plan.check_targets(yb)
+        assert plan is not None  # chosen before every epoch
+        lv, out = plan.run(xb, yb, wb)
+        self.sync_gradients()
+        logs = {"loss": lv, "size": len(yb)}
+        if self.on_nonfinite != "ignore":
+            if not math.isfinite(lv):
+                self._diverged(f"the loss is {lv}", xb)
+                return logs
+            if not self._grads_finite():
+                name = next(
+                    n
+                    for n, p in zip(self._names, self._params)
+                    if p.grad is not None and not np.all(np.isfinite(p.grad))
+                )
+                self._diverged(f"the gradient of '{name}' is not finite", xb)
+                return logs
+        if self.clip is not None:
+            _clip_grad_norm(self._params, self.clip)
+        if not self._update(xb):
+            return logs
+        self.iterations += 1
+        self._last_finite = (lv, self.epoch, self.batch)
+        if self._in_loop:
+            self.record_output(out, copy=plan.reuses_output)
+        return logs
+
+    def sync_gradients(self) -> None:
+        """Hook between the backward pass and the finiteness check: make the gradients every
+        process's mean (the all-reduce of data-parallel training). One process: nothing."""
+
+    def shard_batch(self, idx: Any, n: int) -> Any:
+        """Hook: this process's rows of the batch ``idx`` (of a data set of ``n`` rows) in
+        data-parallel training (:mod:`chainrule.distributed`). One process: all of them."""
+        return idx
+
+    def gather_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """Hook: the epoch's outputs of every process, in the epoch's order. One process:
+        ``outputs``."""
+        return outputs
+
+    def validation_outputs(self, X: Any, batch_size: int) -> np.ndarray | None:
+        """Hook: the model's outputs for the validation inputs when computed otherwise than by
+        :func:`~chainrule.training.evaluation.predict` (each process its rows); None: predict."""
+        return None
+
+    def record_output(self, output: np.ndarray, copy: bool = True) -> None:
+        """Keep a batch's model output for the epoch's training metrics (nothing to keep
+        without metrics); ``copy=False`` if the array is not overwritten later."""
+        if self.metrics:
+            self._outputs.append(np.array(output) if copy else output)
+
+    def _candidate_plans(self) -> list[StepPlan]:
+        """The plans that can run this model, loss and optimizer, in order of preference."""
+        if isinstance(self._plan_given, type):
+            plan = self._plan_given.create(self.model, self.loss_fn, self.optimizer)
+            if plan is None:
+                raise ValueError(
+                    f"plan {self._plan_given.__name__} cannot run this model, loss and "
+                    "optimizer; leave plan=None to choose one automatically"
+                )
+            return [plan]
+        if isinstance(self._plan_given, StepPlan):
+            return [self._plan_given]
+        plans = (cls.create(self.model, self.loss_fn, self.optimizer) for cls in PLANS)
+        return [p for p in plans if p is not None]
+
+    def _choose_plan(self) -> StepPlan:
+        """The first candidate plan that can run now (the last one always can)."""
+        for plan in self._plans[:-1]:
+            if plan.usable():
+                return plan
+        return self._plans[-1]
+
+    def _grads_finite(self) -> bool:
+        flat = self._flat_now = flat_buffers(self.optimizer, self._params)
+        if flat is not None:  # one pass per buffer instead of one per parameter
+            return all(all_finite(g) for _, g in flat)
+        return all(p.grad is None or bool(np.isfinite(p.grad).all()) for p in self._params)
+
+    def _update(self, xb: np.ndarray) -> bool:
+        """The optimizer's step; False (and the weights as they were) if it made one
+        non-finite."""
+        if self.on_nonfinite == "ignore":
+            self.optimizer.step()
+            return True
+        # the layout found by _grads_finite for this very batch (clipping does not change it)
+        flat = (
+            self._flat_now
+            if self._flat_now is not None
+            else flat_buffers(self.optimizer, self._params)
+        )
+        targets = [p for p, _ in flat] if flat is not None else [p.data for p in self._params]
+        if len(self._snap) != len(targets) or any(
+            s.shape != t.shape or s.dtype != t.dtype for s, t in zip(self._snap, targets)
+        ):
+            self._snap = [np.empty_like(t) for t in targets]
+        for s, t in zip(self._snap, targets):
+            np.copyto(s, t)
+        try:
+            self.optimizer.step()
+        except KeyboardInterrupt:
+            self._restore_snapshot(targets)  # never leave a half-applied update
+            raise
+        if not all(all_finite(t) for t in targets):
+            # find the parameter before restoring the snapshot: afterwards every weight is finite
+            name = next(
+                (n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))),
+                None,
+            )
+            self._restore_snapshot(targets)
+            what = f"'{name}'" if name is not None else "a parameter"
+            self._diverged(f"the optimizer's update made {what} non-finite", xb, "")
+            return False
+        return True
+
+    # ----- stopping ------------------------------
+    def decide_stop(self) -> int:
+        """Whether training stops: the one place where the decision is taken.
+
+        Called after every step and after every epoch. Stop requests come from a divergence
+        (the last step's update was skipped), Ctrl-C, and ``stop_training`` — set by a
+        callback (early stopping, yours) or by the ``tol``/``n_iter_no_change`` convergence
+        test. Returns 0 (go on), 1 (stop once the current epoch is recorded: a callback or
+        convergence asked) or 2 (stop at once, leaving the epoch unrecorded: divergence or
+        Ctrl-C), after :meth:`agree_stop`. A divergence sets ``history.message`` and
+        ``stop_reason="diverged"``, and raises :class:`DivergenceError` under
+        ``on_nonfinite="raise"``.
+        """
+        if self._divergence is not None or self._interrupted:
+            flag = STOP_NOW
+        elif self.stop_training:
+            flag = STOP_AFTER_EPOCH
+        else:
+            flag = GO_ON
+        flag = self.agree_stop(flag)
+        if flag != GO_ON:
+            self.stop_training = True  # also when another process asked (agree_stop)
+        if flag == STOP_NOW:
+            if self._divergence is not None:
+                msg, self._divergence = self._divergence, None
+                self.history.message = msg
+                self.stop_reason = "diverged"
+                self.stop_detail = msg
+                if self.on_nonfinite == "raise":
+                    raise DivergenceError(msg, self.history)
+            elif self._interrupted:
+                self.stop_reason = "interrupted"
+                self.stop_detail = "interrupted by the user (Ctrl-C)"
+        return flag
+
+    def agree_stop(self, flag: int) -> int:
+        """Hook: the stop decision all processes take (the largest of their ``flag``s in
+        data-parallel training, so that none waits alone in the next all-reduce). One
+        process: ``flag``."""
+        return flag
+
+    # ----- the data and the rest ------------------------------
+    def _finish(self) -> None:
+        """End the fit once: close the input file, run ``on_train_end``, write the summary."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._fd is not None:
+            os.close(self._fd[1])
+            self._fd = None
+        for c in self.callbacks:
+            c.on_train_end({})
+        from .summary import summarize
+
+        self.history.stop_reason = self.stop_reason
+        self.history.best_epoch = self.best_epoch
+        self.history.summary = summarize(self)
+        if self.verbose:
+            print(self.history.summary)
+
+    def _weights(
+        self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any
+    ) -> np.ndarray | None:
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError("sample_weight must be finite and non-negative")
+        if class_weight is not None:
+            labels = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
+            classes, counts = np.unique(labels, return_counts=True)
+            if class_weight == "balanced":
+                cw = {c: n / (len(classes) * k) for c, k in zip(classes.tolist(), counts.tolist())}
+            elif isinstance(class_weight, dict):
+                cw = {k: float(v) for k, v in class_weight.items()}
+                unknown = set(cw) - set(classes.tolist())
+                if unknown:
+                    raise ValueError(f"class_weight names classes not in y: {sorted(unknown)}")
+            else:
+                raise TypeError("class_weight must be a dict {class: weight} or 'balanced'")
+            per = np.array([cw.get(v, 1.0) for v in labels.tolist()], dtype=np.float64)
+            w = per if w is None else w * per
+        return w
+
+    def _split(self, y: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        n = len(y)
+        n_val = max(1, round(fraction * n))
+        if n_val >= n:
+            raise ValueError(f"validation_split={fraction} leaves no training samples out of {n}")
+        labels = y if y.ndim == 1 and y.dtype.kind in "biu" else None
+        if labels is not None:
+            val: list[int] = []
+            classes = np.unique(labels)
+            for c in classes:
+                members = np.flatnonzero(labels == c)
+                members = members[self.rng.permutation(len(members))]
+                take = round(len(members) * n_val / n)
+                val.extend(members[:take].tolist())
+            val_idx = np.sort(np.array(val, dtype=np.int64))
+        if labels is None or len(val_idx) == 0:  # many small classes round to none: not stratified
+            val_idx = np.sort(self.rng.permutation(n)[:n_val])
+        mask = np.ones(n, bool)
+        mask[val_idx] = False
+        return np.flatnonzero(mask), val_idx
+
+    def _restore_snapshot(self, targets: list[np.ndarray]) -> None:
+        for s, t in zip(self._snap, targets):
+            np.copyto(t, s)
+
+    def _convergence(self, loss: float) -> None:
+        if self.tol is None:
+            return
+        # scikit-learn's rule: count epochs whose loss is not below best - tol
+        if loss > self._best_loss - self.tol:
+            self._no_improvement += 1
+        else:
+            self._no_improvement = 0
+        self._best_loss = min(self._best_loss, loss)
+        if self._no_improvement > self.n_iter_no_change:
+            self.stop_training = True
+            self.stop_reason = "converged"
+            self.stop_detail = (
+                f"the training loss improved by less than tol={self.tol:g} for "
+                f"{self.n_iter_no_change + 1} consecutive epochs"
+            )
+
+    def _locate_nonfinite(self, xb: np.ndarray) -> str:
+        """Where non-finite values first appear: a weight, or a layer's output (Sequential)."""
+        for name, p in zip(self._names, self._params):
+            if not np.all(np.isfinite(p.data)):
+                return f"; parameter '{name}' holds NaN or infinite values"
+        from ..nn.module import Sequential
+
+        if not isinstance(self.model, Sequential):
+            return ""
+        h: Any = xb
+        with no_grad(), np.errstate(all="ignore"):
+            for k, layer in enumerate(self.model):
+                h = layer(h)
+                data = h.data if isinstance(h, Tensor) else np.asarray(h)
+                if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+                    return (
+                        f"; the first non-finite values appear in the output of layer {k} "
+                        f"({layer!r})"
+                    )
+        return "; every layer's output is finite, so the loss itself overflowed"
+
+    def _diverged(self, what: str, xb: np.ndarray, where: str | None = None) -> None:
+        """Note a divergence in the current step; :meth:`decide_stop` acts on it."""
+        last, le, lb = self._last_finite
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
+        advice = (
+            "the input batch itself contains NaN or infinite values: clean the data"
+            if bad_input
+            else f"lower the learning rate (now {lr:g}), scale the inputs (standardise each "
+            "feature), or clip gradients (clip_grad_norm=1.0 in fit, --clip-grad-norm 1 on the "
+            "command line)"
+        )
+        last_txt = (
+            f"last finite loss {last:.6g} at epoch {le}, batch {lb}"
+            if not math.isnan(last)
+            else "no finite loss before it"
+        )
+        if where is None:
+            where = "" if bad_input else self._locate_nonfinite(xb)
+        self._divergence = (
+            f"training diverged at epoch {self.epoch}, batch {self.batch}: {what}{where} "
+            f"({last_txt}). The model keeps its last finite weights. Try: {advice}."
+        )
