@@ -393,9 +393,14 @@ def test_real_ctrl_c_in_a_subprocess_stops_cleanly():
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("EPOCH 2 BEGINS")
-    proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=60)[0]
+    try:
+        assert proc.stdout.readline().startswith("EPOCH 2 BEGINS")
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:  # a failed run must not leave a training process behind
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0
     assert "STOP interrupted True True" in out
 
