@@ -237,6 +237,38 @@ def nan_data(args: argparse.Namespace) -> None:
         )  # fmt: skip
 
 
+def peak_rss(args: argparse.Namespace) -> None:
+    """fit on a (large) .npy, memory-mapped or loaded: every process's peak resident memory."""
+    import resource
+
+    import chainrule as cr
+
+    mode = "r" if args.mode == "mmap" else None
+    X = np.load(args.data, mmap_mode=mode)
+    y = (np.arange(len(X)) % 2).astype(np.int64)
+    val = None
+    if args.val:
+        Xv = np.load(args.val, mmap_mode=mode)
+        val = (Xv, (np.arange(len(Xv)) % 2).astype(np.int64))
+    model = cr.nn.mlp([X.shape[1], 8, 2], "relu", rng=0)
+    cr.fit(
+        model, X, y, loss="cross_entropy", optimizer="sgd", lr=0.01, epochs=1, batch_size=1024,
+        seed=0, verbose=0, validation_data=val, distributed=args.distributed,
+    )  # fmt: skip
+    with open("/proc/self/status") as fh:  # VmHWM: this process's own peak resident memory
+        hwm = int(fh.read().split("VmHWM:")[1].split()[0]) // 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+    peaks = np.array([hwm, maxrss], np.int64)
+    weights = np.concatenate([p.data.ravel() for p in model.parameters()])
+    if args.distributed:
+        comm = cr.training.parallel._comm()
+        everyone = comm.gather(peaks)
+        if comm.Get_rank() == 0:
+            np.savez(args.out, peaks=np.stack(everyone), weights=weights)
+    else:
+        np.savez(args.out, peaks=peaks[None], weights=weights)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("scenario")
@@ -252,6 +284,8 @@ def main() -> None:
     p.add_argument("--early-stopping", action="store_true")
     p.add_argument("--data")
     p.add_argument("--accumulate", type=int, default=1)
+    p.add_argument("--mode", default="mmap")
+    p.add_argument("--val")
     args = p.parse_args()
     scenarios = {
         "train": train,
@@ -260,6 +294,7 @@ def main() -> None:
         "reduce_once": reduce_once,
         "rows_read": rows_read,
         "nan_data": nan_data,
+        "peak_rss": peak_rss,
     }
     scenarios[args.scenario](args)
 

@@ -10,6 +10,7 @@ processes equal one. The MPI plumbing and Horovod's building blocks are in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -243,12 +244,33 @@ class Replicas:
         assert out is not None
         return out
 
-    def predict(self, model: Module, X: Any, batch_size: int) -> np.ndarray:
-        """The model's outputs for all of ``X``, each process predicting its own rows."""
+    def predict(
+        self,
+        model: Module,
+        X: Any,
+        batch_size: int,
+        read: Callable[[Any, slice], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """The model's outputs for all of ``X``, each process predicting its own rows.
+
+        ``read(X, rows)`` reads a slice of rows (the trainer's reader: a memory-mapped file is
+        read with ``pread``, batch by batch, so its pages never stay in this process's memory).
+        """
         from .evaluation import predict
 
-        sl = slice(*_bounds(len(X), self.size, self.rank))
-        local = predict(model, X[sl], batch_size) if sl.stop > sl.start else None
+        lo, hi = _bounds(len(X), self.size, self.rank)
+        local = None
+        if hi > lo:
+            if read is None:
+                local = predict(model, X[lo:hi], batch_size)
+            else:
+                step = max(int(batch_size), 1)
+                local = np.concatenate(
+                    [
+                        predict(model, read(X, slice(s, min(s + step, hi))), None)
+                        for s in range(lo, hi, step)
+                    ]
+                )
         parts = self.comm.allgather(local)
         return np.concatenate([p for p in parts if p is not None])
 
@@ -458,7 +480,7 @@ class DistributedTrainer(Trainer):
         return self.replicas.gather_rows(outputs, positions, self._offset)
 
     def validation_outputs(self, X: Any, batch_size: int) -> np.ndarray | None:
-        return self.replicas.predict(self.model, X, batch_size)
+        return self.replicas.predict(self.model, X, batch_size, read=self._batch)
 
     # ----- the step -----
     def _candidate_plans(self) -> list[StepPlan]:
