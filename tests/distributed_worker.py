@@ -269,6 +269,36 @@ def peak_rss(args: argparse.Namespace) -> None:
         np.savez(args.out, peaks=peaks[None], weights=weights)
 
 
+def cli_rss(args: argparse.Namespace) -> None:
+    """`chainrule train ARGS` on every process (under mpiexec, as --workers runs it): each
+    process's peak resident memory and how often it read the data file as a table."""
+    import resource
+
+    import chainrule as cr
+    from chainrule import _run, _run_shared, cli
+
+    reads = [0]
+    real = _run_shared._table_for
+
+    def counting(settings: object) -> object:
+        reads[0] += 1
+        return real(settings)  # type: ignore[arg-type]
+
+    _run_shared._table_for = counting  # type: ignore[assignment]
+    _run._table_for = counting  # type: ignore[assignment]
+    status = cli.main(args.cli.split())
+    with open("/proc/self/status") as fh:
+        hwm = int(fh.read().split("VmHWM:")[1].split()[0]) // 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    mine = np.array([hwm, maxrss, reads[0], status], np.int64)
+    if cr.distributed.launched_by_mpiexec():
+        everyone = cr.training.parallel._comm().gather(mine)
+        if cr.distributed.is_main():
+            np.savez(args.out, ranks=np.stack(everyone))
+    else:
+        np.savez(args.out, ranks=mine[None])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("scenario")
@@ -286,6 +316,7 @@ def main() -> None:
     p.add_argument("--accumulate", type=int, default=1)
     p.add_argument("--mode", default="mmap")
     p.add_argument("--val")
+    p.add_argument("--cli", default="")
     args = p.parse_args()
     scenarios = {
         "train": train,
@@ -295,6 +326,7 @@ def main() -> None:
         "rows_read": rows_read,
         "nan_data": nan_data,
         "peak_rss": peak_rss,
+        "cli_rss": cli_rss,
     }
     scenarios[args.scenario](args)
 

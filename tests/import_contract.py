@@ -65,6 +65,8 @@ FLOOR_OF: dict[str, str] = {
     # applications: the faces users meet
     "cli": "applications",
     "_run": "applications",
+    "_run_shared": "applications",  # `chainrule train` on memory-mapped parts: i19
+    "_convert": "applications",  # `chainrule convert`: i19
     "_options": "applications",
     "_outputs": "applications",
     "sklearn": "applications",
@@ -120,6 +122,8 @@ def top_of(module: str) -> str:
 # The same for the estimators' shared base, split out of sklearn.py.
 SAME_PART: dict[str, str] = {
     "_run": "cli",
+    "_run_shared": "cli",
+    "_convert": "cli",
     "_options": "cli",
     "_outputs": "cli",
     "_sklearn": "sklearn",

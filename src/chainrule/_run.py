@@ -141,8 +141,12 @@ def _table_for(settings: TrainSettings) -> tuple[Table, str]:
 
 
 def _score(prep: TabularPreprocessor, out: np.ndarray, table: Table) -> dict[str, Any]:
+    return score_encoded(prep, out, prep.encode_target(table))
+
+
+def score_encoded(prep: TabularPreprocessor, out: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Test or training scores of the outputs ``out`` for the encoded targets ``y``."""
     if prep.task == "classification":
-        y = prep.encode_target(table)
         pred = out.argmax(axis=1)
         proba = softmax(out, axis=1)
         labels = list(range(len(prep.classes or [])))
@@ -155,7 +159,7 @@ def _score(prep: TabularPreprocessor, out: np.ndarray, table: Table) -> dict[str
             "log_loss": M.log_loss(y, proba),
             "confusion_matrix": M.confusion_matrix(y, pred, labels).tolist(),
         }
-    y = prep.target_values(table)
+    y = prep.decode_values(y)  # the raw target (prep.target_values)
     values = prep.decode_values(out)
     return {"n": len(y), "r2": M.r2(y, values), "mae": M.mae(y, values), "rmse": M.rmse(y, values)}
 
@@ -177,6 +181,10 @@ def run_training(settings: TrainSettings) -> RunResult:
         )
     if settings.out:  # refused before training, not after: a run already there is kept
         check_run_out(settings.out, overwrite=settings.overwrite)
+    from ._run_shared import is_converted, run_shared
+
+    if settings.distributed or is_converted(settings.data):  # rows shared through .npy files
+        return run_shared(settings)  # type: ignore[return-value]  # None on ranks other than 0
     table, target = _table_for(settings)
     table = drop_missing_target(table, target)  # a target is never imputed
     if len(table) < 4:
@@ -202,6 +210,20 @@ def run_training(settings: TrainSettings) -> RunResult:
     train, test = table.select(train_idx), table.select(test_idx)
     prep.fit(train)  # scaling, categories and the target encoding come from training rows only
     X, y = prep.transform(train), prep.encode_target(train)
+    model, history, flow = train_model(settings, prep, X, y)
+    # weights kept from a diverged run can overflow: the figures say so, NumPy need not
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        test_scores = _score(prep, predict(model, prep.transform(test)), test)
+        train_scores = _score(prep, predict(model, X), train)
+    result_metrics = result_record(settings, prep, history, test_scores, train_scores, flow)
+    files: dict[str, str] = {}
+    if settings.out:
+        files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
+    return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
+
+
+def build_model(settings: TrainSettings, prep: TabularPreprocessor) -> Any:
+    """The network of ``settings`` for the inputs and outputs of ``prep``."""
     if settings.arch:
         from .nn.arch import check_architecture, read_architecture
 
@@ -217,6 +239,24 @@ def run_training(settings: TrainSettings) -> RunResult:
             init_scheme=settings.init,
             rng=settings.seed,
         )
+    return model
+
+
+def train_model(
+    settings: TrainSettings,
+    prep: TabularPreprocessor,
+    X: Any,
+    y: Any,
+    validation_data: tuple[Any, Any] | None = None,
+    seed: Any = None,
+) -> tuple[Any, Any, Any]:
+    """Build and fit the model: ``(model, history, gradient flow or None)``.
+
+    The validation rows are split off by :func:`~chainrule.fit` (``--val-split``) unless
+    ``validation_data`` is given; ``seed`` (default ``settings.seed``) may be the generator
+    that split them, so the run continues as if fit had split them itself.
+    """
+    model = build_model(settings, prep)
     loss = "cross_entropy" if prep.task == "classification" else "mse"
     kwargs: dict[str, Any] = {"lr": settings.lr}
     if settings.weight_decay:
@@ -229,9 +269,8 @@ def run_training(settings: TrainSettings) -> RunResult:
 
         flow = GradientFlow()
         callbacks.append(flow)
-    val_split = settings.val_split
+    val_split = validation_fraction(settings)
     if settings.early_stopping:
-        val_split = val_split or 0.1
         callbacks.append(EarlyStopping(monitor="val_loss", patience=settings.patience))
     metric_names = ["accuracy"] if prep.task == "classification" else ["r2"]
     history = fit(
@@ -242,18 +281,32 @@ def run_training(settings: TrainSettings) -> RunResult:
         optimizer=optimizer,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        validation_split=val_split,
-        seed=settings.seed,
+        validation_split=val_split if validation_data is None else 0.0,
+        validation_data=validation_data,
+        seed=settings.seed if seed is None else seed,
         metrics=metric_names,
         callbacks=callbacks,
         verbose=settings.verbose,
         clip_grad_norm=settings.clip_grad_norm,
         distributed=settings.distributed,
     )
-    # weights kept from a diverged run can overflow: the figures say so, NumPy need not
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        test_scores = _score(prep, predict(model, prep.transform(test)), test)
-        train_scores = _score(prep, predict(model, X), train)
+    return model, history, flow
+
+
+def validation_fraction(settings: TrainSettings) -> float:
+    """The share of the training rows held out for validation (early stopping needs some)."""
+    return (settings.val_split or 0.1) if settings.early_stopping else settings.val_split
+
+
+def result_record(
+    settings: TrainSettings,
+    prep: TabularPreprocessor,
+    history: Any,
+    test_scores: dict[str, Any],
+    train_scores: dict[str, Any],
+    flow: Any,
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds."""
     result_metrics = {
         "task": prep.task,
         "data": settings.dataset or os.path.basename(settings.data or ""),
@@ -272,10 +325,7 @@ def run_training(settings: TrainSettings) -> RunResult:
     }
     if flow is not None:
         result_metrics["gradient_flow_warnings"] = flow.warnings
-    files: dict[str, str] = {}
-    if settings.out:
-        files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
-    return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
+    return result_metrics
 
 
 def check_classes(prep: TabularPreprocessor, table: Table, target: str) -> None:

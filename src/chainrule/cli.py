@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, distributed
+from ._convert import add_parser as add_convert_parser
 from ._numerics import softmax
 from ._options import check_count, check_network_size, check_option
 from ._outputs import predictions_path
@@ -57,6 +58,8 @@ examples:
   chainrule lr-find --dataset digits --plot lr.png
   chainrule gradcheck --model runs/digits --dataset digits
   chainrule bench-grad --plot backprop_vs_fd.png
+  chainrule convert --data big.csv --target label --out big_npy
+  chainrule train --data big_npy --out runs/big --workers 2
 """
 
 
@@ -565,7 +568,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = t.add_argument_group("data")
     src.add_argument("--dataset", help="a built-in data set (see 'chainrule datasets')")
-    src.add_argument("--data", help="a CSV file with a header row (or .npy / .npz)")
+    src.add_argument(
+        "--data",
+        help="a CSV file with a header row (or .npy / .npz), or a directory written by "
+        "'chainrule convert' (read a batch at a time)",
+    )
     src.add_argument("--target", help="the column to predict (with --data)")
     src.add_argument(
         "--task",
@@ -752,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("datasets", help="list the built-in data sets")
     d.set_defaults(func=cmd_datasets)
+    add_convert_parser(sub)
     add_playground_parser(sub)
     return parser
 

@@ -5,6 +5,7 @@ constant memory). Re-exported by :mod:`chainrule.data.tabular`.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_number
+from ..io import atomic_write_text
 from ._moments import Moments
 from .preprocessing import (
     TabularPreprocessor,
@@ -105,7 +107,9 @@ def csv_to_npy(
     Two passes over the file, each holding one chunk in memory: the first learns the
     preprocessing (column kinds, means and spreads, categories, classes), the second writes
     the transformed rows. Returns the fitted preprocessor and the two arrays opened
-    read-only as memory maps, ready for :func:`chainrule.fit`.
+    read-only as memory maps, ready for :func:`chainrule.fit`; the preprocessing is also
+    written to ``preprocessing.json`` so that ``chainrule train --data out_dir`` can train on
+    the directory (on any number of processes, each reading only its rows).
     """
     # pass 1: statistics, merged chunk by chunk (Chan et al.'s parallel variance)
     stats: dict[str, Any] = {}
@@ -225,6 +229,8 @@ def csv_to_npy(
     X.flush()
     Y.flush()
     del X, Y
+    # the preprocessing beside the arrays: `chainrule train --data OUT_DIR` needs it
+    atomic_write_text(os.path.join(out, "preprocessing.json"), json.dumps(prep.to_dict()) + "\n")
     return (
         prep,
         np.load(os.path.join(out, "X.npy"), mmap_mode="r"),

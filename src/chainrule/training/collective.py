@@ -3,7 +3,7 @@
 mpi4py is imported lazily (:func:`_mpi`); :func:`init` starts MPI once and makes a failing
 process end the whole job. Then, as Horovod: :func:`rank`, :func:`size`, :func:`is_main`,
 :func:`shard`, :func:`allreduce`, :func:`broadcast_parameters` (after :func:`check_same_model`),
-:func:`broadcast_optimizer_state`, :func:`allreduce_gradients` and
+:func:`broadcast_optimizer_state`, :func:`broadcast_object`, :func:`allreduce_gradients` and
 :func:`DistributedOptimizer`. Users import them from :mod:`chainrule.distributed`; the trainer of
 ``fit(..., distributed=True)`` is in :mod:`chainrule.training.parallel`.
 """
@@ -29,6 +29,7 @@ __all__ = [
     "abort_job",
     "allreduce",
     "allreduce_gradients",
+    "broadcast_object",
     "broadcast_optimizer_state",
     "broadcast_parameters",
     "check_same_model",
@@ -319,6 +320,15 @@ def broadcast_parameters(model: Module, root_rank: int = 0) -> None:
             f"after broadcast_parameters the weights of rank(s) {bad} still differ from rank "
             f"{root_rank}'s (checksum mismatch)"
         )
+
+
+def broadcast_object(obj: Any, root_rank: int = 0) -> Any:
+    """``root_rank``'s ``obj`` on every process (pickled by mpi4py; Horovod's
+    ``broadcast_object``). Every process must call it; it returns once the root has sent."""
+    comm = _comm()
+    if not 0 <= root_rank < comm.Get_size():
+        raise ValueError(f"root_rank must be in [0, {comm.Get_size()}), got {root_rank}")
+    return comm.bcast(obj if comm.Get_rank() == root_rank else None, root=root_rank)
 
 
 def broadcast_optimizer_state(optimizer: Optimizer, root_rank: int = 0) -> None:
