@@ -347,8 +347,9 @@ def test_a_rank_of_chainrule_train_that_fails_ends_the_job_with_one_line(tmp_pat
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     proc = _cli(
-        tmp_path, "train", "--dataset", "iris", "--out", "taken", "--workers", "2", timeout=60
-    )
+        tmp_path, "train", "--dataset", "iris", "--out", str(tmp_path / "taken"), "--workers", "2",
+        timeout=60,
+    )  # fmt: skip
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("chainrule: error: rank 0 of 2: "), lines
@@ -357,7 +358,9 @@ def test_a_rank_of_chainrule_train_that_fails_ends_the_job_with_one_line(tmp_pat
 
 
 def test_a_killed_worker_of_chainrule_train_is_named_in_one_line(tmp_path):
-    train = ["train", "--dataset", "digits", "--epochs", "100000", "--no-plots", "--out", "run"]
+    # absolute paths: none_left() finds the processes by the test's directory in their commands
+    out = str(tmp_path / "run")
+    train = ["train", "--dataset", "digits", "--epochs", "100000", "--no-plots", "--out", out]
     proc = subprocess.Popen(
         [sys.executable, "-m", "chainrule", *train, "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),

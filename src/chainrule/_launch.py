@@ -9,6 +9,7 @@ names the rank, found from the process ids the ranks record at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -17,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
-from typing import IO
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 __all__ = ["find_mpiexec", "launch", "without_workers"]
 
@@ -89,9 +90,13 @@ def launch(argv: Sequence[str], workers: int) -> int:
     cmd += without_workers(argv)
     with tempfile.TemporaryDirectory(prefix="chainrule-ranks-") as ranks:
         env[RANK_DIR] = ranks
+        # mpiexec in a session of its own: Ctrl-C at a terminal reaches this process
+        # only, which passes exactly one SIGINT on per Ctrl-C (mpiexec takes a second one as
+        # "abort now", and the terminal would otherwise send it one as well)
         proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
-        )
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            start_new_session=True,
+        )  # fmt: skip
         banner: list[str] = []
         pumps = [
             threading.Thread(target=_pump, args=(stream, dest, banner), daemon=True)
@@ -99,17 +104,46 @@ def launch(argv: Sequence[str], workers: int) -> int:
         ]
         for t in pumps:
             t.start()
-        try:
-            status = proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            status = proc.wait()
+        with _passing_on(proc):
+            status = _wait(proc)
         for t in pumps:
             t.join()
         if banner:
             sys.stderr.write(_one_line(banner, _ranks(ranks), workers) + "\n")
             sys.stderr.flush()
     return status if status >= 0 else 128 - status
+
+
+def _wait(proc: subprocess.Popen[str]) -> int:
+    """Wait for mpiexec; each Ctrl-C is passed on to it (the first asks the processes to stop
+    after their current step and save, a second makes mpiexec end them at once)."""
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _passing_on(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) sent to this process go to mpiexec too, which
+    is no longer in this process's group: nothing is left running when the launcher ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kinds = (signal.SIGTERM, signal.SIGHUP)
+    previous = {k: signal.getsignal(k) for k in kinds}
+
+    def forward(signum: int, frame: Any) -> None:
+        proc.send_signal(signum)
+
+    for k in kinds:
+        signal.signal(k, forward)
+    try:
+        yield
+    finally:
+        for k in kinds:
+            signal.signal(k, previous[k])
 
 
 def _pump(stream: IO[str] | None, dest: IO[str], banner: list[str]) -> None:

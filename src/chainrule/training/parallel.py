@@ -9,8 +9,11 @@ processes equal one. The MPI plumbing and Horovod's building blocks are in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -378,6 +381,28 @@ class ReplicaPlan(StepPlan):
         return rep.sum_scalar(total), outs[0] if len(outs) == 1 else np.concatenate(outs)
 
 
+@contextlib.contextmanager
+def _ctrl_c_as_request(trainer: Trainer) -> Iterator[None]:
+    """Ctrl-C (SIGINT; mpiexec passes it on to every process) requests a stop instead of
+    raising: a KeyboardInterrupt would reach each process at another point of its step, one
+    inside an all-reduce and another past it, and the processes would then wait for each other
+    forever. The request is agreed after the step (:meth:`Trainer.decide_stop`), so every
+    process stops after the same step, as one process does on Ctrl-C. A second Ctrl-C makes
+    mpiexec end the job."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        trainer._interrupted = True
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _start(parts: list[tuple[int, int, int, float, float]], k: int) -> int:
     """Where batch ``k`` of a step starts (the batches before it are full)."""
     return sum(p[0] for p in parts[:k])
@@ -505,6 +530,11 @@ class DistributedTrainer(Trainer):
 
     def agree_stop(self, flag: int) -> int:
         return self.replicas.max_int(flag)
+
+    def _step_context(self, run: Any) -> contextlib.ExitStack:
+        stack = super()._step_context(run)
+        stack.enter_context(_ctrl_c_as_request(self))
+        return stack
 
     # ----- files -----
     def save_checkpoint(self, path: str) -> None:
