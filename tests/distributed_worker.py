@@ -80,19 +80,26 @@ def train(args: argparse.Namespace) -> None:
         callbacks.append(_Fault(args.fault))
     if args.early_stopping:
         callbacks.append(cr.EarlyStopping(monitor="val_loss", patience=1, min_delta=1e9))
+    loss: object = "cross_entropy"
+    target: np.ndarray = y
+    if args.loss == "class_weighted":  # PyTorch's CrossEntropyLoss(weight=...)
+        loss = cr.nn.CrossEntropyLoss(weight=np.array([0.5, 2.0, 1.3]))
+    elif args.loss == "mse":  # regression on one-hot targets
+        loss, target = "mse", np.eye(3)[y]
     history = cr.fit(
         model,
         X,
-        y,
-        loss="cross_entropy",
+        target,
+        loss=loss,
         optimizer=_optimizer(model, args.optimizer),
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=0,
         verbose=0,
-        sample_weight=w,
+        sample_weight=None if args.no_sample_weight else w,
+        class_weight=args.class_weight,
         validation_split=0.2,
-        metrics=["accuracy"],
+        metrics=["accuracy"] if args.loss != "mse" else [],
         callbacks=callbacks,
         resume_from=args.resume,
         distributed=args.distributed,
@@ -139,7 +146,14 @@ def mismatch(args: argparse.Namespace) -> None:
     import chainrule as cr
 
     r = cr.distributed.rank()
-    model = _model("mlp", width=8 if r == 0 else 9)
+    how = args.fault or "shape"
+    model = _model("mlp", width=8 if r == 0 or how != "shape" else 9)
+    if r == 1 and how == "dtype":
+        model = model.to(np.float32)  # type: ignore[attr-defined]
+    if r == 1 and how == "order":  # the same layers, built in another order
+        nn = cr.nn
+        model = nn.Sequential(nn.Tanh(), nn.Linear(5, 8, rng=1), nn.Linear(8, 3, rng=2))
+        model = model.to(np.float64)  # type: ignore[attr-defined]
     X, y, _ = _data()
     cr.fit(model, X, y, loss="cross_entropy", epochs=1, verbose=0, distributed=True)
 
@@ -299,6 +313,35 @@ def cli_rss(args: argparse.Namespace) -> None:
         np.savez(args.out, ranks=mine[None])
 
 
+def steps(args: argparse.Namespace) -> None:
+    """Trainer.steps(): one step at a time, the learning rate changed between two steps and
+    the loop left at step 17 (the same decisions on every process: they read the same logs)."""
+    import chainrule as cr
+
+    X, y, w = _data()
+    model = _model(args.model)
+    make = cr.distributed.DistributedTrainer if args.distributed else cr.Trainer
+    trainer = make(model, "cross_entropy", _optimizer(model, args.optimizer), seed=0, verbose=0,
+                   metrics=["accuracy"])  # fmt: skip
+    logs = []
+    for log in trainer.steps(X, y, epochs=args.epochs, batch_size=args.batch_size,
+                             sample_weight=w, validation_split=0.2):  # fmt: skip
+        logs.append([log["epoch"], log["batch"], log["step"], log["loss"], log["size"],
+                     log["lr"], float(log["epoch_end"])])  # fmt: skip
+        if log["step"] == 5:
+            trainer.optimizer.param_groups[0]["lr"] *= 0.5
+        if log["step"] == 17:
+            break
+    if not args.distributed or cr.distributed.is_main():
+        h = trainer.history.history
+        np.savez(
+            args.out, logs=np.array(logs), loss=np.asarray(h["loss"]),
+            val_loss=np.asarray(h["val_loss"]), stop_reason=str(trainer.stop_reason),
+            weights=np.concatenate([p.data.ravel() for p in model.parameters()]),
+            buffers=np.concatenate([np.ravel(b) for _, b in model.named_buffers()]),
+        )  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("scenario")
@@ -317,6 +360,9 @@ def main() -> None:
     p.add_argument("--mode", default="mmap")
     p.add_argument("--val")
     p.add_argument("--cli", default="")
+    p.add_argument("--loss", default="cross_entropy")
+    p.add_argument("--class-weight", dest="class_weight")
+    p.add_argument("--no-sample-weight", dest="no_sample_weight", action="store_true")
     args = p.parse_args()
     scenarios = {
         "train": train,
@@ -327,6 +373,7 @@ def main() -> None:
         "nan_data": nan_data,
         "peak_rss": peak_rss,
         "cli_rss": cli_rss,
+        "steps": steps,
     }
     scenarios[args.scenario](args)
 

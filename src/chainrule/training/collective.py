@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,7 @@ _MPIEXEC_VARS = (
 )
 
 _STATE: dict[str, Any] = {"comm": None, "hooked": False}
+_ABORT_GRACE = 0.5  # seconds between a failing process's last words and the abort
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +162,10 @@ def abort_job(status: int, why: str | None) -> None:
         )
     sys.stdout.flush()
     sys.stderr.flush()
+    # NOTE: mpiexec forwards each process's output through a pipe and stops forwarding once
+    # an abort reaches it: without a moment for the line above (and the traceback) to be
+    # read, it was lost in about one failing job in eight (two ranks failing together)
+    time.sleep(_ABORT_GRACE)
     comm.Abort(int(status) or 1)
 
 
