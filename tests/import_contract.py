@@ -67,6 +67,7 @@ FLOOR_OF: dict[str, str] = {
     "_run": "applications",
     "_run_shared": "applications",  # `chainrule train` on memory-mapped parts: i19
     "_convert": "applications",  # `chainrule convert`: i19
+    "_cli_train": "applications",  # the training commands, split out of cli.py
     "_options": "applications",
     "_outputs": "applications",
     "sklearn": "applications",
@@ -124,6 +125,7 @@ SAME_PART: dict[str, str] = {
     "_run": "cli",
     "_run_shared": "cli",
     "_convert": "cli",
+    "_cli_train": "cli",
     "_options": "cli",
     "_outputs": "cli",
     "_sklearn": "sklearn",

@@ -12,13 +12,10 @@ import argparse
 import os
 from typing import Any
 
+from ._cli_train import _split_list
 from ._run import CLIError, data_path
 
 __all__ = ["add_parser"]
-
-
-def _split_list(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
