@@ -185,6 +185,11 @@ def test_a_converted_directory_is_checked(tmp_path):
         "chainrule: error: --target 'a': 'conv' was converted for the target 'label'; leave "
         "--target out or convert again"
     )
+    drop = _cli(tmp_path, "train", "--data", "conv", "--drop", "b", "--out", "r")
+    assert drop.returncode == 2 and drop.stderr.strip() == (
+        "chainrule: error: --drop applies when converting (chainrule convert --drop ...): "
+        "'conv' is already converted"
+    )
     (tmp_path / "conv" / "preprocessing.json").unlink()
     bare = _cli(tmp_path, "train", "--data", "conv", "--out", "r")
     assert bare.returncode == 2 and len(bare.stderr.strip().splitlines()) == 1

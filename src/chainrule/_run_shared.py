@@ -223,6 +223,19 @@ def _split_converted(
             f"--task {settings.task}: {data!r} was converted for {prep.task}; leave --task out "
             "or convert again with --task"
         )
+    from ._run import DEFAULTS
+
+    for option, value in (("categorical", settings.categorical), ("drop", settings.drop)):
+        if list(value):  # the columns were chosen when converting; the directory has no others
+            raise CLIError(
+                f"--{option} applies when converting (chainrule convert --{option} ...): "
+                f"{data!r} is already converted"
+            )
+    if settings.missing != DEFAULTS["missing"]:
+        raise CLIError(
+            f"--missing {settings.missing}: {data!r} is already converted (a converted file "
+            "has no missing values)"
+        )
     settings.task = prep.task
     X = np.load(os.path.join(data, "X.npy"), mmap_mode="r")
     y = np.load(os.path.join(data, "y.npy"))
