@@ -198,3 +198,25 @@ def test_a_converted_directory_is_checked(tmp_path):
     assert again.returncode == 2
     assert "already exists and is not an empty directory" in again.stderr
     assert not (tmp_path / "r").exists() and _leftovers(tmp_path, tmp_path / "conv") == []
+
+
+def test_each_process_reads_exactly_its_part_of_every_shuffled_batch(tmp_path):
+    from chainrule.training.parallel import _bounds
+
+    X = np.random.default_rng(0).normal(size=(64, 5))
+    np.save(tmp_path / "X.npy", X)
+    for n in (2, 3):
+        out = tmp_path / f"r{n}.npz"
+        ok(run(tmp_path, n, "rows_read", str(out), "--data", str(tmp_path / "X.npy")))
+        seen = load(out)
+        # the run's shuffles (seed 3; nothing else draws from its generator), batches of 10
+        rng = np.random.default_rng(3)
+        orders = [rng.permutation(64) for _ in range(2)]
+        for r in range(n):
+            expected = [
+                batch[slice(*_bounds(len(batch), n, r))]
+                for order in orders
+                for batch in np.split(order, range(10, 64, 10))
+            ]
+            # one pread per row, in batch order: this process's rows and no other
+            assert seen[f"rank{r}"].tolist() == np.concatenate(expected).tolist(), (n, r)
