@@ -97,6 +97,9 @@ def test_the_process_checks_see_the_processes_they_look_for(tmp_path):
     # one, so that "nothing left" above cannot pass by looking for the wrong thing
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(tmp_path)])
     try:
+        deadline = time.monotonic() + 30  # until the child has exec'd its command (a state)
+        while not left_behind(str(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert any(str(tmp_path) in c for c in left_behind(str(tmp_path)))
     finally:
         proc.kill()
