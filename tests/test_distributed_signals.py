@@ -105,3 +105,22 @@ def test_the_process_checks_see_the_processes_they_look_for(tmp_path):
         proc.kill()
         proc.wait()
     assert none_left(str(tmp_path)) == []
+
+
+def test_workers_without_mpi4py_says_what_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    from chainrule.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mpi4py" else real(name, *a)
+    )
+    for var in ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["train", "--dataset", "iris", "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "chainrule: error: --workers needs mpi4py, which this environment lacks: pip install "
+        '"chainrule[distributed]" (mpi4py and the mpich wheel, which brings mpiexec)'
+    ]

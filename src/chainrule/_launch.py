@@ -81,7 +81,14 @@ def _signal_name(code: int) -> str:
 
 def launch(argv: Sequence[str], workers: int) -> int:
     """Run ``chainrule <argv>`` on ``workers`` processes; returns the job's exit status."""
+    import importlib.util
+
     mpiexec = find_mpiexec()
+    if importlib.util.find_spec("mpi4py") is None:  # said once here, not by every process
+        raise ImportError(
+            '--workers needs mpi4py, which this environment lacks: pip install "chainrule['
+            'distributed]" (mpi4py and the mpich wheel, which brings mpiexec)'
+        )
     env = dict(os.environ)
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     for var in _THREAD_VARS:
