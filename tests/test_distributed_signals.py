@@ -92,6 +92,34 @@ def test_sigint_to_mpiexec_stops_chainrule_train_on_every_process(tmp_path):
     assert none_left(str(tmp_path)) == []
 
 
+def test_ctrl_c_reaching_one_process_only_stops_them_all_as_interrupted(tmp_path):
+    # SIGINT to rank 1 alone (mpiexec passes Ctrl-C to every process, one maybe a step later
+    # than another): rank 0 stops after the same step and reports an interrupted run too
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "chainrule", *TRAIN, "--out", str(run), "--workers", "2"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
+        cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("epoch 2/"):
+                break
+        (rank1,) = tmp_path.glob("chainrule-ranks-*/rank1")
+        os.kill(int(rank1.read_text()), signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _kill_all(str(tmp_path))
+    assert proc.returncode == 0, err
+    _check_run_kept(run, "".join(seen) + out)
+    assert none_left(str(tmp_path)) == []
+
+
 def test_the_process_checks_see_the_processes_they_look_for(tmp_path):
     # none_left() looks for the test's directory in command lines: make sure it finds a live
     # one, so that "nothing left" above cannot pass by looking for the wrong thing

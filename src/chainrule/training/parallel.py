@@ -213,10 +213,14 @@ class Replicas:
 
     def max_int(self, v: int) -> int:
         """The largest of every process's ``v``."""
-        buf = np.array([v], np.int64)
+        return self.max_ints(v)[0]
+
+    def max_ints(self, *values: int) -> list[int]:
+        """The largest of every process's value, for each of ``values`` (one all-reduce)."""
+        buf = np.array(values, np.int64)
         if self.size > 1:
             self.comm.Allreduce(_mpi().IN_PLACE, buf, op=_mpi().MAX)
-        return int(buf[0])
+        return [int(v) for v in buf]
 
     def scale_gradients(self, optimizer: Optimizer, scale: float) -> None:
         """Multiply every gradient by ``scale`` (a plan that computed the local mean's)."""
@@ -480,6 +484,7 @@ class DistributedTrainer(Trainer):
         self._positions: list[np.ndarray] = []
         self._offset = 0
         self._run_weights: np.ndarray | None = None
+        self._peer_interrupted = False
 
     # ----- the data -----
     def _begin(self, X: Any, y: Any, *args: Any) -> Any:
@@ -529,7 +534,18 @@ class DistributedTrainer(Trainer):
         self.replicas.reduce_gradients(self.optimizer)
 
     def agree_stop(self, flag: int) -> int:
-        return self.replicas.max_int(flag)
+        flag, interrupted = self.replicas.max_ints(flag, int(self._interrupted))
+        self._peer_interrupted = bool(interrupted)
+        return flag
+
+    def decide_stop(self) -> int:
+        flag = super().decide_stop()
+        if self._peer_interrupted and self.stop_reason == "peer":
+            # mpiexec passes Ctrl-C on to every process, one a step later than another: the
+            # run was interrupted here as well, and every process says so (and saves) alike
+            self.stop_reason = "interrupted"
+            self.stop_detail = "interrupted by the user (Ctrl-C)"
+        return flag
 
     def _step_context(self, run: Any) -> contextlib.ExitStack:
         stack = super()._step_context(run)
