@@ -42,7 +42,7 @@ from .fastpath import FusedMLPPlan
 from .guard import DivergenceError, _GuardMixin
 from .history import History
 from .metrics import get_metric
-from .steps import EagerPlan, StepPlan
+from .steps import EagerPlan, StepPlan, all_finite
 
 __all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
 
@@ -560,7 +560,13 @@ class Trainer(_DataMixin, _GuardMixin):
                     for n, p in zip(self._names, self._params)
                     if p.grad is not None and not np.all(np.isfinite(p.grad))
                 )
-                self._diverged(f"the gradient of '{name}' is not finite", xb)
+                bad_weight = any(not all_finite(p.data) for p in self._params)
+                bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
+                self._diverged(
+                    f"the gradient of '{name}' is not finite",
+                    xb,
+                    None if bad_weight or bad_input else self._locate_in_backward(),
+                )
                 return logs
         if self.clip is not None:
             _clip_grad_norm(self._params, self.clip)
