@@ -541,6 +541,13 @@ class Trainer(_DataMixin, _GuardMixin):
                 xb = xb.astype(self.dtype)
             yb = np.asarray(yb.data if isinstance(yb, Tensor) else yb)
             wb = None if wb is None else np.asarray(wb, dtype=np.float64)
+            if len(yb) != len(xb) or (wb is not None and wb.shape != (len(xb),)):
+                raise ValueError(
+                    f"batch: x has {len(xb)} rows, so y must have {len(xb)} rows"
+                    + ("" if wb is None else f" and sample_weight shape ({len(xb)},)")
+                    + f"; got y of shape {yb.shape}"
+                    + ("" if wb is None else f" and sample_weight of shape {wb.shape}")
+                )
             if not self._plans:
                 self.optimizer.prepare()
                 self._plans = self._candidate_plans()
