@@ -108,3 +108,14 @@ def test_stop_training_set_directly_and_keras_model_flag():
     model.stop_training = True
     hist = cr.fit(model, X, y, loss="cross_entropy", epochs=3, verbose=0)
     assert hist.epoch == [1, 2, 3]
+
+
+def test_train_step_alone_refuses_a_batch_of_unequal_lengths():
+    X, y = _data(16)
+    tr = Trainer(nn.mlp([4, 8, 2], rng=0), "cross_entropy", verbose=0)
+    with pytest.raises(
+        ValueError, match=r"x has 16 rows, so y must have 16 rows; got y of shape \(15,\)"
+    ):
+        tr.train_step((X, y[:-1]))
+    with pytest.raises(ValueError, match=r"sample_weight of shape \(3,\)"):
+        tr.train_step((X, y, np.ones(3)))

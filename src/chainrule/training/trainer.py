@@ -42,7 +42,7 @@ from .fastpath import FusedMLPPlan
 from .guard import DivergenceError, _GuardMixin
 from .history import History
 from .metrics import get_metric
-from .steps import EagerPlan, StepPlan
+from .steps import EagerPlan, StepPlan, all_finite
 
 __all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
 
@@ -541,6 +541,13 @@ class Trainer(_DataMixin, _GuardMixin):
                 xb = xb.astype(self.dtype)
             yb = np.asarray(yb.data if isinstance(yb, Tensor) else yb)
             wb = None if wb is None else np.asarray(wb, dtype=np.float64)
+            if len(yb) != len(xb) or (wb is not None and wb.shape != (len(xb),)):
+                raise ValueError(
+                    f"batch: x has {len(xb)} rows, so y must have {len(xb)} rows"
+                    + ("" if wb is None else f" and sample_weight shape ({len(xb)},)")
+                    + f"; got y of shape {yb.shape}"
+                    + ("" if wb is None else f" and sample_weight of shape {wb.shape}")
+                )
             if not self._plans:
                 self.optimizer.prepare()
                 self._plans = self._candidate_plans()
@@ -560,7 +567,13 @@ class Trainer(_DataMixin, _GuardMixin):
                     for n, p in zip(self._names, self._params)
                     if p.grad is not None and not np.all(np.isfinite(p.grad))
                 )
-                self._diverged(f"the gradient of '{name}' is not finite", xb)
+                bad_weight = any(not all_finite(p.data) for p in self._params)
+                bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
+                self._diverged(
+                    f"the gradient of '{name}' is not finite",
+                    xb,
+                    None if bad_weight or bad_input else self._locate_in_backward(),
+                )
                 return logs
         if self.clip is not None:
             _clip_grad_norm(self._params, self.clip)
