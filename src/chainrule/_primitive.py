@@ -26,7 +26,7 @@ The contract
     differentiable (an integer index, a condition): asking for its gradient raises.
     Primitives with any number of inputs (``concatenate``, ``stack``) give instead
     ``vjp_argnum(i, g, out, saved, *arrays, **attrs)``.
-In-place facts (read by ``backward()``'s version check, :func:`chainrule.tensor._check_inplace`)
+In-place facts (read by ``backward()``'s version check, :func:`chainrule._backward._check_inplace`)
     ``reads_out``: some rule reads the forward output (changing it in place afterwards
     must raise). ``reads_inputs=False``: the rules use only the inputs' shapes and dtypes.
     ``needed_by[i]``: the inputs whose rules read input ``i`` (``x·y`` has ``((1,), (0,))``:
@@ -81,7 +81,8 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, _grad_mode
+from ._grad_mode import _grad_mode
+from .tensor import Tensor
 
 __all__ = [
     "KINDS",
