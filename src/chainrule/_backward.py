@@ -196,7 +196,9 @@ def _propagate(
             rule = vjps[i] if i < len(vjps) else None
             if rule is None:
                 raise NotImplementedError(
-                    f"no gradient rule for '{prim.name}' (argument {i}): it is not differentiable"
+                    f"'{prim.name}' is not differentiable with respect to argument {i} (its "
+                    f"record has no rule for it: vjps[{i}] is None or missing), but that "
+                    "argument requires grad; detach it, or give the primitive a rule for it"
                 )
             gi = rule(g, out, saved, *in_data, **attrs) if attrs else rule(g, out, saved, *in_data)
         elif attrs:
@@ -205,7 +207,8 @@ def _propagate(
             gi = argnum(i, g, out, saved, *in_data)
         if gi is None:
             raise NotImplementedError(
-                f"no gradient rule for '{prim.name}' (argument {i}): it is not differentiable"
+                f"'{prim.name}' is not differentiable with respect to argument {i} (its rule "
+                "returned None), but that argument requires grad; detach it"
             )
         xd = x.data
         if getattr(gi, "shape", None) != xd.shape:

@@ -388,6 +388,36 @@ class _Checker:
         def same(a: np.ndarray, b: np.ndarray) -> bool:
             return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
+        # rules must not write into what they are given: g is shared with the other branches
+        # of the graph, out/saved/inputs with the other rules (the engine does not copy them)
+        def frozen(a: Any) -> Any:
+            if isinstance(a, np.ndarray):
+                a = a.copy()
+                a.flags.writeable = False
+            elif isinstance(a, tuple):
+                a = tuple(frozen(v) for v in a)
+            return a
+
+        ro_gs, ro_outs, ro_saved = frozen(gs), frozen(outs), frozen(saved)
+        ro_inputs = frozen(tuple(inputs))
+        for j in diff:
+            g, o = (ro_gs, ro_outs) if multi else (ro_gs[0], ro_outs[0])
+            try:
+                with np.errstate(all="ignore"):
+                    if prim.vjp_argnum is not None:
+                        prim.vjp_argnum(j, g, o, ro_saved, *ro_inputs, **attrs)
+                    else:
+                        prim.vjps[j](g, o, ro_saved, *ro_inputs, **attrs)  # type: ignore[misc]
+            except ValueError as exc:
+                if "read-only" not in str(exc):
+                    raise
+                self.fail(
+                    "in-place facts",
+                    case,
+                    f"the rule of input {j} writes into one of its arguments (g, out, saved or "
+                    "an input): they are shared — g with the other branches of the graph, the "
+                    "rest with the other rules — so compute into a new array instead",
+                )
         base = {j: call(j, outs, inputs) for j in diff}
         if not prim.reads_out:
             other = tuple(moved(o) for o in outs)

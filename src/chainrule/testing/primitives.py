@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .._primitive import PRIMITIVES, Primitive
+from .._primitive import PRIMITIVES, Primitive, check_registry
 from ._cases import Case as Case
 from ._cases import PrimitiveCheckError as PrimitiveCheckError
 from ._cases import PrimitiveReport as PrimitiveReport
@@ -120,6 +120,10 @@ def check_primitive(
     >>> report.gradient_points > 0
     True
     """
+    try:  # the record's own contract first: a rule per array input (also unregistered ones)
+        check_registry([prim])
+    except TypeError as exc:
+        raise PrimitiveCheckError(f"check_primitive({prim.name!r}): {exc}") from None
     source = examples if examples is not None else prim.examples
     if source is None:
         raise PrimitiveCheckError(
