@@ -53,7 +53,7 @@ __all__ = ["FRAME_MAGIC", "GRID", "NEURON_GRID", "Session", "decode_frame"]
 
 GRID = 40  # the output heat-map: GRID × GRID points over the view
 NEURON_GRID = 20  # each neuron's heat-map (every second point of the output grid)
-FRAME_SHARE = 0.25  # at most this fraction of the training thread's time goes to frames
+FRAME_SHARE = 0.1  # at most this fraction of the training thread's CPU time goes to frames
 FRAME_MAGIC = b"CRPF"
 MOMENTUM = 0.9
 
@@ -165,7 +165,8 @@ class Session:
         self._closed = False
         self._dirty = True
         self._last_frame = 0.0
-        self._frame_cost = 0.0  # seconds to build a frame (moving average)
+        self._frame_cost = 0.0  # CPU seconds to build a frame (moving average)
+        self._frame_inputs: tuple[Any, tuple[Any, ...], np.ndarray] | None = None
         self._steps_since = 0
         self._time_since = time.perf_counter()
         self.steps_per_second = 0.0
@@ -233,7 +234,12 @@ class Session:
                 return
 
     def _frame_interval(self) -> float:
-        """Seconds between frames: ``1/fps``, longer if frames cost more than FRAME_SHARE."""
+        """Seconds between frames: ``1/fps``, longer if frames cost more than FRAME_SHARE.
+
+        A frame's cost is the training thread's CPU time (``time.thread_time``) for building
+        it, not the wall-clock time: on a busy machine the wall clock also counts the time
+        other programs had the core, which is no cost of drawing.
+        """
         return max(1.0 / self.fps, self._frame_cost / FRAME_SHARE)
 
     def _train_until_frame(self) -> None:
@@ -252,9 +258,10 @@ class Session:
         if not self.listeners or self._busy():
             return
         if self._dirty or (self.playing and now - self._last_frame >= self._frame_interval()):
+            cpu = time.thread_time()
             frame = self.frame()
             self._last_frame = time.perf_counter()
-            self._frame_cost = 0.8 * self._frame_cost + 0.2 * (self._last_frame - now)
+            self._frame_cost = 0.8 * self._frame_cost + 0.2 * (time.thread_time() - cpu)
             self._broadcast(frame)
             self._dirty = False
 
@@ -415,11 +422,10 @@ class Session:
             return self._frame()
 
     def _frame(self) -> bytes:
-        d, st = self.data, self.state
-        grid = d.grid_inputs(st, GRID)
-        n_grid, n_train = len(grid), len(d.X_train)
+        d = self.data
+        n_grid, n_train = GRID * GRID, len(d.X_train)
         # one forward pass for the grid, the training and the test points together
-        all_acts, all_out = self._forward_layers(np.concatenate([grid, d.X_train, d.X_test]))
+        all_acts, all_out = self._forward_layers(self._inputs_to_draw())
         acts = [a[:n_grid] for a in all_acts]
         train_acts = [a[n_grid : n_grid + n_train] for a in all_acts]
         out = all_out[:n_grid]
@@ -466,6 +472,17 @@ class Session:
             "output": output,
         }
         return _encode_frame(header, arrays)
+
+    def _inputs_to_draw(self) -> np.ndarray:
+        """The grid's, the training and the test rows, one array, built again only when the
+        data, the features or the view change (not at every frame)."""
+        d, st = self.data, self.state
+        key = (st.features, d.view, d.domain)
+        cached = self._frame_inputs
+        if cached is None or cached[0] is not d or cached[1] != key:
+            rows = np.concatenate([d.grid_inputs(st, GRID), d.X_train, d.X_test])
+            self._frame_inputs = cached = (d, key, rows)
+        return cached[2]
 
     def _metrics(self, out_train: np.ndarray, out_test: np.ndarray) -> dict[str, Any]:
         d = self.data
