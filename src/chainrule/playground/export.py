@@ -95,6 +95,11 @@ def train_command(session: Session) -> str:
         args += ["--weight-decay", repr(st.regRate)]
     cmd = " ".join(shlex.quote(a) for a in args)
     notes = []
+    if d.task == "classification" and session.n_outputs == 1:
+        notes.append(
+            "# chainrule train gives two classes two softmax outputs (cross-entropy); the "
+            "playground one sigmoid output (binary cross-entropy): the same family of models"
+        )
     if st.optimizer == "momentum":
         notes.append(
             "# chainrule train has no momentum option (plain SGD here): the Python code has it"
