@@ -118,7 +118,8 @@ def test_exported_command_runs_on_the_exported_data(hash_, tmp_path, monkeypatch
 def test_neuron_histogram_and_gradient_by_hand():
     """Hidden unit j of a 2-4-1 tanh net: its histogram is np.histogram of its outputs over
     the training points; on the batch (B rows) with BCE on logits,
-    ∂C/∂a_j(n) = (σ(z_n) − y_n)/B · W₂[j, 0] (chainrule's weights are (in, out)) and ∂C/∂b_j = Σ_n ∂C/∂a_j(n) · (1 − a_j(n)²)."""
+    ∂C/∂a_j(n) = (σ(z_n) − y_n)/B · W₂[j, 0] (chainrule's weights are (in, out)) and
+    ∂C/∂b_j = Σ_n ∂C/∂a_j(n) · (1 − a_j(n)²)."""
     s = _trained(PlaygroundState(layers=(4,), activation="tanh", lr=0.1), 12)
     j = 2
     r = s.run_command("neuron", layer=1, j=j)

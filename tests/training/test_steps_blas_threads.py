@@ -42,9 +42,11 @@ def test_steps_limit_blas_during_each_step_only_and_ask_the_size_once(monkeypatc
     )  # fmt: skip
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         between = []
+        steps = []
         for logs in trainer.steps(X, y, epochs=2, batch_size=16):
             between.append(_blas_threads(threadpoolctl))
-        assert logs["step"] == 7
+            steps.append(logs["step"])
+        assert steps == list(range(8))
     assert during == [1] * 8  # a 30-64-2 step at batch 16 is small: one thread
     if (os.cpu_count() or 1) > 1:
         assert between == [2] * 8  # the caller's limit between steps

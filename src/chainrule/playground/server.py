@@ -407,7 +407,7 @@ def serve(
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
-    except _Terminated:
+    except _TerminatedError:
         terminated = True
     finally:
         session.close()
@@ -420,9 +420,9 @@ def serve(
         signal.raise_signal(signal.SIGTERM)
 
 
-class _Terminated(Exception):
+class _TerminatedError(Exception):
     """SIGTERM arrived (raised by :func:`_terminated`, caught by :func:`serve`)."""
 
 
 def _terminated(signum: int, frame: Any) -> None:
-    raise _Terminated
+    raise _TerminatedError
