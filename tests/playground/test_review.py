@@ -220,3 +220,61 @@ def test_exploding_gradients_are_reported_live_for_sgd():
     assert found and f"above {EXPLODING_RMS:g}" in found[0]
     rms = max(s._grad_now.values())
     assert rms > EXPLODING_RMS and f"{rms:.3g}" in found[0]
+
+
+def test_a_model_exported_from_an_uploaded_csv_predicts_the_raw_file_with_the_cli(tmp_path, capsys):
+    """The exported file carries the upload's preprocessing: ``chainrule predict`` on the raw
+    CSV gives the classes the playground's network gives on the same rows."""
+    rng = np.random.default_rng(3)
+    lines = ["u,v,colour,kind"]
+    for k in range(90):
+        c = k % 3
+        u, v = rng.normal(size=2) + (2.0 * c, -1.5 * c)
+        lines.append(f"{u:.3f},{v:.3f},{['red', 'blue'][k % 2]},{['a', 'b', 'c'][c]}")
+    path = tmp_path / "pts.csv"
+    path.write_text("\n".join(lines) + "\n")
+    s = Session(csv=(str(path), "kind"))
+    for _ in range(60):
+        s._one_step()
+    model_path = tmp_path / "model.chainrule"
+    model_path.write_bytes(s.run_command("export_model"))
+    raw = tmp_path / "raw.csv"  # the same rows without the target column
+    raw.write_text("\n".join(",".join(r.split(",")[:3]) for r in lines) + "\n")
+    out = tmp_path / "pred.csv"
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model_path), "--data", str(raw), "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    header = rows[0].split(",")
+    col = header.index("prediction") if "prediction" in header else 0
+    predicted = [r.split(",")[col] for r in rows[1:]]
+    # the playground's network on the same rows, preprocessed as the session does
+    from chainrule.data.tabular import read_table
+
+    X = s.data.preprocessor.transform(read_table(str(path)))
+    with cr.no_grad():
+        logits = s.model(X).data
+    assert predicted == [s.data.class_names[k] for k in logits.argmax(axis=1)]
+
+
+def test_frames_take_a_bounded_share_of_the_training_threads_cpu_time(monkeypatch):
+    """A frame that costs c CPU seconds (the training thread's time.thread_time, a moving
+    average) spaces frames by max(1/fps, c / FRAME_SHARE): building frames never takes more
+    than FRAME_SHARE of the training thread, whatever the frame rate asked."""
+    from chainrule.playground import session as session_module
+    from chainrule.playground.session import FRAME_SHARE, Listener
+
+    s = Session(fps=1000.0)
+    sent: list = []
+    listener = Listener(sent.append)
+    s.listeners.append(listener)
+    clock = iter(np.arange(0.0, 100.0, 0.025))  # each call 25 ms later: a frame costs 25 ms
+    monkeypatch.setattr(session_module.time, "thread_time", lambda: float(next(clock)))
+    cost = 0.0
+    for _ in range(30):
+        s._dirty = True
+        s._maybe_frame()
+        listener.sent(sent[-1])
+        cost = 0.8 * cost + 0.2 * 0.025
+        assert s._frame_interval() == pytest.approx(max(1 / 1000.0, cost / FRAME_SHARE))
+    assert len(sent) == 30 and FRAME_SHARE <= 0.1
+    assert s._frame_interval() == pytest.approx(0.025 / FRAME_SHARE, rel=0.01)
