@@ -229,7 +229,7 @@ def test_a_model_exported_from_an_uploaded_csv_predicts_the_raw_file_with_the_cl
     lines = ["u,v,colour,kind"]
     for k in range(90):
         c = k % 3
-        u, v = rng.normal(size=2) + (2.0 * c, -1.5 * c)
+        u, v = rng.normal(size=2) + np.array([2.0 * c, -1.5 * c])
         lines.append(f"{u:.3f},{v:.3f},{['red', 'blue'][k % 2]},{['a', 'b', 'c'][c]}")
     path = tmp_path / "pts.csv"
     path.write_text("\n".join(lines) + "\n")
