@@ -117,6 +117,9 @@ class Session(FrameBuilder, Commands):
             self._thread.join(timeout=30)
             if self._thread.is_alive():
                 raise RuntimeError("the playground's training thread did not stop")
+        if self._gen is not None:  # end the trainer's step generator now, not at exit
+            self._gen.close()
+            self._gen = None
 
     def call(self, kind: str, **args: Any) -> concurrent.futures.Future[Any]:
         """Run command ``kind`` on the training thread; the future holds its reply."""
