@@ -73,6 +73,8 @@ class Session(FrameBuilder, Commands):
         Start on this CSV file (target None: its last column).
     """
 
+    _gen: Iterator[dict[str, Any]] | None  # the step generator of the epoch in progress
+
     def __init__(
         self,
         state: PlaygroundState | None = None,
@@ -117,9 +119,9 @@ class Session(FrameBuilder, Commands):
             self._thread.join(timeout=30)
             if self._thread.is_alive():
                 raise RuntimeError("the playground's training thread did not stop")
-        if self._gen is not None:  # end the trainer's step generator now, not at exit
-            self._gen.close()
-            self._gen = None
+        gen, self._gen = self._gen, None
+        if gen is not None:  # end the trainer's step generator now, not at the exit
+            getattr(gen, "close", lambda: None)()
 
     def call(self, kind: str, **args: Any) -> concurrent.futures.Future[Any]:
         """Run command ``kind`` on the training thread; the future holds its reply."""
@@ -258,7 +260,7 @@ class Session(FrameBuilder, Commands):
         st = self.state
         loss = self.base_loss if st.reg == "none" or st.regRate == 0 else self._loss
         self.trainer = _make_trainer(self.model, loss, self.optimizer, st.seed)
-        self._gen: Iterator[dict[str, Any]] | None = None
+        self._gen = None
         self._epoch_rows: np.ndarray | None = None
 
     def _loss(self, out: Tensor, y: Any) -> Tensor:
