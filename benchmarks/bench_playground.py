@@ -15,9 +15,14 @@ page listening. Besides steps per second of wall-clock time the benchmark report
 second of the *server process's CPU time* (user + system, from ``/proc``): on a shared
 machine that figure moves less with what other programs do. The ratios (with / without a
 client) are what drawing costs training: frames are throttled, steps are not. Medians over
-the rounds, the two modes alternating.
+the rounds, the two modes alternating, and the median of each round's ratio. On a machine
+that other programs share, those ratios move by ±10 % or more from run to run (an A/A run,
+both modes without a client, gave 1.04-1.06); the last two lines measure the cost directly
+and steadily, on the server's own threads: the share of the training thread's CPU time that
+went into building frames (``frameShare`` in each frame's header) and the event-loop
+thread's share of the server's CPU time (sending frames and answering commands).
 
-    python benchmarks/bench_playground.py            # 5 rounds of 4 s
+    python benchmarks/bench_playground.py            # 12 rounds of 2 s
     python benchmarks/bench_playground.py --quick    # smoke run (CI)
 """
 
@@ -40,9 +45,11 @@ HASH = (
 )
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as fh:
+def _cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (or of its thread ``thread``) so far
+    (Linux ``/proc``)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path) as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -60,6 +67,7 @@ class _Client:
         self.ident = 0
         self.frames = 0
         self.last_header: dict[str, Any] | None = None
+        self.shares: list[float] = []  # the frames' frameShare
 
     def _receive(self) -> Any:
         from chainrule.playground.session import decode_frame
@@ -68,6 +76,8 @@ class _Client:
         if isinstance(msg, bytes):
             self.last_header, _ = decode_frame(msg)
             self.frames += 1
+            if self.last_header.get("playing"):
+                self.shares.append(float(self.last_header["frameShare"]))
         return msg
 
     def call(self, kind: str, **args: Any) -> Any:
@@ -101,15 +111,16 @@ class _Client:
 def _measure(url: str, pid: int, seconds: float, with_client: bool) -> dict[str, float]:
     client = _Client(url)
     step0, t0 = client.step_now()
-    cpu0 = _cpu_seconds(pid)
+    cpu0, loop0 = _cpu_seconds(pid), _cpu_seconds(pid, pid)
     if with_client:
         client.listen(seconds)
     else:
         client.close()
         time.sleep(seconds)
         client = _Client(url)
-    cpu1 = _cpu_seconds(pid)
+    cpu1, loop1 = _cpu_seconds(pid), _cpu_seconds(pid, pid)
     frames_before = client.frames
+    shares = client.shares[len(client.shares) // 2 :]  # once the moving figures have settled
     step1, t1 = client.step_now()
     client.close()
     steps = step1 - step0
@@ -117,14 +128,16 @@ def _measure(url: str, pid: int, seconds: float, with_client: bool) -> dict[str,
         "steps_per_s": steps / (t1 - t0),
         "steps_per_cpu_s": steps / max(cpu1 - cpu0, 1e-9),
         "fps": frames_before / (t1 - t0) if with_client else 0.0,
+        "frame_share": statistics.median(shares) if shares else 0.0,
+        "loop_share": (loop1 - loop0) / max(cpu1 - cpu0, 1e-9),
     }
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one short round (smoke run)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
     rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
 
@@ -167,8 +180,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "steps_per_cpu_s_client": med(with_client, "steps_per_cpu_s"),
         "steps_per_cpu_s_no_client": med(without, "steps_per_cpu_s"),
     }
+    result["frame_share"] = med(with_client, "frame_share")
+    result["loop_share"] = med(with_client, "loop_share")
     result["ratio_wall"] = result["steps_per_s_client"] / result["steps_per_s_no_client"]
     result["ratio_cpu"] = result["steps_per_cpu_s_client"] / result["steps_per_cpu_s_no_client"]
+    # each round's two measurements are neighbours in time: their ratio cancels most of what
+    # other programs do to the machine, which drifts over seconds
+    pairs = list(zip(without, with_client, strict=True))
+    result["paired_ratio_wall"] = statistics.median(
+        b["steps_per_s"] / a["steps_per_s"] for a, b in pairs
+    )
+    result["paired_ratio_cpu"] = statistics.median(
+        b["steps_per_cpu_s"] / a["steps_per_cpu_s"] for a, b in pairs
+    )
     print(
         f"playground, 6×8 tanh network, spiral, 7 features ({rounds} round(s) of {seconds:g} s "
         "per mode, alternating; medians)"
@@ -182,10 +206,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"  steps per server CPU second      {result['steps_per_cpu_s_no_client']:9.0f}"
         f"   {result['steps_per_cpu_s_client']:16.0f}   {result['ratio_cpu']:5.2f}"
     )
+    print(
+        f"  median of the rounds' ratios:    wall clock {result['paired_ratio_wall']:.2f}, "
+        f"CPU time {result['paired_ratio_cpu']:.2f}"
+    )
     print(f"  frames/s over the WebSocket:     {result['fps']:.1f}")
-    print("  per round (steps/s no client, client):")
+    print(
+        f"  building frames: {100 * result['frame_share']:.1f} % of the training thread's CPU time"
+        " (the session's own count);"
+    )
+    print(
+        f"  sending them: {100 * result['loop_share']:.1f} % of the server's CPU time"
+        " (its event-loop thread)"
+    )
+    print("  per round: steps/s (no client, client), steps per CPU second (no client, client)")
     for a, b in zip(without, with_client, strict=True):
-        print(f"    {a['steps_per_s']:7.0f} {b['steps_per_s']:7.0f}   fps {b['fps']:.1f}")
+        print(
+            f"    {a['steps_per_s']:7.0f} {b['steps_per_s']:7.0f}   "
+            f"{a['steps_per_cpu_s']:7.0f} {b['steps_per_cpu_s']:7.0f}   fps {b['fps']:.1f}"
+        )
     return result
 
 

@@ -36,9 +36,13 @@ class SessionParts:
     loss_history: list[tuple[int, float | None, float | None]]
     steps_per_second: float
     frames_sent: int
+    frame_cpu: float
+    frame_share: float
     _steps_since: int
     _time_since: float
+    _cpu_since: tuple[float, float]
     _last_frame: float
+    _last_frame_cpu: float
     _diverged: str
     _grad_ema: dict[int, float]
     _grad_now: dict[int, float]

@@ -159,7 +159,10 @@ class FrameBuilder(SessionParts):
         now = time.perf_counter()
         if now - self._time_since >= 0.5:
             self.steps_per_second = self._steps_since / (now - self._time_since)
+            cpu, (cpu0, frames0) = time.thread_time(), self._cpu_since
+            self.frame_share = (self.frame_cpu - frames0) / max(cpu - cpu0, 1e-9)
             self._steps_since, self._time_since = 0, now
+            self._cpu_since = (cpu, self.frame_cpu)
         if not self.loss_history or self.loss_history[-1][0] != self.step:
             self.loss_history.append((self.step, _finite(train_loss), _finite(test_loss)))
         header: dict[str, Any] = {
@@ -169,6 +172,7 @@ class FrameBuilder(SessionParts):
             "testLoss": _finite(test_loss),
             "playing": self.playing,
             "stepsPerSecond": round(self.steps_per_second, 1),
+            "frameShare": round(self.frame_share, 4),  # of the training thread's CPU time
             "grid": GRID,
             "neuronGrid": NEURON_GRID,
             "outputs": int(output.shape[0]),

@@ -82,7 +82,7 @@ class Commands(SessionParts):
     def _cmd_play(self) -> dict[str, Any]:
         self.playing = True
         self._diverged = ""
-        self._last_frame = time.perf_counter()
+        self._last_frame, self._last_frame_cpu = time.perf_counter(), time.thread_time()
         return {"type": "playing", "playing": True}
 
     def _cmd_pause(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from .state import PlaygroundState
 
 __all__ = ["FRAME_MAGIC", "GRID", "NEURON_GRID", "Listener", "Session", "decode_frame"]
 
-FRAME_SHARE = 0.1  # at most this fraction of the training thread's CPU time goes to frames
+FRAME_SHARE = 0.08  # at most this fraction of the training thread's CPU time goes to frames
 MOMENTUM = 0.9
 
 
@@ -94,12 +94,16 @@ class Session(FrameBuilder, Commands):
         self._thread: threading.Thread | None = None
         self._closed = False
         self._dirty = True
-        self._last_frame = 0.0
+        self._last_frame = 0.0  # wall-clock time at the end of the last frame
+        self._last_frame_cpu = 0.0  # the training thread's CPU time then
         self._frame_cost = 0.0  # CPU seconds to build a frame (moving average)
         self._frame_inputs: tuple[Any, tuple[Any, ...], np.ndarray] | None = None
         self._steps_since = 0
         self._time_since = time.perf_counter()
         self.steps_per_second = 0.0
+        self.frame_cpu = 0.0  # CPU seconds the training thread has spent building frames
+        self.frame_share = 0.0  # of the training thread's CPU time, over the last ~0.5 s
+        self._cpu_since = (time.thread_time(), 0.0)  # (thread CPU, frame_cpu) at _time_since
         self.frames_sent = 0
         self._diverged = ""
         if csv is not None:
@@ -166,35 +170,42 @@ class Session(FrameBuilder, Commands):
             except queue.Empty:
                 return
 
-    def _frame_interval(self) -> float:
-        """Seconds between frames: ``1/fps``, longer if frames cost more than FRAME_SHARE.
+    def _frame_due(self) -> bool:
+        """Whether the next frame is due: ``1/fps`` seconds after the last one, and once the
+        training thread has had ``cost · (1/FRAME_SHARE − 1)`` CPU seconds since it.
 
         A frame's cost is the training thread's CPU time (``time.thread_time``) for building
-        it, not the wall-clock time: on a busy machine the wall clock also counts the time
-        other programs had the core, which is no cost of drawing.
+        it, a moving average. Counting the thread's CPU time, not the wall clock, keeps frames
+        to at most FRAME_SHARE of the training thread's time however busy the machine is: when
+        other programs leave it half a core, frames come at most half as often as on an idle
+        one, instead of taking twice the share.
         """
-        return max(1.0 / self.fps, self._frame_cost / FRAME_SHARE)
+        return (
+            time.perf_counter() - self._last_frame >= 1.0 / self.fps
+            and time.thread_time() - self._last_frame_cpu
+            >= self._frame_cost * (1.0 / FRAME_SHARE - 1.0)
+        )
 
     def _train_until_frame(self) -> None:
         """Steps at full speed until a frame is due (or a command waits)."""
-        due = self._last_frame + self._frame_interval()
         while self.playing and self._commands.empty() and not self._closed:
             self._one_step()
-            if time.perf_counter() >= due and not self._busy():
+            if not self._busy() and self._frame_due():
                 return
 
     def _busy(self) -> bool:
         return any(listener.busy for listener in self.listeners)
 
     def _maybe_frame(self) -> None:
-        now = time.perf_counter()
         if not self.listeners or self._busy():
             return
-        if self._dirty or (self.playing and now - self._last_frame >= self._frame_interval()):
+        if self._dirty or (self.playing and self._frame_due()):
             cpu = time.thread_time()
             frame = self.frame()
-            self._last_frame = time.perf_counter()
-            self._frame_cost = 0.8 * self._frame_cost + 0.2 * (time.thread_time() - cpu)
+            self._last_frame, self._last_frame_cpu = time.perf_counter(), time.thread_time()
+            spent = self._last_frame_cpu - cpu
+            self.frame_cpu += spent
+            self._frame_cost = 0.8 * self._frame_cost + 0.2 * spent
             self._broadcast(frame)
             self._dirty = False
 
