@@ -274,3 +274,47 @@ def test_7_export_the_model_and_load_it_with_cr_load(page, tmp_path):
     command = page.locator("#code-command").inner_text()
     assert command.startswith("chainrule train --data species.csv --target species")
     assert "cr.nn.mlp(" in page.locator("#code-python").inner_text()
+
+
+def test_8_a_shared_link_warns_live_and_a_neuron_click_shows_its_histogram(page, server, tmp_path):
+    """Open a link to a deep sigmoid network: the gradient-flow box warns while it trains;
+    clicking a hidden neuron shows the histogram of its outputs over the training points
+    (the counts of np.histogram on the exported model's activations) and its gradient."""
+    link = "dataset=circle&layers=8,8,8,8,8,8&activation=sigmoid&lr=0.03"
+    page.evaluate(f"location.hash = {link!r}")
+    page.wait_for_function(
+        "playground.network && playground.network.layers.length === 6", timeout=WAIT
+    )
+    assert PlaygroundState.from_hash(_hash(page)) == PlaygroundState.from_hash(link)
+    page.click("#play")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#warnings li')].some("
+        "li => /^(vanishing gradients|saturated units)/.test(li.textContent))",
+        timeout=WAIT,
+    )
+    _pause(page)
+    point = page.evaluate("playground.neuronPoint(2, 3)")  # hidden layer 2, unit 3
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_function(
+        "playground.lastNeuron && !document.getElementById('neuron').hidden", timeout=WAIT
+    )
+    r = page.evaluate("playground.lastNeuron")
+    assert (r["layer"], r["unit"]) == (2, 3)
+    path = tmp_path / "model.chainrule"
+    path.write_bytes(_get(server, "/api/export/model"))
+    model = cr.load(str(path))
+    X = make_data(PlaygroundState.from_hash(link)).X_train
+    with cr.no_grad():
+        a = model[3](model[2](model[1](model[0](X)))).data[:, 3]
+    counts, _ = np.histogram(a, bins=20)
+    assert sum(r["counts"]) == len(X)
+    # the same weights and rows: the same counts (a point on a bin's edge may fall either way
+    # if the two processes' BLAS round differently)
+    assert np.abs(np.array(r["counts"]) - counts).sum() <= 2
+    assert page.locator("#neuron-grad").inner_text() != "–"
+    painted = page.evaluate(
+        "(() => { const c = document.getElementById('histogram');"
+        " return c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+        ".reduce((n, v, k) => n + (k % 4 === 3 && v > 0 ? 1 : 0), 0); })()"
+    )
+    assert painted > 0  # the bars are drawn

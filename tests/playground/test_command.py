@@ -104,8 +104,11 @@ def test_frames_benchmark_smoke(capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.main(["--quick"])
-    assert result["fps"] > 0 and result["steps_per_s_alone"] > 0
-    assert "frames/s over the WebSocket" in capsys.readouterr().out
+    assert result["fps"] > 0
+    assert result["steps_per_s_client"] > 0 and result["steps_per_s_no_client"] > 0
+    assert result["steps_per_cpu_s_client"] > 0 and result["steps_per_cpu_s_no_client"] > 0
+    out = capsys.readouterr().out
+    assert "frames/s over the WebSocket" in out and "steps per server CPU second" in out
 
 
 def test_the_cli_does_not_import_the_server_or_its_extra():
@@ -141,3 +144,58 @@ def test_the_page_loads_nothing_from_elsewhere():
         assert "https://" not in text and "http://" not in text, p.name
         assert "@import" not in text and "cdn" not in text.lower(), p.name
     assert 'getContext("2d")' in (static / "app.js").read_text()
+
+
+def test_sigterm_removes_the_uploads_and_frames_are_not_compressed(tmp_path):
+    """The server's temporary folder (uploaded files) goes away on SIGTERM as on Ctrl-C, and
+    the WebSocket declines permessage-deflate (frames are sent as they are: see serve)."""
+    import json
+    import signal
+    import urllib.request
+
+    from websockets.sync.client import connect
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(
+        os.environ,
+        TMPDIR=str(tmp),
+        PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainrule", "playground", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        base, token = re.search(r"(http://\S+)/\?token=(\S+)", line).groups()
+        body = "a,b,label\n" + "".join(f"{k % 7},{k % 5},{k % 2}\n" for k in range(40))
+        request = urllib.request.Request(
+            f"{base}/api/upload?token={token}&name=mine.csv&target=label",
+            data=body.encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request) as r:
+            assert json.loads(r.read())["type"] == "hello"
+        uploaded = list(tmp.glob("chainrule-playground-*/*/mine.csv"))
+        assert len(uploaded) == 1 and uploaded[0].read_text() == body
+        ws_url = base.replace("http://", "ws://") + f"/ws?token={token}"
+        with connect(ws_url, origin=base, compression="deflate") as ws:  # offers deflate
+            assert ws.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            ws.send(json.dumps({"id": 1, "type": "hello"}))
+            replies = []
+            while not replies:  # (a binary frame may come first)
+                msg = ws.recv(timeout=60)
+                if isinstance(msg, str):
+                    replies.append(json.loads(msg))
+            assert replies[0]["id"] == 1 and replies[0]["reply"]["type"] == "hello"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM  # still ended by the signal
+    assert list(tmp.iterdir()) == []  # the uploads' folder is gone

@@ -9,19 +9,19 @@ import shlex
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .session import Session
+    from ._parts import SessionParts
 
 __all__ = ["data_csv", "python_code", "train_command"]
 
 
-def _column_names(session: Session) -> list[str]:
+def _column_names(session: SessionParts) -> list[str]:
     st = session.state
     if session.data.preprocessor is not None:
         return list(session.data.input_names)
     return list(st.features)
 
 
-def data_csv(session: Session) -> str:
+def data_csv(session: SessionParts) -> str:
     """Training rows then test rows: the network's input columns and ``label`` (or ``value``)."""
     d = session.data
     names = _column_names(session)
@@ -37,12 +37,12 @@ def data_csv(session: Session) -> str:
     return buf.getvalue()
 
 
-def _optimizer_args(session: Session) -> list[str]:
+def _optimizer_args(session: SessionParts) -> list[str]:
     st = session.state
     return ["--optimizer", "sgd" if st.optimizer == "momentum" else st.optimizer]
 
 
-def train_command(session: Session) -> str:
+def train_command(session: SessionParts) -> str:
     """The ``chainrule train`` command for the same data, network and settings.
 
     Built-in data sets are written by the page's "data.csv" export; an uploaded file is
@@ -95,6 +95,11 @@ def train_command(session: Session) -> str:
         args += ["--weight-decay", repr(st.regRate)]
     cmd = " ".join(shlex.quote(a) for a in args)
     notes = []
+    if d.task == "classification" and session.n_outputs == 1:
+        notes.append(
+            "# chainrule train gives two classes two softmax outputs (cross-entropy); the "
+            "playground one sigmoid output (binary cross-entropy): the same family of models"
+        )
     if st.optimizer == "momentum":
         notes.append(
             "# chainrule train has no momentum option (plain SGD here): the Python code has it"
@@ -104,7 +109,7 @@ def train_command(session: Session) -> str:
     return "\n".join([cmd, *notes])
 
 
-def python_code(session: Session) -> str:
+def python_code(session: SessionParts) -> str:
     """Python that rebuilds the data and the network and trains them as the playground does."""
     st, d = session.state, session.data
     widths = [d.X_train.shape[1], *st.layers, session.n_outputs]

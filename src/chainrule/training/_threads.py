@@ -23,7 +23,13 @@ from typing import Any
 
 from ..nn.cost import layer_flops
 
-__all__ = ["SMALL_STEP_MACS", "blas_threads_for", "largest_layer_flops"]
+__all__ = [
+    "SMALL_STEP_MACS",
+    "blas_threads_for",
+    "is_small_step",
+    "largest_layer_flops",
+    "one_blas_thread",
+]
 
 SMALL_STEP_MACS = 2**21
 _controller: Any = None
@@ -44,11 +50,23 @@ def blas_threads_for(
     """A context with one BLAS thread if ``model``'s step on batches of ``input_shape`` (or of
     that many rows) is small (its costliest layer under ``SMALL_STEP_MACS`` multiply-adds),
     else a no-op."""
-    global _controller
     if os.environ.get("CHAINRULE_BLAS_THREADS", "auto") == "keep":
         return contextlib.nullcontext()
+    return one_blas_thread(is_small_step(model, input_shape))
+
+
+def is_small_step(model: Any, input_shape: int | Sequence[int | None]) -> bool:
+    """Whether ``model``'s costliest layer on batches of ``input_shape`` is under
+    ``SMALL_STEP_MACS`` multiply-adds (the walk over the layers that
+    :func:`blas_threads_for` does; a caller that enters the context at every step asks once)."""
     largest = largest_layer_flops(model, input_shape)
-    if largest is None or largest >= SMALL_STEP_MACS:
+    return largest is not None and largest < SMALL_STEP_MACS
+
+
+def one_blas_thread(small: bool) -> contextlib.AbstractContextManager[Any]:
+    """A context with one BLAS thread if ``small`` (see :func:`is_small_step`), else a no-op."""
+    global _controller
+    if not small or os.environ.get("CHAINRULE_BLAS_THREADS", "auto") == "keep":
         return contextlib.nullcontext()
     try:
         if _controller is None:

@@ -69,6 +69,7 @@ class _Run:
     start_epoch: int
     yielding: bool = True  # steps() yields every step's logs; fit() needs none
     steps_done: int = 0  # steps taken by this fit (the "step" of the logs steps() yields)
+    small_step: bool | None = None  # one BLAS thread? (asked once per run, not per step)
 
 
 class Trainer(_DataMixin, _GuardMixin):
@@ -317,11 +318,14 @@ class Trainer(_DataMixin, _GuardMixin):
 
     def _step_context(self, run: _Run) -> contextlib.ExitStack:
         """BLAS threads, the generator of dropout layers, and quiet floating-point warnings."""
-        from ._threads import blas_threads_for
+        from ._threads import is_small_step, one_blas_thread
 
         stack = contextlib.ExitStack()
-        # small steps: one BLAS thread
-        stack.enter_context(blas_threads_for(self.model, (run.batch_size, *run.X.shape[1:])))
+        # small steps: one BLAS thread (steps() enters this at every step: the layers are
+        # walked once per run)
+        if run.small_step is None:
+            run.small_step = is_small_step(self.model, (run.batch_size, *run.X.shape[1:]))
+        stack.enter_context(one_blas_thread(run.small_step))
         stack.enter_context(use_generator(self.rng))  # dropout without its own generator
         if self.on_nonfinite != "ignore":
             # the divergence guard reports non-finite values itself: NumPy's overflow and
