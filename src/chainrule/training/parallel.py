@@ -22,6 +22,7 @@ from ..nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss,
 from ..nn.losses import NLLLoss as _NLLLoss
 from ..nn.module import Module
 from ..optim.optimizers import Optimizer
+from ._inputs import column_target
 from .callbacks import Callback, CSVLogger, ProgressBar
 from .collective import (  # noqa: F401 - importable from here as before the split
     _MPIEXEC_VARS,
@@ -363,6 +364,7 @@ class ReplicaPlan(StepPlan):
                     rep.scale_gradients(self.optimizer, scale)  # its gradient is the local mean's
                 else:
                     out_t = self.model(x)
+                    t = column_target(self.loss_fn, out_t, t)  # as the eager plan does
                     if mine > 0:
                         loss = (
                             self.loss_fn(out_t, t, sample_weight=w)
