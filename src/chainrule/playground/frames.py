@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._numerics import sigmoid, softmax
 from ..diagnostics.flow import (
     DEAD_FRACTION,
     EXPLODING_RMS,
@@ -149,11 +150,9 @@ class FrameBuilder(SessionParts):
         if d.task == "regression":
             output = out.reshape(1, -1)
         elif self.n_outputs == 1:
-            output = (1 / (1 + np.exp(-np.clip(out, -60, 60)))).reshape(1, -1)
+            output = sigmoid(out).reshape(1, -1)  # the engine's stable σ and softmax
         else:
-            z = out - out.max(axis=1, keepdims=True)
-            e = np.exp(z)
-            output = (e / e.sum(axis=1, keepdims=True)).T
+            output = softmax(out, axis=1).T
         weights = [self.model[k].weight.data for k in self.linears]
         biases = [self.model[k].bias.data for k in self.linears]
         now = time.perf_counter()
