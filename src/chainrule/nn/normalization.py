@@ -18,7 +18,7 @@ from .replicas import dropout_keep
 __all__ = ["BatchNorm2d", "Dropout2d"]
 
 
-@register_module
+@register_module(builtin=True)
 class BatchNorm2d(BatchNorm1d):
     """Batch normalisation of images per channel (Ioffe & Szegedy 2015,
     https://arxiv.org/abs/1502.03167), as ``torch.nn.BatchNorm2d``.
@@ -47,7 +47,7 @@ class BatchNorm2d(BatchNorm1d):
         return input_shape
 
 
-@register_module
+@register_module(builtin=True)
 class Dropout2d(Module):
     """Channel dropout (Tompson et al. 2015, https://arxiv.org/abs/1411.4280), as
     ``torch.nn.Dropout2d``: in training each channel of each sample is zeroed with
@@ -61,7 +61,9 @@ class Dropout2d(Module):
 
     Shape
     -----
-    input ``(N, C, H, W)`` (or unbatched ``(C, H, W)``); output the same.
+    input ``(N, C, H, W)`` or ``(N, C, L)``, as PyTorch's documented shapes: a 3-D input is a
+    batch of signals (each of its ``N·C`` rows is kept or zeroed whole), not one unbatched
+    image; output the same.
     """
 
     def __init__(self, p: float = 0.5, *, rng: Any = None) -> None:
@@ -74,13 +76,13 @@ class Dropout2d(Module):
         x = as_tensor(x)
         if x.ndim not in (3, 4):
             raise ValueError(
-                f"Dropout2d(p={self.p}) expected input of shape (N, C, H, W) or (C, H, W), got "
+                f"Dropout2d(p={self.p}) expected input of shape (N, C, H, W) or (N, C, L), got "
                 f"{x.shape}"
             )
         if not self.training or self.p == 0.0:
             return x
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
-        shape = (*x.shape[:-2], 1, 1)
+        shape = (*x.shape[:2], *(1,) * (x.ndim - 2))  # one draw per (sample, channel)
         if self.p == 1.0:
             mask = np.zeros(shape, dtype)
         else:
