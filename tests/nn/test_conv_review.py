@@ -345,3 +345,69 @@ def test_a_conv_that_cannot_take_the_layer_before_it_is_named_with_both_shapes(t
     arch["config"]["layers"][1]["config"]["in_channels"] = 1
     path.write_text(json.dumps(arch))
     check_architecture(read_architecture(path, rng=0), 64, 10)  # 4·6·6 = 144 fits: no error
+
+
+def test_lenet5_copied_from_pytorch_computes_and_trains_as_pytorch():
+    """LeNet-5 (float64) with PyTorch's weights: logits, every parameter's gradient, and five
+    SGD-with-momentum steps agree with PyTorch's to rounding."""
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+        torch.nn.Linear(84, 10),
+    ).double()  # fmt: skip
+    ours = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    ).to(np.float64)  # fmt: skip
+    nn.from_torch_state_dict(ours, ref.state_dict())
+    rng = np.random.default_rng(0)
+    opt = cr.optim.SGD(ours.parameters(), lr=0.05, momentum=0.9)
+    topt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    for step in range(5):
+        X = rng.standard_normal((8, 1, 28, 28))
+        y = rng.integers(0, 10, 8)
+        loss = F.cross_entropy(ours(X), y)
+        tloss = TF.cross_entropy(ref(torch.tensor(X)), torch.tensor(y))
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-12)
+        opt.zero_grad()
+        topt.zero_grad()
+        loss.backward()
+        tloss.backward()
+        if step == 0:
+            assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+            for name, p in ours.named_parameters():
+                g = p.grad.T if p.ndim == 2 else p.grad  # Linear is (in, out) here
+                want = dict(ref.named_parameters())[name].grad.numpy()
+                np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-12, err_msg=name)
+        opt.step()
+        topt.step()
+    theirs = nn.to_torch_state_dict(ours)
+    for name, v in ref.state_dict().items():
+        np.testing.assert_allclose(theirs[name], v.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_a_float64_cnn_with_batchnorm2d_and_dropout2d_resumes_bitwise(tmp_path):
+    X, y = images(40)
+    X = X.astype(np.float64)
+    ckpt = str(tmp_path / "c.chainrule")
+
+    def run(epochs, resume):
+        model = cnn(np.float64)
+        h = cr.fit(model, X, y, loss="cross_entropy", optimizer="adam", lr=0.01, epochs=epochs,
+                   seed=3, batch_size=8, verbose=0, validation_split=0.0,
+                   callbacks=[cr.ModelCheckpoint(ckpt)],
+                   resume_from=ckpt if resume else None)  # fmt: skip
+        return model, h
+
+    full, hf = run(4, False)
+    (tmp_path / "c.chainrule").unlink()
+    run(2, False)
+    resumed, hr = run(4, True)
+    assert hr.history["loss"] == hf.history["loss"] and len(hf.history["loss"]) == 4
+    for k, v in full.state_dict().items():
+        got = resumed.state_dict()[k]
+        assert got.dtype == v.dtype and np.array_equal(got, v), k
+    assert full[0].weight.dtype == np.float64 and int(full[1].num_batches_tracked) == 20
