@@ -13,9 +13,10 @@ import pytest
 
 import chainrule as cr
 from chainrule import nn
-from chainrule.io import ModelFileError, tensor_digest
+from chainrule.io import ModelFileError
 from chainrule.nn.arch import ArchitectureError, check_architecture, read_architecture
 from chainrule.nn.registry import LAYERS, spec_of
+from tests.test_file_limits import craft_model, seq
 
 torch = pytest.importorskip("torch")
 F, TF = cr.nn.functional, torch.nn.functional
@@ -92,21 +93,9 @@ def test_a_cnn_converted_to_float64_saves_loads_and_describes_itself_in_float64(
 
 
 def test_a_crafted_conv_file_is_refused_before_anything_is_allocated(tmp_path):
-    from safetensors.numpy import save as st_save
-
     def craft(config, tensors):
-        arch = {"type": "Sequential", "config": {"layers": [{"type": "Conv2d", "config": config}]}}
-        tensors = {f"model/{k}": v for k, v in tensors.items()}
-        meta = {
-            "chainrule.format": "chainrule",
-            "chainrule.version": "1",
-            "chainrule.architecture": json.dumps(arch),
-            "chainrule.extra": "{}",
-        }
-        meta["chainrule.sha256"] = tensor_digest(tensors, meta)
-        path = tmp_path / "c.chainrule"
-        path.write_bytes(st_save(tensors, metadata=meta))
-        return path
+        layers = [{"type": "Conv2d", "config": config}]
+        return craft_model(tmp_path / "c.chainrule", seq(*layers), tensors)
 
     small = {"0.weight": np.zeros((2, 1, 3, 3), np.float32), "0.bias": np.zeros(2, np.float32)}
     # 10^5 · 10^5 · 100² weights would be 4·10^14 bytes: the count from the config refuses it
