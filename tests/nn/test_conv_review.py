@@ -400,3 +400,25 @@ def test_a_float64_cnn_with_batchnorm2d_and_dropout2d_resumes_bitwise(tmp_path):
         got = resumed.state_dict()[k]
         assert got.dtype == v.dtype and np.array_equal(got, v), k
     assert full[0].weight.dtype == np.float64 and int(full[1].num_batches_tracked) == 20
+
+
+def test_gradient_flow_counts_dead_feature_maps_per_channel():
+    """A unit of a convolution is a channel: dead when zero at every position of every sample
+    (one live position keeps a feature map alive)."""
+    X, y = images(16)
+    X[:, 0] = -1.0
+    X[:, 0, 3, 3] = 1.0  # channel 2 below fires at output position (2, 2) only
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, rng=0), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(64, 3, rng=1))  # fmt: skip
+    model[0].bias.data[:2] = -100.0  # channels 0 and 1 never fire
+    model[0].weight.data[3] = 0.0
+    model[0].bias.data[3] = 0.0  # channel 3: exactly 0 everywhere, dead too
+    model[0].weight.data[2] = 0.0
+    model[0].weight.data[2, 0, 1, 1] = 1.0  # channel 2 copies the input: alive somewhere
+    model[0].bias.data[2] = 0.0
+    flow = cr.GradientFlow()
+    cr.fit(model, X, y, loss="cross_entropy", optimizer="sgd", lr=1e-9, epochs=1, verbose=0,
+           callbacks=[flow], validation_split=0.0)  # fmt: skip
+    # per position it would be (3·36 + 35) / 144: the live feature map counted as 35 dead units
+    assert flow.records["0"]["dead_fraction"][-1] == pytest.approx(3 / 4)
+    assert any("75% of the ReLU units after 0: Conv2d" in w for w in flow.warnings)
