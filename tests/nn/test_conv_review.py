@@ -422,3 +422,18 @@ def test_gradient_flow_counts_dead_feature_maps_per_channel():
     # per position it would be (3·36 + 35) / 144: the live feature map counted as 35 dead units
     assert flow.records["0"]["dead_fraction"][-1] == pytest.approx(3 / 4)
     assert any("75% of the ReLU units after 0: Conv2d" in w for w in flow.warnings)
+
+
+def test_image_inputs_are_judged_unscaled_per_channel_not_per_pixel():
+    from chainrule.training.summary import input_scaling_advice
+
+    rng = np.random.default_rng(0)
+    X = np.zeros((200, 2, 8, 8), np.float32)
+    X[:, :, 2:6, 2:6] = rng.random((200, 2, 4, 4))  # digits-like: blank border, ink inside
+    X[:3, 0, 0, 0] = 0.01  # a border pixel that is almost always 0
+    assert input_scaling_advice(X.reshape(200, -1)) is not None  # as table rows: that pixel
+    assert input_scaling_advice(X) is None  # as images: both channels are fine
+    X[:, 1] *= 100.0
+    advice = input_scaling_advice(X)
+    assert advice is not None and "(1 of 2 channels; channel 1 has mean" in advice
+    assert "standardise each channel" in advice
