@@ -240,3 +240,13 @@ def test_chainrule_train_report_of_an_arch_file_cnn_has_the_pictures(tmp_path, c
         np.testing.assert_allclose(tile, expected_colours(w[o, 0], np.abs(w).max()), atol=1.0)
     assert [p.shape for p in pics["input"]] == [(8, 8, 3)]  # the row unflattened to 1x8x8
     assert "Layer <code>1</code>, <code>Conv2d(1, 6, kernel_size=(3, 3)" in text
+
+
+def test_colours_of_infinite_values_are_the_ends_of_the_scale_without_warnings():
+    a = np.array([[np.inf, -np.inf, np.nan, 0.5, 0.0, -0.25]])
+    s = conv_pictures._scale([a])
+    assert s == 0.5  # the largest finite magnitude
+    rgb = conv_pictures.diverging_rgb(a, s)
+    assert rgb.tolist() == [[[255, 0, 0], [0, 0, 255], [200, 200, 200], [255, 0, 0],
+                             [255, 255, 255], [128, 128, 255]]]  # fmt: skip
+    assert conv_pictures.diverging_rgb(np.zeros((2, 2)), 0.0).tolist() == [[[255] * 3] * 2] * 2

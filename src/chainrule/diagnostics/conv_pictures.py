@@ -164,7 +164,8 @@ def diverging_rgb(a: np.ndarray, scale: float) -> np.ndarray:
     """
     a = np.asarray(a, dtype=np.float64)
     nan = np.isnan(a)
-    t = np.clip(np.where(nan, 0.0, a) / scale, -1.0, 1.0) if scale > 0 else np.zeros(a.shape)
+    a = np.where(nan, 0.0, a)
+    t = np.clip(a / scale, -1.0, 1.0) if scale > 0 else np.sign(a)  # ±∞ is the scale's end
     fade = np.rint(255.0 * (1.0 - np.abs(t)))
     rgb = np.empty((*a.shape, 3))
     rgb[..., 0] = np.where(t >= 0, 255.0, fade)
@@ -194,7 +195,8 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def _scale(tiles: list[np.ndarray]) -> float:
-    values = [np.nanmax(np.abs(t)) for t in tiles if t.size and not np.all(np.isnan(t))]
+    """The largest finite magnitude of the tiles (0 if none): the picture's colour scale."""
+    values = [np.abs(t[np.isfinite(t)]).max(initial=0.0) for t in tiles]
     return float(max(values, default=0.0))
 
 
