@@ -398,3 +398,39 @@ def test_custom_plan_instance_is_used():
     tr.fit(X.astype(np.float32), y, epochs=2, batch_size=50)
     tr.fit(X.astype(np.float32), y, epochs=1, batch_size=50)
     assert calls == [50, 50, 20] * 3
+
+
+@pytest.mark.parametrize("loss", ["bce_with_logits", "mse"])
+def test_plans_agree_on_flat_targets_for_one_output(loss):
+    """y of shape (n,) for a model with one output: every plan trains on it as the column
+    (n, 1), validation and evaluate too (once the fused plan took it and the eager plan and
+    the validation refused it, so a run failed after its first epoch, or not, by architecture)."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(np.float64)
+    runs = {}
+    for plan in (EagerPlan, FusedMLPPlan):
+        for flat in (True, False):
+            model = nn.mlp([4, 6, 1], rng=0, dtype=np.float64)
+            tr = Trainer(model, loss, seed=1, verbose=0, plan=plan)
+            hist = tr.fit(
+                X, y if flat else y.reshape(-1, 1), epochs=3, batch_size=16, validation_split=0.25
+            )
+            runs[plan.__name__, flat] = (hist.history["loss"], hist.history["val_loss"])
+            # evaluate takes the flat targets too, with the same value as the column
+            a = cr.evaluate(model, X, y, loss=loss)["loss"]
+            b = cr.evaluate(model, X, y.reshape(-1, 1), loss=loss)["loss"]
+            assert a == b
+    reference = runs["EagerPlan", False]
+    for key, (losses, val) in runs.items():
+        np.testing.assert_allclose(losses, reference[0], rtol=1e-12, err_msg=str(key))
+        np.testing.assert_allclose(val, reference[1], rtol=1e-12, err_msg=str(key))
+
+
+def test_flat_targets_still_refused_for_several_outputs():
+    model = nn.mlp([4, 6, 2], rng=0)
+    X = np.zeros((10, 4), np.float32)
+    with pytest.raises(ValueError, match=r"shape \(10, 2\)|differ"):
+        Trainer(model, "bce_with_logits", verbose=0, plan=EagerPlan).fit(X, np.zeros(10), epochs=1)
+    with pytest.raises(ValueError, match=r"shape \(10, 2\)"):
+        cr.fit(model, X, np.zeros(10), loss="bce_with_logits", epochs=1, verbose=0)

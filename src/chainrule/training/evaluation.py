@@ -25,7 +25,14 @@ from ..nn.losses import (
 )
 from ..nn.module import Module
 from ..tensor import Tensor, no_grad
-from ._inputs import as_data, batches_to_arrays, check_finite, is_batches, single_output
+from ._inputs import (
+    as_data,
+    batches_to_arrays,
+    check_finite,
+    column_target,
+    is_batches,
+    single_output,
+)
 from .metrics import get_metric
 
 __all__ = [
@@ -187,13 +194,14 @@ def evaluate(
     res: dict[str, float] = {}
     loss_fn = resolve_loss(loss) if loss is not None else None
     if loss_fn is not None:
+        y_loss = column_target(loss_fn, out, np.asarray(y))
         with no_grad():
             if sample_weight is not None:
                 res["loss"] = float(
-                    loss_fn(Tensor._const(out), y, sample_weight=sample_weight).item()
+                    loss_fn(Tensor._const(out), y_loss, sample_weight=sample_weight).item()
                 )
             else:
-                res["loss"] = float(loss_fn(Tensor._const(out), y).item())
+                res["loss"] = float(loss_fn(Tensor._const(out), y_loss).item())
     task = task_of(loss_fn) if loss_fn is not None else "regression"
     resolved = _metrics if _metrics is not None else [get_metric(m) for m in metrics]
     res.update(compute_metrics(resolved, task, out, y))

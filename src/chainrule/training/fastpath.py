@@ -89,6 +89,15 @@ class FusedMLPPlan(StepPlan):
     ) -> None:
         super().__init__(model, loss_fn, optimizer)
         self.linears, self.acts = linears, acts
+        # what each activation computes, looked up once (the registry's answer for a layer's
+        # class cannot change while the plan holds the layer)
+        self._kinds = [
+            None if a is None or activation_kind(a) not in _KERNEL_KINDS else activation_kind(a)
+            for a in acts
+        ]
+        # the gradients' views into the arena, per layer, while the arena and every .data stay
+        # as they were: (arena, its version, [(parameter, its .data)], [(weight, bias) views])
+        self._targets: tuple[Any, int, list[tuple[Any, Any]], list[tuple[Any, Any]]] | None = None
         self.kind, self.scale, self.l2 = spec
         self.modules = list(model.modules())
         self.output = np.empty(0)  # the last batch's output (the last layer's buffer)
@@ -216,10 +225,10 @@ class FusedMLPPlan(StepPlan):
         # ----- forward: Z_k = A_{k-1} W_k + b_k, then the activation in place -----
         a = xb
         outs: list[np.ndarray] = []
-        for lin, act, z in zip(self.linears, self.acts, Z):
+        for lin, act, kind, z in zip(self.linears, self.acts, self._kinds, Z):
             linear(a, lin.weight.data, lin.bias.data, out=z)  # type: ignore[union-attr]
-            if act is not None:
-                _activate(act, z)
+            if kind is not None:
+                activate_(kind, z, getattr(act, "negative_slope", 0.01))
             outs.append(z)
             a = z
         out = outs[-1]
@@ -246,11 +255,12 @@ class FusedMLPPlan(StepPlan):
             for lin in self.linears
         ]
         lowest = next((k for k, t in enumerate(trainable) if any(t)), len(self.linears))
+        targets = self._grad_targets()
         for k in range(len(self.linears) - 1, lowest - 1, -1):
             lin = self.linears[k]
             tw, tb = trainable[k]
             if tw:
-                gw = _grad_target(lin.weight, self.arena)
+                gw = targets[k][0] if targets is not None else _grad_target(lin.weight, self.arena)
                 weight_grad(inputs[k], delta, out=gw)  # K = 1: an outer product
                 if l2:
                     gw += lin.weight.data * dtype.type(l2)
@@ -259,7 +269,10 @@ class FusedMLPPlan(StepPlan):
                 lin.weight.grad = None
             if tb:
                 # ∂C/∂b = Σ_rows δ as 1ᵀδ (kernels.column_sums)
-                gb = _grad_target(lin.bias, self.arena)  # type: ignore[arg-type]
+                if targets is not None:
+                    gb = targets[k][1]
+                else:
+                    gb = _grad_target(lin.bias, self.arena)
                 column_sums(delta, buf.ones_rows, out=gb)
                 lin.bias.grad = gb  # type: ignore[union-attr]
             else:
@@ -268,13 +281,44 @@ class FusedMLPPlan(StepPlan):
                 prev = D[k - 1]
                 np.matmul(delta, lin.weight.data.T, out=prev)
                 tmp = buf.scratch[: prev.size].reshape(prev.shape)
-                _backward_act(self.acts[k - 1], outs[k - 1], prev, tmp)
+                kind = self._kinds[k - 1]
+                if kind is not None:  # g ← g ⊙ f'(z) from the activation's output
+                    slope = getattr(self.acts[k - 1], "negative_slope", 0.01)
+                    activation_grad_(kind, outs[k - 1], prev, tmp, slope)
                 delta = prev
         for lin in self.linears[:lowest]:  # wholly frozen layers below the lowest trainable
             lin.weight.grad = None
             lin.bias.grad = None  # type: ignore[union-attr]
         self.output = out
         return loss
+
+    def _grad_targets(self) -> list[tuple[Any, Any]] | None:
+        """Each layer's (weight, bias) gradient view into the arena, or None if one of them
+        has none (then :func:`_grad_target` decides per parameter, every step).
+
+        Found once and reused while the arena's version and every parameter's ``.data`` are
+        those it was found for: six identity checks instead of six arena look-ups per step.
+        """
+        arena = self.arena
+        got = self._targets
+        if got is not None and got[0] is arena and got[1] == arena.version:
+            for p, d in got[2]:
+                if p.data is not d:
+                    break
+            else:
+                return got[3]
+        pairs = []
+        for lin in self.linears:
+            gw, gb = arena.grad_view(lin.weight), arena.grad_view(lin.bias)
+            if gw is None or gb is None:
+                self._targets = None
+                return None
+            pairs.append((gw, gb))
+        held = [
+            (p, p.data) for lin in self.linears for p in (lin.weight, lin.bias) if p is not None
+        ]
+        self._targets = (arena, arena.version, held, pairs)
+        return pairs
 
     def _loss_and_delta(
         self,
@@ -323,10 +367,13 @@ class FusedMLPPlan(StepPlan):
             # _numerics.softplus(-z) and _numerics.sigmoid(z), with half the exponentials
             e = exp_nonpositive(-np.abs(out))
             elem = (1 - yy) * out + (np.maximum(-out, 0) + np.log1p(e))  # (1-y)z + softplus(-z)
-            per = elem.sum(axis=1) if self.kind == "binary_sum" else elem.mean(axis=1)
+            if m == 1:  # one output: the row's mean or sum is its only element (bitwise)
+                per = elem.reshape(n)
+            else:
+                per = elem.sum(axis=1) if self.kind == "binary_sum" else elem.mean(axis=1)
             loss = float(per.sum()) / n if w is None else float((per * w).sum() / total)
-            r = 1 + e
-            np.copyto(delta, np.where(out >= 0, 1 / r, e / r))  # σ(z)
+            # σ(z) = 1/(1+e) for z ≥ 0, e/(1+e) below: one division, straight into δ
+            np.divide(np.where(out >= 0, dtype.type(1), e), 1 + e, out=delta)
             delta -= yy
             div = 1.0 if self.kind == "binary_sum" else float(m)
             if col is None:

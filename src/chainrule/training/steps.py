@@ -29,6 +29,7 @@ import numpy as np
 from .._random import use_generator
 from ..nn.module import Module
 from ..tensor import Tensor
+from ._inputs import column_target
 
 __all__ = ["EagerPlan", "StepPlan", "check_step_plan"]
 
@@ -87,6 +88,7 @@ class EagerPlan(StepPlan):
 
     def run(self, xb: np.ndarray, yb: Any, wb: np.ndarray | None) -> tuple[float, np.ndarray]:
         out = self.model(xb)
+        yb = column_target(self.loss_fn, out, yb)
         loss = self.loss_fn(out, yb, sample_weight=wb) if wb is not None else self.loss_fn(out, yb)
         if not isinstance(loss, Tensor):
             raise TypeError(

@@ -32,43 +32,22 @@ from .. import io as model_io
 from .._random import as_generator, use_generator
 from .._validation import check_number
 from ..nn.module import Module
-from ..optim import optimizers as optim_mod
 from ..optim.clip import clip_grad_norm as _clip_grad_norm
-from ..optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
-from ..tensor import Tensor, no_grad
-from ._inputs import as_data, batches_to_arrays, check_finite, is_batches
-from .callbacks import Callback, LearningRateScheduler, ModelCheckpoint, ProgressBar
+from ..tensor import Tensor
+from ._rows import _DataMixin
+from ._setup import OPTIMIZERS, build_callbacks, build_optimizer
+from .callbacks import Callback, ModelCheckpoint
 from .evaluation import compute_metrics, evaluate, resolve_loss, task_of
 from .fastpath import FusedMLPPlan
+from .guard import DivergenceError, _GuardMixin
 from .history import History
 from .metrics import get_metric
-from .steps import EagerPlan, StepPlan, all_finite, flat_buffers
+from .steps import EagerPlan, StepPlan
 
 __all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
 
 # what decide_stop returns: go on, stop once this epoch is recorded, stop at once
 GO_ON, STOP_AFTER_EPOCH, STOP_NOW = 0, 1, 2
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a NaN or infinite loss, gradient or weight (``on_nonfinite="raise"``).
-
-    The model keeps its last finite weights; ``history`` holds the epochs so far.
-    """
-
-    def __init__(self, message: str, history: History | None = None) -> None:
-        super().__init__(message)
-        self.history = history
-
-
-OPTIMIZERS: dict[str, type[optim_mod.Optimizer]] = {
-    "sgd": optim_mod.SGD,
-    "gd": optim_mod.SGD,
-    "adam": optim_mod.Adam,
-    "adamw": optim_mod.AdamW,
-    "rmsprop": optim_mod.RMSprop,
-    "adagrad": optim_mod.Adagrad,
-}
 
 
 # the step plans the trainer tries, in order; the last one runs every model
@@ -92,47 +71,7 @@ class _Run:
     steps_done: int = 0  # steps taken by this fit (the "step" of the logs steps() yields)
 
 
-def _file_position(X: np.memmap) -> int | None:
-    """Byte position in its file of ``X[0]``, or None if rows cannot be read with ``pread``.
-
-    A view of a memory map (``mm[2000:]``, ``mm[::-3]``) keeps its parent's ``offset``, which is
-    where the *mapping* starts in the file, not where the view does: the view's first row is
-    ``offset`` plus its distance from the mapped array's first byte. Each row must itself be
-    one contiguous run of bytes (any row stride, negative too), and the mapping must show the
-    file (not copy-on-write, ``mode="c"``, whose private writes ``pread`` would not see).
-    """
-    root: Any = X
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    if (
-        X.ndim == 0
-        or getattr(root, "_mmap", None) is None
-        or root.base is not root._mmap
-        or getattr(X, "mode", None) == "c"
-        or not isinstance(getattr(root, "offset", None), int)
-        or not (X.ndim == 1 or X[:1].flags.c_contiguous)  # each row contiguous
-        or X.strides[0] == 0
-    ):
-        return None
-    return int(root.offset) + (X.ctypes.data - root.ctypes.data)
-
-
-def _callback_list(callbacks: Any) -> list[Any]:
-    """``callbacks`` as a list: None means none (as in Keras), one Callback is a list of one."""
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, Callback):
-        return [callbacks]
-    try:
-        return list(callbacks)
-    except TypeError:
-        raise TypeError(
-            "callbacks must be an iterable of Callback instances, a Callback or None, got "
-            f"{type(callbacks).__name__}"
-        ) from None
-
-
-class Trainer:
+class Trainer(_DataMixin, _GuardMixin):
     """State, loop and step of one training run; see :func:`chainrule.fit` for the arguments.
 
     Everything the run keeps is created here; :meth:`fit` and :meth:`steps` fill it in.
@@ -212,35 +151,10 @@ class Trainer:
                 "to train; unfreeze some with p.requires_grad_(True)"
             )
         self.dtype = params[0].dtype
-        if isinstance(optimizer, str):
-            if optimizer not in OPTIMIZERS:
-                raise ValueError(
-                    f"unknown optimizer {optimizer!r}; choose from {sorted(OPTIMIZERS)} or an "
-                    "Optimizer"
-                )
-            kwargs: dict[str, Any] = {} if lr is None else {"lr": lr}
-            optimizer = OPTIMIZERS[optimizer](params, **kwargs)
-        elif not isinstance(optimizer, optim_mod.Optimizer):
-            raise TypeError(
-                f"optimizer must be a chainrule Optimizer or a name, got {type(optimizer).__name__}"
-            )
-        elif lr is not None:
-            for g in optimizer.param_groups:
-                g["lr"] = lr
+        optimizer = build_optimizer(optimizer, lr, params)
         self.optimizer = optimizer
         self.metrics = [get_metric(m) for m in metrics]
-        cbs = _callback_list(callbacks)
-        for c in cbs:
-            if not isinstance(c, Callback):
-                raise TypeError(f"callbacks must be Callback instances, got {type(c).__name__}")
-        if scheduler is not None:
-            if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)):
-                raise TypeError(
-                    f"scheduler must be an lr_scheduler object, got {type(scheduler).__name__}"
-                )
-            cbs.insert(0, LearningRateScheduler(scheduler))
-        if verbose and not any(isinstance(c, ProgressBar) for c in cbs):
-            cbs.append(ProgressBar(verbose=verbose))
+        cbs = build_callbacks(callbacks, scheduler, verbose)
         self.callbacks = cbs
         self.rng = as_generator(seed, "seed")
         self.verbose = int(verbose)
@@ -285,57 +199,6 @@ class Trainer:
         self._pending: list[str] = []
         self._xbuf: dict[tuple[int, ...], np.ndarray] = {}
         self._fd: tuple[str, int] | None = None  # the open file of a memory-mapped input
-
-    # ----- data ------------------------------
-    def _batch(self, X: np.ndarray, idx: Any) -> np.ndarray:
-        if (
-            isinstance(idx, np.ndarray)
-            and X.dtype == self.dtype
-            and type(X) is np.ndarray
-            and X.flags.c_contiguous
-        ):
-            # gather the rows into a reused buffer (no allocation per batch)
-            shape = (len(idx), *X.shape[1:])
-            buf = self._xbuf.get(shape)
-            if buf is None:
-                buf = self._xbuf[shape] = np.empty(shape, X.dtype)
-            return np.take(X, idx, axis=0, out=buf)
-        if isinstance(X, np.memmap):
-            xb = self._read_rows(X, idx)
-        else:
-            xb = X[idx]
-        if xb.dtype != self.dtype:
-            xb = xb.astype(self.dtype)
-        return xb
-
-    def _read_rows(self, X: np.memmap, idx: Any) -> np.ndarray:
-        """Rows of a memory-mapped file, read with ``pread`` instead of through the mapping.
-
-        Touching a mapping makes its pages resident in this process (whole large folios at a
-        time on current kernels), so shuffled batches from a big ``.npy`` would soon count the
-        entire file in the process's memory. Reading the rows with ``os.preadv`` straight into
-        the batch buffer keeps the footprint to the batch itself; the data still comes from
-        the kernel's page cache.
-        """
-        filename = getattr(X, "filename", None)
-        start = _file_position(X)
-        if filename is None or start is None or not hasattr(os, "preadv"):
-            return np.array(X[idx])
-        rows = np.arange(len(X))[idx] if not isinstance(idx, np.ndarray) else idx
-        out = np.empty((len(rows), *X.shape[1:]), X.dtype)
-        row_bytes = out[0].nbytes if len(rows) else 0
-        row_stride = X.strides[0] if X.ndim else 0
-        if self._fd is None or self._fd[0] != filename:
-            if self._fd is not None:
-                os.close(self._fd[1])
-            self._fd = (filename, os.open(filename, os.O_RDONLY))
-        fd = self._fd[1]
-        view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-        for k, r in enumerate(rows.tolist()):
-            got = os.preadv(fd, [view[k * row_bytes : (k + 1) * row_bytes]], start + r * row_stride)
-            if got != row_bytes:
-                raise ValueError(f"{filename!r} ended early: row {r} is incomplete")
-        return out
 
     # ----- checkpoints ------------------------------
     def request_checkpoint(self, path: str) -> None:
@@ -478,50 +341,11 @@ class Trainer:
         resume_from: str | None,
     ) -> _Run:
         """Check and split the data, resume if asked, choose the plans, start the callbacks."""
-        if y is None and is_batches(X):  # a DataLoader, a generator, a list of (x, y)
-            X, y, w_batches, batch_size = batches_to_arrays(X, "fit")
-            if sample_weight is None:
-                sample_weight = w_batches
         check_number("epochs", epochs, low=0, integer=True)
-        if batch_size is not None:
-            check_number("batch_size", batch_size, low=1, integer=True)
-        check_number("validation_split", validation_split, low=0, high=1, high_inclusive=False)
-        X = as_data("X", X)
-        check_finite("X", X)
-        if y is None:
-            raise ValueError("y is required: fit trains against targets")
-        y = as_data("y", y)
-        if len(y) != len(X):
-            raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
-        check_finite("y", y)
+        X, y, w, Xv, yv, wv, batch_size = self._fit_data(
+            X, y, batch_size, validation_data, validation_split, sample_weight, class_weight
+        )
         n = len(X)
-        w = self._weights(y, n, sample_weight, class_weight)
-        # validation data: given, or split off with the run's generator (stratified for labels)
-        Xv = yv = wv = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError(
-                    "validation_data must be a tuple (X_val, y_val[, sample_weight_val])"
-                )
-            Xv = as_data("validation X", validation_data[0])
-            yv = as_data("validation y", validation_data[1])
-            if len(Xv) != len(yv):
-                raise ValueError(
-                    f"validation X and y have different numbers of samples: {len(Xv)} and {len(yv)}"
-                )
-            check_finite("validation X", Xv)
-            wv = None if len(validation_data) == 2 else np.asarray(validation_data[2], np.float64)
-            train_idx = None
-        elif validation_split > 0:
-            train_idx, val_idx = self._split(y, validation_split)
-            Xv, yv = X[val_idx], y[val_idx]
-            wv = None if w is None else w[val_idx]
-        else:
-            train_idx = None
-        if train_idx is not None:
-            X, y = X[train_idx], y[train_idx]
-            w = None if w is None else w[train_idx]
-            n = len(X)
         bs = n if batch_size is None else min(int(batch_size), n)
         self.steps_per_epoch = math.ceil(n / bs)
         self.epochs = int(epochs)
@@ -785,48 +609,6 @@ class Trainer:
                 return plan
         return self._plans[-1]
 
-    def _grads_finite(self) -> bool:
-        flat = self._flat_now = flat_buffers(self.optimizer, self._params)
-        if flat is not None:  # one pass per buffer instead of one per parameter
-            return all(all_finite(g) for _, g in flat)
-        return all(p.grad is None or bool(np.isfinite(p.grad).all()) for p in self._params)
-
-    def _update(self, xb: np.ndarray) -> bool:
-        """The optimizer's step; False (and the weights as they were) if it made one
-        non-finite."""
-        if self.on_nonfinite == "ignore":
-            self.optimizer.step()
-            return True
-        # the layout found by _grads_finite for this very batch (clipping does not change it)
-        flat = (
-            self._flat_now
-            if self._flat_now is not None
-            else flat_buffers(self.optimizer, self._params)
-        )
-        targets = [p for p, _ in flat] if flat is not None else [p.data for p in self._params]
-        if len(self._snap) != len(targets) or any(
-            s.shape != t.shape or s.dtype != t.dtype for s, t in zip(self._snap, targets)
-        ):
-            self._snap = [np.empty_like(t) for t in targets]
-        for s, t in zip(self._snap, targets):
-            np.copyto(s, t)
-        try:
-            self.optimizer.step()
-        except KeyboardInterrupt:
-            self._restore_snapshot(targets)  # never leave a half-applied update
-            raise
-        if not all(all_finite(t) for t in targets):
-            # find the parameter before restoring the snapshot: afterwards every weight is finite
-            name = next(
-                (n for n, p in zip(self._names, self._params) if not np.all(np.isfinite(p.data))),
-                None,
-            )
-            self._restore_snapshot(targets)
-            what = f"'{name}'" if name is not None else "a parameter"
-            self._diverged(f"the optimizer's update made {what} non-finite", xb, "")
-            return False
-        return True
-
     # ----- stopping ------------------------------
     def decide_stop(self) -> int:
         """Whether training stops: the one place where the decision is taken.
@@ -887,57 +669,6 @@ class Trainer:
         if self.verbose:
             print(self.history.summary)
 
-    def _weights(
-        self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any
-    ) -> np.ndarray | None:
-        w = None
-        if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != (n,):
-                raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError("sample_weight must be finite and non-negative")
-        if class_weight is not None:
-            labels = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
-            classes, counts = np.unique(labels, return_counts=True)
-            if class_weight == "balanced":
-                cw = {c: n / (len(classes) * k) for c, k in zip(classes.tolist(), counts.tolist())}
-            elif isinstance(class_weight, dict):
-                cw = {k: float(v) for k, v in class_weight.items()}
-                unknown = set(cw) - set(classes.tolist())
-                if unknown:
-                    raise ValueError(f"class_weight names classes not in y: {sorted(unknown)}")
-            else:
-                raise TypeError("class_weight must be a dict {class: weight} or 'balanced'")
-            per = np.array([cw.get(v, 1.0) for v in labels.tolist()], dtype=np.float64)
-            w = per if w is None else w * per
-        return w
-
-    def _split(self, y: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        n = len(y)
-        n_val = max(1, round(fraction * n))
-        if n_val >= n:
-            raise ValueError(f"validation_split={fraction} leaves no training samples out of {n}")
-        labels = y if y.ndim == 1 and y.dtype.kind in "biu" else None
-        if labels is not None:
-            val: list[int] = []
-            classes = np.unique(labels)
-            for c in classes:
-                members = np.flatnonzero(labels == c)
-                members = members[self.rng.permutation(len(members))]
-                take = round(len(members) * n_val / n)
-                val.extend(members[:take].tolist())
-            val_idx = np.sort(np.array(val, dtype=np.int64))
-        if labels is None or len(val_idx) == 0:  # many small classes round to none: not stratified
-            val_idx = np.sort(self.rng.permutation(n)[:n_val])
-        mask = np.ones(n, bool)
-        mask[val_idx] = False
-        return np.flatnonzero(mask), val_idx
-
-    def _restore_snapshot(self, targets: list[np.ndarray]) -> None:
-        for s, t in zip(self._snap, targets):
-            np.copyto(t, s)
-
     def _convergence(self, loss: float) -> None:
         if self.tol is None:
             return
@@ -954,48 +685,3 @@ class Trainer:
                 f"the training loss improved by less than tol={self.tol:g} for "
                 f"{self.n_iter_no_change + 1} consecutive epochs"
             )
-
-    def _locate_nonfinite(self, xb: np.ndarray) -> str:
-        """Where non-finite values first appear: a weight, or a layer's output (Sequential)."""
-        for name, p in zip(self._names, self._params):
-            if not np.all(np.isfinite(p.data)):
-                return f"; parameter '{name}' holds NaN or infinite values"
-        from ..nn.module import Sequential
-
-        if not isinstance(self.model, Sequential):
-            return ""
-        h: Any = xb
-        with no_grad(), np.errstate(all="ignore"):
-            for k, layer in enumerate(self.model):
-                h = layer(h)
-                data = h.data if isinstance(h, Tensor) else np.asarray(h)
-                if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-                    return (
-                        f"; the first non-finite values appear in the output of layer {k} "
-                        f"({layer!r})"
-                    )
-        return "; every layer's output is finite, so the loss itself overflowed"
-
-    def _diverged(self, what: str, xb: np.ndarray, where: str | None = None) -> None:
-        """Note a divergence in the current step; :meth:`decide_stop` acts on it."""
-        last, le, lb = self._last_finite
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
-        advice = (
-            "the input batch itself contains NaN or infinite values: clean the data"
-            if bad_input
-            else f"lower the learning rate (now {lr:g}), scale the inputs (standardise each "
-            "feature), or clip gradients (clip_grad_norm=1.0 in fit, --clip-grad-norm 1 on the "
-            "command line)"
-        )
-        last_txt = (
-            f"last finite loss {last:.6g} at epoch {le}, batch {lb}"
-            if not math.isnan(last)
-            else "no finite loss before it"
-        )
-        if where is None:
-            where = "" if bad_input else self._locate_nonfinite(xb)
-        self._divergence = (
-            f"training diverged at epoch {self.epoch}, batch {self.batch}: {what}{where} "
-            f"({last_txt}). The model keeps its last finite weights. Try: {advice}."
-        )
