@@ -77,7 +77,7 @@ def filter_tiles(conv: _Conv) -> list[np.ndarray]:
     return tiles
 
 
-def _as_batch(model: Module, conv: _Conv, sample: Any) -> np.ndarray:
+def _as_batch(conv: _Conv, sample: Any) -> np.ndarray:
     x = np.asarray(getattr(sample, "data", sample))
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(
@@ -132,7 +132,7 @@ def feature_map_tiles(
     handles = [conv.register_forward_hook(keep("out"))]
     if follow is not None:
         handles.append(follow.register_forward_hook(keep("act")))
-    x = _as_batch(model, conv, sample)
+    x = _as_batch(conv, sample)
     was_training = model.training
     model.eval()
     try:
