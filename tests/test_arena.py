@@ -486,3 +486,16 @@ def test_parameter_arena_is_public():
     assert "ParameterArena" in optim.__all__
     opt = optim.SGD(nn.mlp([2, 1], rng=0).parameters(), lr=0.1)
     assert isinstance(opt.arena, optim.ParameterArena)
+
+
+def test_state_dict_right_after_to_has_the_new_dtype():
+    """A checkpoint written between model.to(float64) and the next step stores float64
+    moments (the state follows the parameters as soon as it is read)."""
+    model = cr.nn.mlp([3, 4, 2], rng=0)
+    opt = cr.optim.Adam(model.parameters(), lr=0.01)
+    cr.nn.CrossEntropyLoss()(model(np.ones((2, 3), np.float32)), np.array([0, 1])).backward()
+    opt.step()
+    model.to(np.float64)
+    sd = opt.state_dict()
+    arrays = [v for st in sd["state"].values() for v in st.values() if isinstance(v, np.ndarray)]
+    assert arrays and all(a.dtype == np.float64 for a in arrays)

@@ -22,9 +22,11 @@ def layer_flops(model: Module, input_shape: Sequence[int | None]) -> dict[str, i
     """Multiply-adds of one forward pass, per module with a cost of its own.
 
     Shapes are followed through a :class:`Sequential` (each layer's ``output_shape``); the
-    submodules of any other module get ``(batch, None)``, since chainrule cannot see how its
-    forward calls them — a Linear is still counted exactly (it needs only the rows), a layer
-    that needs the sizes it is not given counts 0.
+    submodules of any other module are taken in the order they were registered (chainrule
+    cannot see how its forward calls them: PyTorch's habit of registering them in the order
+    they run makes this right for most models; a wrong guess only misjudges the size). A
+    layer that needs sizes it is not given counts 0; one that reports no cost but has weights
+    of its own counts ``batch × its weights`` (each is used at least once per sample).
 
     Parameters
     ----------
@@ -57,16 +59,30 @@ def _visit(module: Module, name: str, shape: Shape, costs: dict[str, int]) -> Sh
     """Record ``module``'s cost (and its submodules') for input ``shape``; its output shape
     (``(batch, None)`` when unknown)."""
     unknown: Shape = (shape[0], None)
-    own = module.flops(shape)
+    try:
+        own = module.flops(shape)
+    except (TypeError, ValueError):  # a layer that cannot take this (guessed) shape
+        own = 0
+    if not own and shape[0] is not None:
+        # a layer that does not report its cost but has weights of its own: each weight is
+        # used at least once per sample, a lower bound that keeps a big custom layer from
+        # counting as free
+        n_own = sum(p.data.size for _, p in module._own_parameters())
+        own = shape[0] * n_own
     if own:
         costs[name] = int(own)
     prefix = f"{name}." if name else ""
-    if isinstance(module, Sequential):
-        current = shape
-        for child_name, child in module.named_children():
-            current = _visit(child, prefix + child_name, current, costs)
-    else:
-        for child_name, child in module.named_children():
-            _visit(child, prefix + child_name, unknown, costs)
-    out = module.output_shape(shape)
+    # a Sequential's children run in order; another module's forward cannot be followed, so
+    # its children are taken in the order they were registered — PyTorch's habit (features,
+    # then classifier), a guess that only steers BLAS threads — until a shape is unknown
+    current = shape
+    children = list(module.named_children())
+    for child_name, child in children:
+        current = _visit(child, prefix + child_name, current, costs)
+    try:
+        out = module.output_shape(shape)
+    except (TypeError, ValueError):
+        out = None
+    if out is None and children and not isinstance(module, Sequential):
+        out = current if current[1:] != (None,) else None
     return unknown if out is None else tuple(out)

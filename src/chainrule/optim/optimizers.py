@@ -207,7 +207,12 @@ class Optimizer:
         return [p for group in self.param_groups for p in group["params"]]
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters and per-parameter state (copied), keyed by parameter position."""
+        """Hyperparameters and per-parameter state (copied), keyed by parameter position.
+
+        The state is first brought in line with the parameters (:meth:`prepare`): after
+        ``model.to(np.float64)`` the saved moments are float64 too, as the next step's are.
+        """
+        self._sync()
         index = {id(p): i for i, p in enumerate(self._params())}
         state = {
             index[k]: {n: (v.copy() if isinstance(v, np.ndarray) else v) for n, v in s.items()}

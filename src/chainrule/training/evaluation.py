@@ -156,7 +156,8 @@ def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.nd
     has one (binary, trained with ``BCEWithLogitsLoss``) — the probability of class 1, shape
     ``(n, 1)``. Computed stably (no overflow for logits of any size), in the output's dtype.
     For a multi-label model (several independent sigmoid outputs) apply
-    ``1 / (1 + np.exp(-cr.predict(model, X)))`` instead.
+    ``cr.sigmoid(cr.predict(model, X)).numpy()`` instead (stable: ``1 / (1 + np.exp(-z))`` would
+    overflow, with a warning, for large negative logits).
 
     Examples
     --------

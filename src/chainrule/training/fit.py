@@ -80,8 +80,9 @@ def fit(
         Inputs ``(n, ...)`` and targets (class indices for cross-entropy, values for
         regression). For a model with one output per sample ``(n, 1)`` and an elementwise
         loss (MSE, BCE, ...), targets of shape ``(n,)`` are taken as that column, as Keras
-        does (the loss modules themselves, like PyTorch's, want equal shapes). Batches are gathered by index: the data set is never copied per epoch (a
-        memory-mapped ``.npy`` works); each batch is converted to the model's dtype.
+        does (the loss modules themselves, like PyTorch's, want equal shapes). Batches are
+        gathered by index: the data set is never copied per epoch (a memory-mapped ``.npy``
+        works); each batch is converted to the model's dtype.
         Or, with ``y`` omitted, ``X`` an iterable of ``(x, y)`` (or ``(x, y, sample_weight)``)
         batches — a PyTorch DataLoader, a generator, a list — as Keras accepts: the batches are
         read once and concatenated in memory (torch tensors become arrays), and the batch size

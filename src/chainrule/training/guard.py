@@ -114,14 +114,26 @@ class _GuardMixin:
                     )
         return "; every layer's output is finite, so the loss itself overflowed"
 
+    def _locate_in_backward(self) -> str:
+        """A finite loss with a non-finite gradient: the backward pass made it."""
+        return (
+            "; the loss and every weight are finite, so the backward pass produced it: an "
+            "operation whose derivative is infinite or undefined at its input (sqrt or a power "
+            "below 1 at 0, log at 0, division by 0)"
+        )
+
     def _diverged(self, what: str, xb: np.ndarray, where: str | None = None) -> None:
         """Note a divergence in the current step; :meth:`decide_stop` acts on it."""
         last, le, lb = self._last_finite
         lr = float(self.optimizer.param_groups[0]["lr"])
         bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
+        in_backward = where is not None and where.startswith("; the loss and every weight")
         advice = (
             "the input batch itself contains NaN or infinite values: clean the data"
             if bad_input
+            else "make the operation safe where its derivative blows up (e.g. sqrt(x + eps), "
+            "log(x + eps), or clamp its input)"
+            if in_backward
             else f"lower the learning rate (now {lr:g}), scale the inputs (standardise each "
             "feature), or clip gradients (clip_grad_norm=1.0 in fit, --clip-grad-norm 1 on the "
             "command line)"

@@ -168,6 +168,8 @@ def summarize(tr: Trainer) -> str:
             f"Stopped by the caller after {n} complete epoch{'s' if n != 1 else ''}; the history "
             "and the weights so far are kept."
         )
+    elif reason == "peer":
+        head = f"Stopped after epoch {last}: {tr.stop_detail}."
     elif reason == "interrupted":
         head = (
             f"Interrupted after {n} complete epoch{'s' if n != 1 else ''}; the history and the "

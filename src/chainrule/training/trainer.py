@@ -42,7 +42,7 @@ from .fastpath import FusedMLPPlan
 from .guard import DivergenceError, _GuardMixin
 from .history import History
 from .metrics import get_metric
-from .steps import EagerPlan, StepPlan
+from .steps import EagerPlan, StepPlan, all_finite
 
 __all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
 
@@ -97,7 +97,9 @@ class Trainer(_DataMixin, _GuardMixin):
         Set by a callback (or convergence) to stop once the current epoch is recorded.
     stop_reason, stop_detail
         Why training stopped: "epochs", "early_stopping", "converged", "diverged",
-        "interrupted", "callback" or "caller" (the consumer of :meth:`steps` stopped).
+        "interrupted", "callback", "caller" (the consumer of :meth:`steps` stopped) or
+        "peer" (another process of a data-parallel run decided; ``stop_detail`` says what).
+        Reset at the start of every fit.
     fit_inputs, fit_targets : array or None
         The training inputs and targets of the current (or last) fit, after the validation
         split; None before the first.
@@ -357,6 +359,13 @@ class Trainer(_DataMixin, _GuardMixin):
             except TypeError as exc:
                 raise TypeError(f"checkpoints need a model file: {exc}") from None
         start_epoch = 1
+        # a new run: its own outcome (a Trainer may fit again, e.g. with a lower lr after a
+        # divergence) and the parameters' dtype now (the model may have moved, model.to())
+        self.stop_reason, self.stop_detail = None, ""
+        self.history.message = ""
+        self.dtype = self._params[0].dtype
+        if "stop_training" in self.model.__dict__:  # Keras's model.stop_training, reset per fit
+            self.model.stop_training = False
         if resume_from is not None:
             self.load_checkpoint(resume_from)
             self.resumed = True
@@ -526,11 +535,19 @@ class Trainer(_DataMixin, _GuardMixin):
         wb = batch[2] if len(batch) == 3 else None
         plan = self.plan
         if not self._in_loop:  # a caller's batch: convert and check it as the loop does
+            self.dtype = self._params[0].dtype  # the parameters' dtype now (after model.to())
             xb = np.asarray(xb.data if isinstance(xb, Tensor) else xb)
             if xb.dtype != self.dtype:
                 xb = xb.astype(self.dtype)
             yb = np.asarray(yb.data if isinstance(yb, Tensor) else yb)
             wb = None if wb is None else np.asarray(wb, dtype=np.float64)
+            if len(yb) != len(xb) or (wb is not None and wb.shape != (len(xb),)):
+                raise ValueError(
+                    f"batch: x has {len(xb)} rows, so y must have {len(xb)} rows"
+                    + ("" if wb is None else f" and sample_weight shape ({len(xb)},)")
+                    + f"; got y of shape {yb.shape}"
+                    + ("" if wb is None else f" and sample_weight of shape {wb.shape}")
+                )
             if not self._plans:
                 self.optimizer.prepare()
                 self._plans = self._candidate_plans()
@@ -550,7 +567,13 @@ class Trainer(_DataMixin, _GuardMixin):
                     for n, p in zip(self._names, self._params)
                     if p.grad is not None and not np.all(np.isfinite(p.grad))
                 )
-                self._diverged(f"the gradient of '{name}' is not finite", xb)
+                bad_weight = any(not all_finite(p.data) for p in self._params)
+                bad_input = xb.dtype.kind == "f" and not np.all(np.isfinite(xb))
+                self._diverged(
+                    f"the gradient of '{name}' is not finite",
+                    xb,
+                    None if bad_weight or bad_input else self._locate_in_backward(),
+                )
                 return logs
         if self.clip is not None:
             _clip_grad_norm(self._params, self.clip)
@@ -622,16 +645,30 @@ class Trainer(_DataMixin, _GuardMixin):
         ``stop_reason="diverged"``, and raises :class:`DivergenceError` under
         ``on_nonfinite="raise"``.
         """
+        if not self.stop_training and self.model.__dict__.get("stop_training") is True:
+            self.stop_training = True  # Keras's habit: self.model.stop_training = True
         if self._divergence is not None or self._interrupted:
             flag = STOP_NOW
         elif self.stop_training:
             flag = STOP_AFTER_EPOCH
         else:
             flag = GO_ON
+        mine = flag
         flag = self.agree_stop(flag)
         if flag != GO_ON:
             self.stop_training = True  # also when another process asked (agree_stop)
-        if flag == STOP_NOW:
+        if flag > mine:  # another process asked (data-parallel training): say so
+            self.stop_reason = "peer"
+            self.stop_detail = (
+                "another process stopped the run (a divergence or Ctrl-C there)"
+                if flag == STOP_NOW
+                else "another process asked to stop after this epoch (early stopping or a "
+                "callback there)"
+            )
+        elif flag == STOP_AFTER_EPOCH and self.stop_reason is None:
+            self.stop_reason = "callback"  # stop_training set directly, not by the setter
+            self.stop_detail = "stop_training was set"
+        if flag == STOP_NOW and flag == mine:
             if self._divergence is not None:
                 msg, self._divergence = self._divergence, None
                 self.history.message = msg
