@@ -38,6 +38,9 @@ FLOORS: tuple[str, ...] = ("engine", "models", "training", "inspection", "applic
 FLOOR_OF: dict[str, str] = {
     # engine: the Tensor, its primitives and their backward rules, numerics, randomness
     "tensor": "engine",
+    "_grad_mode": "engine",  # no_grad & co., split out of tensor.py
+    "_versions": "engine",  # in-place version counters, split out of tensor.py
+    "_backward": "engine",  # the backward pass, split out of tensor.py
     "ops": "engine",
     "_primitive": "engine",
     "arena": "engine",

@@ -26,7 +26,7 @@ The contract
     differentiable (an integer index, a condition): asking for its gradient raises.
     Primitives with any number of inputs (``concatenate``, ``stack``) give instead
     ``vjp_argnum(i, g, out, saved, *arrays, **attrs)``.
-In-place facts (read by ``backward()``'s version check, :func:`chainrule.tensor._check_inplace`)
+In-place facts (read by ``backward()``'s version check, :func:`chainrule._backward._check_inplace`)
     ``reads_out``: some rule reads the forward output (changing it in place afterwards
     must raise). ``reads_inputs=False``: the rules use only the inputs' shapes and dtypes.
     ``needed_by[i]``: the inputs whose rules read input ``i`` (``x·y`` has ``((1,), (0,))``:
@@ -81,7 +81,8 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, _grad_mode
+from ._grad_mode import _grad_mode
+from .tensor import Tensor
 
 __all__ = [
     "KINDS",
@@ -197,8 +198,27 @@ class Primitive:
 PRIMITIVES: dict[str, Primitive] = {}
 
 
+def _same_definition(a: Primitive, b: Primitive) -> bool:
+    """Both records come from the same source definition (a re-run notebook cell, a reloaded
+    module): same forward's module and qualified name."""
+    fa, fb = a.forward, b.forward
+    if not (inspect.isfunction(fa) and inspect.isfunction(fb)):
+        return False  # a NumPy function: the library's own records are never replaced
+    module = fa.__module__ or ""
+    return (
+        module == fb.__module__
+        and fa.__qualname__ == fb.__qualname__
+        and not (module == "chainrule" or module.startswith("chainrule."))
+    )
+
+
 def _register(prim: Primitive) -> Primitive:
+    check_registry([prim])  # a primitive without its rules is refused now, not at backward()
     old = PRIMITIVES.get(prim.name)
+    if old is not None and old is not prim and _same_definition(old, prim):
+        # a redefinition (a re-run notebook cell) replaces the old record, as layers do
+        PRIMITIVES[prim.name] = prim
+        return prim
     if old is not None and old is not prim:
         raise ValueError(
             f"a primitive named {prim.name!r} is already registered ({old!r}); choose another "
@@ -266,13 +286,18 @@ def check_registry(prims: Any = None) -> None:
     """
     for prim in PRIMITIVES.values() if prims is None else prims:
         if prim.vjp_argnum is None and not prim.vjps:
-            raise TypeError(f"primitive {prim.name!r} has no backward rules (vjps is empty)")
+            raise TypeError(
+                f"primitive {prim.name!r} has no backward rules (vjps is empty): give one rule "
+                "per array input, vjps=(rule_0, rule_1, ...), None for an input that is not "
+                "differentiable"
+            )
         if prim.vjp_argnum is None:
             n = _n_positional(prim.forward)
             if n is not None and n != len(prim.vjps):
                 raise TypeError(
                     f"primitive {prim.name!r}: its forward takes {n} array input(s) but "
-                    f"{len(prim.vjps)} rule(s) are given"
+                    f"{len(prim.vjps)} rule(s) are given (one per input, None for an input "
+                    "that is not differentiable)"
                 )
         if prim.out_capable and getattr(prim.forward, "nin", None) is None:
             try:

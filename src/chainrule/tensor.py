@@ -1,25 +1,34 @@
-"""The Tensor and the backward pass.
+"""The Tensor.
 
 A :class:`Tensor` wraps a NumPy array (``.data``). When it is produced by a primitive while
 gradients are recorded, it holds the primitive's record (:class:`chainrule._primitive.Primitive`),
 its inputs, attributes and what the forward saved: that is the whole graph.
-:meth:`Tensor.backward` sorts the graph topologically (iteratively, so a chain of any length
-works), walks it in reverse and calls, for each node, the rules of the inputs that require a
-gradient — the chain rule, one product per edge — accumulating (``+=``) into the ``.grad`` of
-the leaves.
+:meth:`Tensor.backward` runs the backward pass of :mod:`chainrule._backward`.
+
+This module is the engine's public face: it also re-exports the names that live in the modules
+it was split into — graph recording on and off (:mod:`chainrule._grad_mode`), in-place version
+counters (:mod:`chainrule._versions`) and the backward pass (:mod:`chainrule._backward`).
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from .arena import grad_home
+from ._grad_mode import _F as _F
+from ._grad_mode import _grad_mode as _grad_mode
+from ._grad_mode import _GradMode as _GradMode
+from ._grad_mode import _GradModeSwitch as _GradModeSwitch
+from ._grad_mode import enable_grad as enable_grad
+from ._grad_mode import is_grad_enabled as is_grad_enabled
+from ._grad_mode import no_grad as no_grad
+from ._grad_mode import set_grad_enabled as set_grad_enabled
+from ._versions import _EPOCH as _EPOCH
+from ._versions import _mark_modified as _mark_modified
+from ._versions import mark_modified as mark_modified
+from .arena import grad_home as grad_home
 
 __all__ = [
     "Tensor",
@@ -32,98 +41,6 @@ __all__ = [
 ]
 
 _FLOAT_KINDS = "f"
-
-
-class _GradMode(threading.local):
-    enabled = True
-
-
-_grad_mode = _GradMode()
-
-
-def is_grad_enabled() -> bool:
-    """Return whether primitives currently record the graph."""
-    return _grad_mode.enabled
-
-
-@contextmanager
-def set_grad_enabled(mode: bool) -> Iterator[None]:
-    """Context manager that switches graph recording on or off (per thread)."""
-    previous = _grad_mode.enabled
-    _grad_mode.enabled = bool(mode)
-    try:
-        yield
-    finally:
-        _grad_mode.enabled = previous
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-class _GradModeSwitch:
-    """A context manager and decorator that sets the grad mode (PyTorch's ``no_grad`` shape).
-
-    Usable as ``with cr.no_grad():``, ``@cr.no_grad()`` and ``@cr.no_grad``; nested and
-    re-entrant uses restore the previous mode on exit (per thread).
-    """
-
-    _mode = False
-
-    def __new__(cls, func: Any = None) -> Any:
-        self = super().__new__(cls)
-        if func is None:
-            return self
-        if not callable(func):
-            raise TypeError(
-                f"{cls.__name__}() takes no arguments (or decorates a function), got "
-                f"{type(func).__name__}"
-            )
-        return self(func)
-
-    def __init__(self, func: Any = None) -> None:
-        self._previous: list[bool] = []
-
-    def __call__(self, func: _F) -> _F:
-        mode = self._mode
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with set_grad_enabled(mode):
-                return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    def __enter__(self) -> None:
-        self._previous.append(_grad_mode.enabled)
-        _grad_mode.enabled = self._mode
-
-    def __exit__(self, *exc: Any) -> None:
-        _grad_mode.enabled = self._previous.pop()
-
-
-class no_grad(_GradModeSwitch):  # noqa: N801 - PyTorch's name
-    """Context manager (or decorator) under which no graph is recorded.
-
-    ``with cr.no_grad():``, ``@cr.no_grad()`` and ``@cr.no_grad`` all work, as in PyTorch.
-    In-place updates of parameters (``p -= lr * p.grad``) belong under it.
-
-    Examples
-    --------
-    >>> import chainrule as cr
-    >>> w = cr.tensor([1.0, 2.0], requires_grad=True)
-    >>> with cr.no_grad():
-    ...     y = w * 2
-    >>> y.requires_grad
-    False
-    """
-
-    _mode = False
-
-
-class enable_grad(_GradModeSwitch):  # noqa: N801 - PyTorch's name
-    """Context manager (or decorator) that turns graph recording back on inside ``no_grad``."""
-
-    _mode = True
 
 
 def _as_array(value: Any, dtype: Any = None) -> np.ndarray:
@@ -609,300 +526,6 @@ class _Size(int):
         return self._shape[dim]
 
 
-# ----- in-place changes: version counters -----
-# _EPOCH[0] counts in-place changes anywhere; a node records it when created (``_epoch``), a
-# tensor changed in place records it in ``_mod`` and counts its own changes in ``_vers``. In
-# backward(), only a node older than the last in-place change is checked (one int comparison
-# per node otherwise): its inputs (and output) must not have been changed after it was made.
-_EPOCH = [0]
-
-
-def _mark_modified(tensors: Any) -> None:
-    """Record an in-place change of each tensor (and of the tensor a ``detach()`` came from)."""
-    _EPOCH[0] += 1
-    e = _EPOCH[0]
-    for t in tensors:
-        while t is not None:
-            t._vers = getattr(t, "_vers", 0) + 1
-            t._mod = e
-            t = getattr(t, "_base", None)
-
-
-def _check_inplace(node: Tensor, prim: Any, inputs: tuple[Any, ...]) -> None:
-    """Raise if a value that ``prim``'s rules read was changed in place after ``node`` was made.
-
-    What the rules read is declared by the record: ``reads_out``, ``reads_inputs`` and
-    ``needed_by`` (see :mod:`chainrule._primitive`).
-    """
-    e = node._epoch
-    op = prim.name
-    if prim.reads_out:
-        group = node._group
-        outs = [node] if group is None else [r() for r in group.refs]
-        for t in outs:
-            if t is not None and getattr(t, "_mod", 0) > e:
-                raise RuntimeError(
-                    f"backward(): the output of '{op}' (shape {t.shape}), which its gradient "
-                    f"needs, was modified by an in-place operation after it was used (it is at "
-                    f"version {t._version}). Change a copy instead (y = y + v, not y += v), or "
-                    "change it after backward()"
-                )
-    needed_by = prim.needed_by
-    for i, x in enumerate(inputs):
-        if not isinstance(x, Tensor) or getattr(x, "_mod", 0) <= e:
-            continue
-        # x itself became a new node (`x += v` recorded): this node's input is gone, whatever
-        # the rule reads; otherwise only a changed value that the rule reads matters
-        rebound = x._op is not None and x._epoch > e
-        if not rebound and (
-            not prim.reads_inputs
-            or (
-                needed_by is not None
-                and not any(
-                    isinstance(inputs[j], Tensor) and inputs[j].requires_grad for j in needed_by[i]
-                )
-            )
-        ):
-            continue
-        raise RuntimeError(
-            f"backward(): input {i} of '{op}' (a tensor of shape {x.shape}) was modified by an "
-            f"in-place operation after it was used (it is at version {x._version}): the "
-            "gradient would be computed from the new value. Change a copy instead "
-            "(x = x + v, not x += v), or change it after backward()"
-        )
-
-
-def unbroadcast(g: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Reduce a gradient to ``shape`` by summing over the axes that broadcasting added.
-
-    This is the one place where broadcasting is undone: if ``y = x + b`` broadcast ``b`` from
-    shape ``(n,)`` to ``(m, n)``, then ``∂C/∂b = Σ_rows ∂C/∂y``. A gradient that is smaller
-    than ``shape`` but broadcastable to it (a rule may return a scalar) is expanded.
-    """
-    g = np.asarray(g)
-    if g.shape == shape:
-        return g
-    nd = len(shape)
-    if g.ndim > nd:
-        g = g.sum(axis=tuple(range(g.ndim - nd)))
-    if g.ndim == nd:
-        axes = tuple(i for i, (gs, s) in enumerate(zip(g.shape, shape)) if s == 1 and gs != 1)
-        if axes:
-            g = g.sum(axis=axes, keepdims=True)
-    if g.shape != shape:
-        g = np.broadcast_to(g, shape)
-    return g
-
-
-def _toposort(roots: Sequence[Tensor], members: list[Tensor] | None = None) -> list[Tensor]:
-    """Nodes reachable from ``roots`` (that require grad), inputs before outputs.
-
-    Iterative depth-first search with an explicit stack: no recursion limit. The outputs of a
-    multi-output primitive are one vertex (the first one met stands for all of them); every
-    output met is appended to ``members`` if given (backward keeps them alive until their
-    node gathers their gradients).
-    """
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        key = id(node)
-        if key in seen:
-            continue
-        inputs = node._inputs
-        if node._op is not None:
-            if inputs is None or type(inputs) is Released:
-                raise RuntimeError(
-                    f"trying to backward through the graph a second time (op '{node.op}'): "
-                    "its intermediate values were released after the first backward(). Pass "
-                    "retain_graph=True to the first backward() if you need to go through it "
-                    "again."
-                )
-            if node._group is not None:
-                if members is not None:
-                    members.append(node)
-                key = id(node._group)
-                if key in seen:
-                    continue
-        seen.add(key)
-        stack.append((node, True))
-        if inputs:
-            for inp in inputs:
-                if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
-                    stack.append((inp, False))
-    return order
-
-
-def run_backward(
-    roots: Sequence[Tensor], seeds: Sequence[np.ndarray], retain_graph: bool = False
-) -> None:
-    """Reverse-mode sweep from ``roots`` with seed gradients ``seeds``.
-
-    For every node in reverse topological order the rules of its primitive turn the gradient
-    of the output into gradients of the inputs (∂C/∂input = ∂C/∂out · ∂out/∂input) — only for
-    the inputs that require a gradient; gradients arriving along several paths are summed.
-    """
-    members: list[Tensor] = []  # outputs of multi-output nodes: alive until gathered
-    order = _toposort(roots, members)
-    kept: dict[int, ReleasedNode] = {}  # the structure that outlives the released values
-    grads: dict[int, Any] = {}
-    for r, s in zip(roots, seeds):
-        k = id(r)
-        grads[k] = grads[k] + s if k in grads else s
-    for node in reversed(order):
-        prim = node._op
-        if prim is None:
-            g = grads.pop(id(node), None)
-            if g is not None:
-                _accumulate(node, g)
-            continue
-        inputs = node._inputs
-        assert inputs is not None  # checked in _toposort
-        group = node._group
-        if group is None:
-            g = grads.pop(id(node), None)
-            if g is not None and node._retain:
-                _accumulate(node, g)
-            out, saved = node.data, node._saved
-        else:
-            g, out, saved = _gather_outputs(group, grads)
-        if node._epoch != _EPOCH[0]:
-            _check_inplace(node, prim, inputs)
-        if g is not None:
-            _propagate(prim, g, out, saved, inputs, node._attrs, grads)
-        if not retain_graph:
-            if group is None:
-                node._inputs = _release(node, inputs, kept)
-                node._attrs = node._saved = None
-            else:
-                _release_group(node, group, inputs, kept)
-
-
-def _propagate(
-    prim: Any,
-    g: Any,
-    out: Any,
-    saved: Any,
-    inputs: tuple[Any, ...],
-    attrs: dict[str, Any] | None,
-    grads: dict[int, Any],
-) -> None:
-    """Call the rule of every input of ``prim`` that requires grad; sum into ``grads``."""
-    in_data = [x.data if isinstance(x, Tensor) else x for x in inputs]
-    vjps = prim.vjps
-    argnum = prim.vjp_argnum
-    for i, x in enumerate(inputs):
-        if not isinstance(x, Tensor) or not x.requires_grad:
-            continue
-        if argnum is None:
-            rule = vjps[i] if i < len(vjps) else None
-            if rule is None:
-                raise NotImplementedError(
-                    f"no gradient rule for '{prim.name}' (argument {i}): it is not differentiable"
-                )
-            gi = rule(g, out, saved, *in_data, **attrs) if attrs else rule(g, out, saved, *in_data)
-        elif attrs:
-            gi = argnum(i, g, out, saved, *in_data, **attrs)
-        else:
-            gi = argnum(i, g, out, saved, *in_data)
-        if gi is None:
-            raise NotImplementedError(
-                f"no gradient rule for '{prim.name}' (argument {i}): it is not differentiable"
-            )
-        xd = x.data
-        if getattr(gi, "shape", None) != xd.shape:
-            gi = unbroadcast(gi, xd.shape)
-        if gi.dtype != xd.dtype:
-            gi = gi.astype(xd.dtype)
-        k = id(x)
-        prev = grads.get(k)
-        grads[k] = gi if prev is None else prev + gi
-
-
-def _gather_outputs(group: Any, grads: dict[int, Any]) -> tuple[Any, Any, Any]:
-    """The gradients of every output of a multi-output node (None where none arrived)."""
-    gs = []
-    for ref in group.refs:
-        t = ref()
-        gk = None if t is None else grads.pop(id(t), None)
-        if gk is not None and t._retain:
-            _accumulate(t, gk)
-        gs.append(gk)
-    if all(gk is None for gk in gs):
-        return None, group.outs, group.saved
-    return tuple(gs), group.outs, group.saved
-
-
-def _release_group(node: Tensor, group: Any, inputs: tuple[Any, ...], kept: Any) -> None:
-    for ref in group.refs:
-        t = ref()
-        if t is not None:
-            t._inputs = _release(t, inputs, kept)
-            t._attrs = None
-    group.outs = group.saved = None
-
-
-class ReleasedNode:
-    """An intermediate tensor as ``backward()`` keeps it after releasing the graph's values.
-
-    Like PyTorch's ``grad_fn`` after its saved tensors are freed: the operation, the shape and
-    dtype of its result, and its inputs — more ``ReleasedNode`` objects, the leaf tensors that
-    require grad (parameters), or for a constant input (data, targets, a number) its shape as
-    a tuple — the structure that :func:`chainrule.draw_graph` draws, but no arrays.
-    """
-
-    __slots__ = ("dtype", "inputs", "op", "shape")
-
-    def __init__(self, op: str, shape: tuple[int, ...], dtype: Any) -> None:
-        self.op, self.shape, self.dtype = op, shape, dtype
-        self.inputs: tuple[Any, ...] = ()
-
-
-class Released(tuple):  # type: ignore[type-arg]
-    """The inputs of a tensor whose graph ``backward()`` released (see :class:`ReleasedNode`)."""
-
-    __slots__ = ()
-
-
-def _release(node: Tensor, inputs: tuple[Any, ...], kept: dict[int, ReleasedNode]) -> Released:
-    """Replace ``node``'s inputs by their structure, dropping every reference to their values."""
-    out: list[Any] = []
-    for x in inputs:
-        if isinstance(x, Tensor) and x.requires_grad:
-            if x._op is None:
-                out.append(x)  # a leaf that requires grad (a parameter) stays itself
-                continue
-            stub = kept.get(id(x))  # x is in the sorted graph, alive until the sweep ends
-            if stub is None:
-                stub = kept[id(x)] = ReleasedNode(x._op.name, x.data.shape, x.data.dtype)
-            out.append(stub)
-        else:  # a constant (data, targets, a number): only its shape is kept
-            arr = x.data if isinstance(x, Tensor) else x
-            out.append(arr.shape if isinstance(arr, np.ndarray) else ())
-    released = Released(out)
-    own = kept.get(id(node))
-    if own is not None:
-        own.inputs = released
-    return released
-
-
-def _accumulate(leaf: Tensor, g: np.ndarray) -> None:
-    if leaf.grad is None:
-        buf = grad_home(leaf)  # the engine hook: the leaf's view of a parameter arena, or None
-        if buf is not None:
-            np.copyto(buf, g)  # into the arena's flat gradient buffer
-            leaf.grad = buf
-        else:
-            # own the memory: g may be a view of another gradient or a broadcast
-            leaf.grad = np.array(g, dtype=leaf.data.dtype, copy=True)
-    else:
-        leaf.grad += g
-
-
 # ----- public names for the floors above the engine ------------------------------
 # (issue 17: a private name never crosses a floor; these are the engine's to keep stable)
 def as_array(value: Any, dtype: Any = None) -> np.ndarray:
@@ -918,7 +541,15 @@ def as_tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor._const(np.asarray(tensor(x).data))
 
 
-def mark_modified(tensors: Any) -> None:
-    """Record that each of ``tensors`` was changed in place (e.g. by an optimizer step), so
-    that a backward pass through a graph that saved its old value fails loudly."""
-    _mark_modified(tensors)
+# ----- the backward pass (chainrule._backward imports Tensor: imported after the class) -----
+from ._backward import Released as Released  # noqa: E402
+from ._backward import ReleasedNode as ReleasedNode  # noqa: E402
+from ._backward import _accumulate as _accumulate  # noqa: E402
+from ._backward import _check_inplace as _check_inplace  # noqa: E402
+from ._backward import _gather_outputs as _gather_outputs  # noqa: E402
+from ._backward import _propagate as _propagate  # noqa: E402
+from ._backward import _release as _release  # noqa: E402
+from ._backward import _release_group as _release_group  # noqa: E402
+from ._backward import _toposort as _toposort  # noqa: E402
+from ._backward import run_backward as run_backward  # noqa: E402
+from ._backward import unbroadcast as unbroadcast  # noqa: E402

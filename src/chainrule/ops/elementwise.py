@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import _numerics, kernels
-from .._primitive import Case, apply, primitive
+from .._primitive import Case, Primitive, apply, defprimitive, primitive
 from ..tensor import Tensor, _raw
 from ._common import (
     _SCALARS,
@@ -30,8 +30,46 @@ from ._common import (
     unary_cases,
 )
 
+
+def _elementwise(
+    name: str,
+    forward: Any,
+    *vjps: Any,
+    out_capable: bool = True,
+    examples: Any = None,
+    **facts: Any,
+) -> Primitive:
+    """Register the elementwise primitive ``name`` whose oracle is PyTorch's ``torch.<name>``.
+
+    ``forward`` is a NumPy ufunc (or an array function that takes ``out=`` like one), ``vjps``
+    one rule per input, ``facts`` the record's in-place facts (``reads_out``, ...).
+    ``examples`` defaults to :func:`unary_cases` or :func:`binary_cases` by the number of
+    inputs. Runs once, at import: the record is the one ``@primitive(...)`` would build.
+    """
+    if examples is None:
+        examples = unary_cases if len(vjps) == 1 else binary_cases
+    return defprimitive(
+        name,
+        forward,
+        kind="elementwise",
+        vjps=vjps,
+        out_capable=out_capable,
+        examples=examples,
+        torch=torch_fn(name),
+        **facts,
+    )
+
+
+def _positive_cases(rng: np.random.Generator, dtype: Any) -> list[Case]:
+    return unary_cases(rng, dtype, positive)
+
+
+def _off_zero_cases(rng: np.random.Generator, dtype: Any) -> list[Case]:
+    return unary_cases(rng, dtype, away_from(0.0))
+
+
 # ---------------------------------------------------------------------------------------------
-# arithmetic (binary, broadcasting)
+# arithmetic (binary, broadcasting: the engine sums a rule's result back to its input's shape)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -45,51 +83,37 @@ def _distinct(rng: np.random.Generator, dtype: Any) -> list[Case]:
     return out
 
 
-add_p = primitive(
+add_p = _elementwise(
     "add",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x, y: g, lambda g, out, saved, x, y: g),
-    out_capable=True,
+    np.add,
+    lambda g, out, saved, x, y: g,
+    lambda g, out, saved, x, y: g,
     reads_inputs=False,
-    examples=binary_cases,
-    torch=torch_fn("add"),
-)(np.add)
-sub_p = primitive(
+)
+sub_p = _elementwise(
     "sub",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x, y: g, lambda g, out, saved, x, y: -g),
-    out_capable=True,
+    np.subtract,
+    lambda g, out, saved, x, y: g,
+    lambda g, out, saved, x, y: -g,
     reads_inputs=False,
-    examples=binary_cases,
-    torch=torch_fn("sub"),
-)(np.subtract)
+)
 # x·y: x's value matters only for y's gradient and the other way round (as PyTorch saves it)
-mul_p = primitive(
+mul_p = _elementwise(
     "mul",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x, y: g * y, lambda g, out, saved, x, y: g * x),
-    out_capable=True,
+    np.multiply,
+    lambda g, out, saved, x, y: g * y,
+    lambda g, out, saved, x, y: g * x,
     needed_by=((1,), (0,)),
-    examples=binary_cases,
-    torch=torch_fn("mul"),
-)(np.multiply)
-div_p = primitive(
+)
+div_p = _elementwise(
     "div",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x, y: g / y, lambda g, out, saved, x, y: -g * out / y),
-    out_capable=True,
+    np.true_divide,
+    lambda g, out, saved, x, y: g / y,
+    lambda g, out, saved, x, y: -g * out / y,
     reads_out=True,
     examples=lambda rng, dtype: binary_cases(rng, dtype, sample_b=positive),
-    torch=torch_fn("div"),
-)(np.true_divide)
-neg_p = primitive(
-    "neg",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: -g,),
-    out_capable=True,
-    examples=unary_cases,
-    torch=torch_fn("neg"),
-)(np.negative)
+)
+neg_p = _elementwise("neg", np.negative, lambda g, out, saved, x: -g)
 
 
 def _pow_grad_base(g: Any, out: Any, saved: Any, x: Any, y: Any) -> Any:
@@ -104,15 +128,14 @@ def _pow_grad_exponent(g: Any, out: Any, saved: Any, x: Any, y: Any) -> Any:
         return g * np.where(x > 0, out * np.log(np.where(x > 0, x, 1)), 0)
 
 
-pow_p = primitive(
+pow_p = _elementwise(
     "pow",
-    kind="elementwise",
-    vjps=(_pow_grad_base, _pow_grad_exponent),
-    out_capable=True,
+    np.power,
+    _pow_grad_base,
+    _pow_grad_exponent,
     reads_out=True,
     examples=lambda rng, dtype: binary_cases(rng, dtype, sample_a=positive),
-    torch=torch_fn("pow"),
-)(np.power)
+)
 
 
 # NOTE: ties split the gradient evenly between the operands, as PyTorch does.
@@ -128,24 +151,12 @@ def _maxmin_grad_second(g: Any, out: Any, saved: Any, x: Any, y: Any) -> Any:
     return g * (gy - 0.5 * (gx * gy))
 
 
-maximum_p = primitive(
-    "maximum",
-    kind="elementwise",
-    vjps=(_maxmin_grad_first, _maxmin_grad_second),
-    out_capable=True,
-    reads_out=True,
-    examples=_distinct,
-    torch=torch_fn("maximum"),
-)(np.maximum)
-minimum_p = primitive(
-    "minimum",
-    kind="elementwise",
-    vjps=(_maxmin_grad_first, _maxmin_grad_second),
-    out_capable=True,
-    reads_out=True,
-    examples=_distinct,
-    torch=torch_fn("minimum"),
-)(np.minimum)
+maximum_p, minimum_p = (
+    _elementwise(
+        name, fn, _maxmin_grad_first, _maxmin_grad_second, reads_out=True, examples=_distinct
+    )
+    for name, fn in (("maximum", np.maximum), ("minimum", np.minimum))
+)
 
 
 def add(a: Any, b: Any) -> Tensor:
@@ -191,49 +202,20 @@ def minimum(a: Any, b: Any) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 # unary functions and activations
 # ---------------------------------------------------------------------------------------------
-exp_p = primitive(
-    "exp",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: g * out,),
-    out_capable=True,
-    reads_out=True,
-    examples=unary_cases,
-    torch=torch_fn("exp"),
-)(np.exp)
-log_p = primitive(
-    "log",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: g / x,),
-    out_capable=True,
-    examples=lambda rng, dtype: unary_cases(rng, dtype, positive),
-    torch=torch_fn("log"),
-)(np.log)
-sqrt_p = primitive(
+# (a rule may read the forward output ``out``: often the cheapest form)
+exp_p = _elementwise("exp", np.exp, lambda g, out, saved, x: g * out, reads_out=True)
+log_p = _elementwise("log", np.log, lambda g, out, saved, x: g / x, examples=_positive_cases)
+sqrt_p = _elementwise(
     "sqrt",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: g / (2 * out),),
-    out_capable=True,
+    np.sqrt,
+    lambda g, out, saved, x: g / (2 * out),
     reads_out=True,
-    examples=lambda rng, dtype: unary_cases(rng, dtype, positive),
-    torch=torch_fn("sqrt"),
-)(np.sqrt)
-abs_p = primitive(
-    "abs",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: g * np.sign(x),),
-    out_capable=True,
-    examples=lambda rng, dtype: unary_cases(rng, dtype, away_from(0.0)),
-    torch=torch_fn("abs"),
-)(np.abs)
-tanh_p = primitive(
-    "tanh",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: g * (1 - out * out),),
-    out_capable=True,
-    reads_out=True,
-    examples=unary_cases,
-    torch=torch_fn("tanh"),
-)(np.tanh)
+    examples=_positive_cases,
+)
+abs_p = _elementwise(
+    "abs", np.abs, lambda g, out, saved, x: g * np.sign(x), examples=_off_zero_cases
+)
+tanh_p = _elementwise("tanh", np.tanh, lambda g, out, saved, x: g * (1 - out * out), reads_out=True)
 
 
 def exp(x: Any) -> Tensor:
@@ -266,14 +248,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return _numerics.sigmoid(x)
 
 
-sigmoid_p = primitive(
+sigmoid_p = _elementwise(
     "sigmoid",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: g * out * (1 - out),),
+    _sigmoid,
+    lambda g, out, saved, x: g * out * (1 - out),
+    out_capable=False,
     reads_out=True,
-    examples=unary_cases,
-    torch=torch_fn("sigmoid"),
-)(_sigmoid)
+)
 
 
 def sigmoid(x: Any) -> Tensor:
@@ -290,15 +271,13 @@ def _relu_array(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 # NOTE: relu passes no gradient at 0 (subgradient 0), as PyTorch and JAX do.
-relu_p = primitive(
+relu_p = _elementwise(
     "relu",
-    kind="elementwise",
-    vjps=(lambda g, out, saved, x: g * (out > 0),),
-    out_capable=True,
+    _relu_array,
+    lambda g, out, saved, x: g * (out > 0),
     reads_out=True,
-    examples=lambda rng, dtype: unary_cases(rng, dtype, away_from(0.0)),
-    torch=torch_fn("relu"),
-)(_relu_array)
+    examples=_off_zero_cases,
+)
 
 
 def relu(x: Any) -> Tensor:

@@ -6,12 +6,13 @@ rule broadcasts the gradient back over the reduced axes (``_expand``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import _numerics
-from .._primitive import Case, apply, primitive
+from .._primitive import Case, Primitive, apply, defprimitive, primitive
 from ..tensor import Tensor
 from ._common import (
     _alias,
@@ -40,40 +41,48 @@ def _torch_reduce(name: str) -> Any:
     return call
 
 
+def _reduction(
+    name: str,
+    fn: Callable[..., Any],
+    rule: Any,
+    *,
+    torch: str | None = None,
+    examples: Any = reduction_cases,
+    **facts: Any,
+) -> Primitive:
+    """Register the reduction ``name``: forward ``fn(a, axis=axis, keepdims=keepdims)`` (a NumPy
+    reduction), one rule, PyTorch's ``x.<torch or name>(dim=, keepdim=)`` as its oracle.
+
+    Runs once, at import: the record is the one ``@primitive(...)`` over a ``def`` would build.
+    """
+
+    def forward(a: np.ndarray, *, axis: Any, keepdims: bool) -> Any:
+        return fn(a, axis=axis, keepdims=keepdims)
+
+    forward.__name__ = forward.__qualname__ = f"{name}_p"
+    return defprimitive(
+        name,
+        forward,
+        kind="reduction",
+        vjps=(rule,),
+        examples=examples,
+        torch=_torch_reduce(torch or name),
+        **facts,
+    )
+
+
+def _nonempty_cases(rng: np.random.Generator, dtype: Any) -> list[Case]:
+    return reduction_cases(rng, dtype, empty=False)
+
+
 def _distinct_values(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     # a permutation of well-separated values: no ties for max/min
     return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.25 - 1.0).astype(float)
 
 
-@primitive(
-    "sum",
-    kind="reduction",
-    vjps=(lambda g, out, saved, x, axis, keepdims: _expand(g, x.shape, axis, keepdims),),
-    reads_inputs=False,
-    examples=reduction_cases,
-    torch=_torch_reduce("sum"),
-)
-def sum_p(a: np.ndarray, *, axis: Any, keepdims: bool) -> Any:
-    """``Σ a`` over ``axis``."""
-    return np.sum(a, axis=axis, keepdims=keepdims)
-
-
 def _mean_grad(g: Any, out: Any, saved: Any, x: Any, axis: Any, keepdims: bool) -> Any:
     n = _reduced_count(x.shape, axis)
     return _expand(g, x.shape, axis, keepdims) / np.asarray(n, dtype=x.dtype)
-
-
-@primitive(
-    "mean",
-    kind="reduction",
-    vjps=(_mean_grad,),
-    reads_inputs=False,
-    examples=lambda rng, dtype: reduction_cases(rng, dtype, empty=False),
-    torch=_torch_reduce("mean"),
-)
-def mean_p(a: np.ndarray, *, axis: Any, keepdims: bool) -> Any:
-    """``Σ a / n`` over ``axis``."""
-    return np.mean(a, axis=axis, keepdims=keepdims)
 
 
 # NOTE: tied extrema share the gradient equally (PyTorch's amax/amin do the same).
@@ -87,30 +96,18 @@ def _maxmin_examples(rng: np.random.Generator, dtype: Any) -> list[Case]:
     return reduction_cases(rng, dtype, _distinct_values, empty=False)
 
 
-@primitive(
-    "max",
-    kind="reduction",
-    vjps=(_maxmin_reduce_grad,),
-    reads_out=True,
-    examples=_maxmin_examples,
-    torch=_torch_reduce("amax"),
+# Σ, mean, max and min over ``axis``: the gradient broadcast back over the reduced axes
+sum_p = _reduction(
+    "sum",
+    np.sum,
+    lambda g, out, saved, x, axis, keepdims: _expand(g, x.shape, axis, keepdims),
+    reads_inputs=False,
 )
-def max_p(a: np.ndarray, *, axis: Any, keepdims: bool) -> Any:
-    """The largest value over ``axis``."""
-    return np.max(a, axis=axis, keepdims=keepdims)
-
-
-@primitive(
-    "min",
-    kind="reduction",
-    vjps=(_maxmin_reduce_grad,),
-    reads_out=True,
-    examples=_maxmin_examples,
-    torch=_torch_reduce("amin"),
+mean_p = _reduction("mean", np.mean, _mean_grad, reads_inputs=False, examples=_nonempty_cases)
+max_p, min_p = (
+    _reduction(name, fn, _maxmin_reduce_grad, torch=t, reads_out=True, examples=_maxmin_examples)
+    for name, fn, t in (("max", np.max, "amax"), ("min", np.min, "amin"))
 )
-def min_p(a: np.ndarray, *, axis: Any, keepdims: bool) -> Any:
-    """The smallest value over ``axis``."""
-    return np.min(a, axis=axis, keepdims=keepdims)
 
 
 def _var_grad(g: Any, out: Any, centred: Any, x: Any, axis: Any, keepdims: bool, ddof: int) -> Any:
@@ -120,7 +117,7 @@ def _var_grad(g: Any, out: Any, centred: Any, x: Any, axis: Any, keepdims: bool,
 
 def _var_examples(rng: np.random.Generator, dtype: Any) -> list[Case]:
     cases = []
-    for (x,), attrs in reduction_cases(rng, dtype, empty=False):
+    for (x,), attrs in _nonempty_cases(rng, dtype):
         if x.ndim:
             cases.append(((x,), {**attrs, "ddof": 0}))
             cases.append(((x,), {**attrs, "ddof": 1}))
@@ -297,7 +294,7 @@ _finite_max = _numerics.finite_max  # the max along axis (kept), 0 where not fin
         ),
     ),
     reads_out=True,
-    examples=lambda rng, dtype: reduction_cases(rng, dtype, empty=False),
+    examples=_nonempty_cases,
     torch=_torch_reduce("logsumexp"),
 )
 def logsumexp_p(a: np.ndarray, *, axis: Any, keepdims: bool) -> np.ndarray:
