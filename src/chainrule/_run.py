@@ -441,6 +441,8 @@ def _write_run_files(
         from .diagnostics import write_report
 
         scalars = {k: v for k, v in result["test"].items() if isinstance(v, (int, float))}
+        shown = test if len(test) else train  # one example for the feature maps of a CNN
+        sample = prep.transform(shown.select(np.arange(min(1, len(shown)))))
         files["report"] = run.write(
             "report.html",
             lambda path: write_report(
@@ -451,6 +453,8 @@ def _write_run_files(
                 title=f"chainrule: {result['data']}",
                 extra_figures=figures,
                 settings={**result["settings"], "task": result["task"]},
+                model=model,
+                sample=sample if len(sample) else None,
             ),
         )
     return files

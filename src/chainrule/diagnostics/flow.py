@@ -3,8 +3,9 @@
 :class:`GradientFlow` is a callback for :func:`chainrule.fit`. For every layer with a weight
 matrix or kernel (a Linear; any layer whose ``fans()`` are known) and every epoch it records the gradient's RMS (mean over the epoch's batches), the weight RMS, the
 update-to-weight ratio ``‖W_end - W_start‖ / ‖W_start‖``, and for the activation after the layer
-its mean and spread, the fraction of dead ReLU units (zero for every sample of a batch) and of
-saturated sigmoid/tanh units. It then says in plain words what looks wrong.
+its mean and spread, the fraction of dead ReLU units (zero for every sample of a batch; after a
+convolution a unit is a channel, dead when zero at every position too) and of saturated
+sigmoid/tanh units. It then says in plain words what looks wrong.
 """
 
 from __future__ import annotations
@@ -151,12 +152,16 @@ class GradientFlow(Callback):
             self._act[name] = (follow, stats)
             self.activations[name] = type(follow).__name__
             self._kinds[name] = _watched(follow)  # type: ignore[assignment]
-            self._hooks.append(follow.register_forward_hook(self._watch(follow, stats)))
+            # a kernel (Conv: weight (out, in, *k)) has channels on axis 1: a unit is a channel
+            per_channel = lin.weight.ndim > 2
+            self._hooks.append(
+                follow.register_forward_hook(self._watch(follow, stats, per_channel))
+            )
         self._grad_sum = {n: 0.0 for n in self.layers}
         self._batches = 0
         self._nonfinite: set[str] = set()
 
-    def _watch(self, module: Module, stats: _Stats) -> Any:
+    def _watch(self, module: Module, stats: _Stats, per_channel: bool = False) -> Any:
         kind = _watched(module)
 
         def hook(mod: Module, inputs: Any, out: Any) -> None:
@@ -170,7 +175,9 @@ class GradientFlow(Callback):
             stats.std += float(a.std())
             stats.rms += _rms(a)
             if kind in _RELU_LIKE:
-                stats.dead += float(np.mean(np.all(a <= 0, axis=0)))
+                # dead: zero for every sample (a feature map: at every position too)
+                axes = (0, *range(2, a.ndim)) if per_channel else 0
+                stats.dead += float(np.mean(np.all(a <= 0, axis=axes)))
             elif kind == "sigmoid":
                 stats.saturated += float(np.mean((a < 0.01) | (a > 0.99)))
             elif kind == "tanh":

@@ -50,6 +50,14 @@ _MEANING = {
     "reshape": "same values, new shape",
     "transpose": "axes swapped",
     "getitem": "a[index]",
+    "conv1d": "Σ_c,k W[o,c,k]·x[c, s·t+d·k] + b[o]",
+    "conv2d": "Σ_c,i,j W[o,c,i,j]·x[c, s·y+d·i, s·x+d·j] + b[o]",
+    "max_pool1d": "max over each window",
+    "max_pool2d": "max over each window",
+    "avg_pool1d": "mean over each window",
+    "avg_pool2d": "mean over each window",
+    "adaptive_avg_pool1d": "mean over adaptive bins",
+    "adaptive_avg_pool2d": "mean over adaptive bins",
 }
 
 

@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from ..io import atomic_write_text
+from .conv_pictures import CSS as CONV_CSS
+from .conv_pictures import conv_pictures_html
 
 __all__ = ["write_report"]
 
@@ -119,6 +121,9 @@ def write_report(
     title: str = "chainrule training report",
     extra_figures: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
+    *,
+    model: Any = None,
+    sample: Any = None,
 ) -> str:
     """Write an HTML report (plots embedded as PNG data, no external files) and return its path.
 
@@ -127,7 +132,17 @@ def write_report(
     summary), test metrics, loss and metric curves, any extra figures (the decision boundary,
     the confusion matrix), and the gradient flow per layer with its warnings and suggestions.
     In the per-layer table a cell that does not apply shows "—" with the reason.
+
+    For a convolutional network (``model``, by default the one ``flow`` watched) the report
+    also shows what its first convolution learned: one tile per filter (output channel) and,
+    given ``sample`` (inputs in the model's batch layout, e.g. ``X_test[:1]``; the first one is
+    used), that input and the feature maps it produces
+    (:mod:`chainrule.diagnostics.conv_pictures`). A network without convolutions gets the
+    same report as without ``model``.
     """
+    if model is None:
+        model = getattr(flow, "model", None)
+    conv_parts = conv_pictures_html(model, sample) if model is not None else []
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -135,7 +150,8 @@ def write_report(
         "pre{background:#f6f8fa;padding:1em;white-space:pre-wrap}img{max-width:100%}"
         "li.warn{color:#9a3412}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px}"
         "th{text-align:left}ol.notes{font-size:90%;color:#555}"
-        "</style></head><body>",
+        + (CONV_CSS if conv_parts else "")
+        + "</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>written {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</p>",
         *_settings_table(settings),
@@ -148,13 +164,19 @@ def write_report(
             if isinstance(v, (int, float)):
                 parts.append(f"<tr><th>{html.escape(k)}</th><td>{v:.6g}</td></tr>")
         parts.append("</table>")
+    plots = True
     try:
         parts.append("<h2>Curves</h2>")
         parts.append(f"<img alt='curves' src='data:image/png;base64,{_png(history.plot())}'>")
         for name, fig in (extra_figures or {}).items():
             parts.append(f"<h2>{html.escape(name)}</h2>")
             parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png(fig)}'>")
-        if flow is not None and flow.layers:
+    except ImportError as exc:
+        parts.append(f"<p>(no plots: {html.escape(str(exc))})</p>")
+        plots = False
+    parts.extend(conv_parts)  # drawn without matplotlib
+    try:
+        if plots and flow is not None and flow.layers:
             parts.append("<h2>Gradient flow</h2>")
             parts.append(
                 f"<img alt='gradient flow' src='data:image/png;base64,{_png(flow.plot())}'>"

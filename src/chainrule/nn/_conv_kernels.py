@@ -275,7 +275,8 @@ def max_pool2d_grad(
 
     The arg-max is the first offset (row-major) holding the maximum, and for a window with a
     NaN its last NaN, as PyTorch's CPU kernel (it replaces the running maximum when
-    ``v > max or isnan(v)``).
+    ``v > max or isnan(v)``). Padding never takes it: a window whose maximum is -∞ gives its
+    gradient to its first element inside the input, as PyTorch.
     """
     n, c, h, wd = x.shape
     kh, kw = kernel
@@ -283,12 +284,18 @@ def max_pool2d_grad(
     oh, ow = g.shape[2:]
     nan_out = np.isnan(out)
     has_nan = bool(nan_out.any())
+    inside = None  # (KH·KW, 1, 1, OH, OW): which window cells are input, not padding
+    if any(padding) and bool(np.isneginf(out).any()):
+        ones = np.ones((1, 1, h, wd), bool)
+        inside = _windows(_pad(ones, padding, False), kernel, oh, ow, stride, dilation)
     taken = np.zeros(out.shape, bool)
     hit = np.empty(out.shape, bool)
     gxp = np.zeros((n, c, h + t + bt, wd + left + r), x.dtype)
     disjoint = stride[0] >= (kh - 1) * dilation[0] + 1 and stride[1] >= (kw - 1) * dilation[1] + 1
     for k in range(kh * kw):
         np.equal(win[k], out, out=hit)
+        if inside is not None:
+            hit &= inside[k]
         hit &= ~taken
         taken |= hit
         if has_nan:  # the last NaN of a window takes it

@@ -84,6 +84,22 @@ class _ConvNd(Module):
         if self.bias is not None:
             init.uniform_(self.bias, -bound, bound, rng=gen)
 
+    @classmethod
+    def config_elements(cls, config: dict[str, Any]) -> int:
+        """``out · in/groups · Π kernel (+ out for the bias)`` from a model file's
+        configuration (0 if a size is not a plain non-negative int: the constructor judges)."""
+        values: list[Any] = [config.get(k) for k in ("in_channels", "out_channels")]
+        values.append(config.get("groups", 1))
+        k = config.get("kernel_size")
+        values += list(k) if isinstance(k, list) else [k] * cls._d
+        if len(values) != 3 + cls._d or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+        ):
+            return 0
+        c_in, c_out, groups, *kernel = values
+        weights = c_out * (c_in // groups) * math.prod(kernel)
+        return weights + (c_out if config.get("bias", True) else 0)
+
     def fans(self) -> tuple[int, int]:
         """``(fan_in, fan_out)`` of the kernel, as PyTorch counts them."""
         k = math.prod(self.kernel_size)
@@ -167,7 +183,7 @@ class _ConvNd(Module):
         }
 
 
-@register_module
+@register_module(builtin=True)
 class Conv1d(_ConvNd):
     """1-D convolution layer over signals ``(N, C_in, L)``: :func:`chainrule.nn.functional.conv1d`
     with a learned weight ``(out_channels, in_channels/groups, kernel_size)`` and bias.
@@ -197,7 +213,7 @@ class Conv1d(_ConvNd):
     _fn = staticmethod(conv_ops.conv1d)
 
 
-@register_module
+@register_module(builtin=True)
 class Conv2d(_ConvNd):
     """2-D convolution layer over images ``(N, C_in, H, W)``:
     :func:`chainrule.nn.functional.conv2d` with a learned weight

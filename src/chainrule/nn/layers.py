@@ -504,26 +504,31 @@ class BatchNorm1d(Module):
 
 @register_module(builtin=True)
 class Flatten(Module):
-    """Collapse dimensions ``start_dim`` onwards: ``(N, 28, 28) -> (N, 784)``."""
+    """Collapse dimensions ``start_dim`` to ``end_dim`` (inclusive, as ``torch.nn.Flatten``):
+    ``(N, 28, 28) -> (N, 784)``, ``(N, C, H, W) -> (N, C·H·W)``."""
 
-    def __init__(self, start_dim: int = 1) -> None:
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim = int(start_dim)
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, x: Any) -> Tensor:
-        return ops.flatten(as_tensor(x), self.start_dim)
+        return ops.flatten(as_tensor(x), self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}"
+        end = "" if self.end_dim == -1 else f", end_dim={self.end_dim}"
+        return f"start_dim={self.start_dim}{end}"
 
     def get_config(self) -> dict[str, Any]:
-        return {"start_dim": self.start_dim}
+        end = {} if self.end_dim == -1 else {"end_dim": self.end_dim}
+        return {"start_dim": self.start_dim, **end}
 
     def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        d = self.start_dim % len(input_shape) if input_shape else 0
-        rest = input_shape[d:]
+        n = len(input_shape)
+        d = self.start_dim % n if input_shape else 0
+        e = self.end_dim % n + 1 if input_shape else 0
+        rest = input_shape[d:e]
         size = None if any(r is None for r in rest) else math.prod(rest)  # type: ignore[arg-type]
-        return (*input_shape[:d], size)
+        return (*input_shape[:d], size, *input_shape[e:])
 
 
 ACTIVATIONS: dict[str, type[Module]] = {

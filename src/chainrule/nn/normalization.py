@@ -5,20 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .._random import as_generator, current_generator
-from .._validation import check_number
 from ..tensor import Tensor, as_tensor
-from .layers import BatchNorm1d, as_input
-from .module import Module
+from .layers import BatchNorm1d, Dropout, as_input
 from .registry import register_module
-from .replicas import dropout_keep
 
 __all__ = ["BatchNorm2d", "Dropout2d"]
 
 
-@register_module
+@register_module(builtin=True)
 class BatchNorm2d(BatchNorm1d):
     """Batch normalisation of images per channel (Ioffe & Szegedy 2015,
     https://arxiv.org/abs/1502.03167), as ``torch.nn.BatchNorm2d``.
@@ -47,11 +41,14 @@ class BatchNorm2d(BatchNorm1d):
         return input_shape
 
 
-@register_module
-class Dropout2d(Module):
+@register_module(builtin=True)
+class Dropout2d(Dropout):
     """Channel dropout (Tompson et al. 2015, https://arxiv.org/abs/1411.4280), as
     ``torch.nn.Dropout2d``: in training each channel of each sample is zeroed with
     probability ``p`` and the kept ones are scaled by ``1/(1-p)``; identity in eval mode.
+
+    :class:`Dropout` with one draw per (sample, channel) instead of one per element: the mask
+    ``(N, C, 1, 1)`` enters the same ``dropout`` primitive, broadcast over the positions.
 
     Parameters
     ----------
@@ -61,39 +58,20 @@ class Dropout2d(Module):
 
     Shape
     -----
-    input ``(N, C, H, W)`` (or unbatched ``(C, H, W)``); output the same.
+    input ``(N, C, H, W)`` or ``(N, C, L)``, as PyTorch's documented shapes: a 3-D input is a
+    batch of signals (each of its ``N·C`` rows is kept or zeroed whole), not one unbatched
+    image; output the same.
     """
-
-    def __init__(self, p: float = 0.5, *, rng: Any = None) -> None:
-        super().__init__()
-        check_number("p", p, low=0, high=1)
-        self.p = float(p)
-        self.rng: np.random.Generator | None = None if rng is None else as_generator(rng)
 
     def forward(self, x: Any) -> Tensor:
         x = as_tensor(x)
         if x.ndim not in (3, 4):
             raise ValueError(
-                f"Dropout2d(p={self.p}) expected input of shape (N, C, H, W) or (C, H, W), got "
+                f"Dropout2d(p={self.p}) expected input of shape (N, C, H, W) or (N, C, L), got "
                 f"{x.shape}"
             )
-        if not self.training or self.p == 0.0:
-            return x
-        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
-        shape = (*x.shape[:-2], 1, 1)
-        if self.p == 1.0:
-            mask = np.zeros(shape, dtype)
-        else:
-            gen = self.rng if self.rng is not None else current_generator()
-            keep = dropout_keep(gen, shape, self.p)  # data-parallel: the global batch's mask
-            mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
-        return x * mask
+        return super().forward(x)
 
-    def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return input_shape
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-    def get_config(self) -> dict[str, Any]:
-        return {"p": self.p}
+    def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """One draw per (sample, channel): ``(N, C, 1, 1)`` (``(N, C, 1)`` for signals)."""
+        return (*shape[:2], *(1,) * (len(shape) - 2))

@@ -82,7 +82,7 @@ class _MaxPoolNd(_Pool):
         }
 
 
-@register_module
+@register_module(builtin=True)
 class MaxPool1d(_MaxPoolNd):
     """Max pooling over signals ``(N, C, L)`` (:func:`chainrule.nn.functional.max_pool1d`);
     ``stride`` defaults to ``kernel_size``."""
@@ -90,7 +90,7 @@ class MaxPool1d(_MaxPoolNd):
     _d = 1
 
 
-@register_module
+@register_module(builtin=True)
 class MaxPool2d(_MaxPoolNd):
     """Max pooling over images ``(N, C, H, W)`` (:func:`chainrule.nn.functional.max_pool2d`);
     ``stride`` defaults to ``kernel_size``. The gradient goes to each window's maximum.
@@ -147,7 +147,7 @@ class _AvgPoolNd(_Pool):
         return cfg
 
 
-@register_module
+@register_module(builtin=True)
 class AvgPool1d(_AvgPoolNd):
     """Average pooling over signals ``(N, C, L)`` (:func:`chainrule.nn.functional.avg_pool1d`)."""
 
@@ -164,7 +164,7 @@ class AvgPool1d(_AvgPoolNd):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
 
 
-@register_module
+@register_module(builtin=True)
 class AvgPool2d(_AvgPoolNd):
     """Average pooling over images ``(N, C, H, W)`` (:func:`chainrule.nn.functional.avg_pool2d`)."""
 
@@ -187,14 +187,14 @@ class _AdaptiveAvgPoolNd(_Pool):
         return {"output_size": _norm(self.output_size)}
 
 
-@register_module
+@register_module(builtin=True)
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
     """Average over ``output_size`` adaptive bins of a signal ``(N, C, L)``."""
 
     _d = 1
 
 
-@register_module
+@register_module(builtin=True)
 class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     """Average over adaptive bins of an image to ``output_size`` (``1``: global average
     pooling, ``(N, C, H, W) -> (N, C, 1, 1)``), as ``torch.nn.AdaptiveAvgPool2d``."""

@@ -13,7 +13,7 @@ from .registry import register_module
 __all__ = ["Unflatten"]
 
 
-@register_module
+@register_module(builtin=True)
 class Unflatten(Module):
     """Split dimension ``dim`` into ``unflattened_size``, as ``torch.nn.Unflatten``: the first
     layer of a convolutional network that reads table rows (``chainrule train --arch``).
@@ -28,7 +28,8 @@ class Unflatten(Module):
     def __init__(self, dim: int, unflattened_size: Any) -> None:
         super().__init__()
         self.dim = int(dim)
-        self.unflattened_size = tuple(int(v) for v in unflattened_size)
+        sizes = (unflattened_size,) if isinstance(unflattened_size, int) else unflattened_size
+        self.unflattened_size = tuple(int(v) for v in sizes)
         if not self.unflattened_size or any(v < 1 and v != -1 for v in self.unflattened_size):
             raise ValueError(
                 f"Unflatten: unflattened_size must be positive sizes (one may be -1), got "

@@ -32,13 +32,23 @@ def _numbers(logs: dict[str, list[float]], i: int) -> str:
 
 
 def input_scaling_advice(X: Any, max_rows: int = 2_000) -> str | None:
-    """A sentence if the features of ``X`` look unscaled (large means or spreads), else None."""
+    """A sentence if the features of ``X`` look unscaled (large means or spreads), else None.
+
+    Images ``(N, C, H, W)`` are judged per channel, over all samples and pixels, as they are
+    normalised (a blank border pixel is not an unscaled feature)."""
     try:
-        sample = np.asarray(X[:max_rows], dtype=np.float32).reshape(min(len(X), max_rows), -1)
+        sample = np.asarray(X[:max_rows], dtype=np.float32)
+        rows = min(len(X), max_rows)
+        images = sample.ndim == 4
+        if images:  # (N, C, H, W) -> one column per channel
+            sample = sample.transpose(0, 2, 3, 1).reshape(-1, sample.shape[1])
+        else:
+            sample = sample.reshape(rows, -1)
     except (TypeError, ValueError):
         return None
     if sample.size == 0:
         return None
+    what, fix = ("channels", "channel") if images else ("features", "feature")
     mean = sample.mean(axis=0)
     std = sample.std(axis=0)
     bad = np.flatnonzero((np.abs(mean) > 10) | (std > 10) | ((std > 0) & (std < 1e-2)))
@@ -46,8 +56,8 @@ def input_scaling_advice(X: Any, max_rows: int = 2_000) -> str | None:
         return None
     j = int(bad[np.argmax(np.abs(mean[bad]) + std[bad])])
     return (
-        f"The inputs look unscaled ({bad.size} of {sample.shape[1]} features; feature {j} has "
-        f"mean {mean[j]:.3g} and standard deviation {std[j]:.3g}): standardise each feature "
+        f"The inputs look unscaled ({bad.size} of {sample.shape[1]} {what}; {fix} {j} has "
+        f"mean {mean[j]:.3g} and standard deviation {std[j]:.3g}): standardise each {fix} "
         "(subtract the training mean, divide by the standard deviation)."
     )
 
