@@ -185,6 +185,25 @@ def run_training(settings: TrainSettings) -> RunResult:
 
     if settings.distributed or is_converted(settings.data):  # rows shared through .npy files
         return run_shared(settings)  # type: ignore[return-value]  # None on ranks other than 0
+    prep, train, test = split_table(settings)
+    prep.fit(train)  # scaling, categories and the target encoding come from training rows only
+    X, y = prep.transform(train), prep.encode_target(train)
+    model, history, flow = train_model(settings, prep, X, y)
+    # weights kept from a diverged run can overflow: the figures say so, NumPy need not
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        test_scores = _score(prep, predict(model, prep.transform(test)), test)
+        train_scores = _score(prep, predict(model, X), train)
+    result_metrics = result_record(settings, prep, history, test_scores, train_scores, flow)
+    files: dict[str, str] = {}
+    if settings.out:
+        files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
+    return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
+
+
+def split_table(settings: TrainSettings) -> tuple[TabularPreprocessor, Table, Table]:
+    """The run's table read, its incomplete rows handled and split into training and test
+    rows (stratified by the raw target labels when they look like classes); the returned
+    preprocessor is not fitted yet (it is fitted on the training rows only)."""
     table, target = _table_for(settings)
     table = drop_missing_target(table, target)  # a target is never imputed
     if len(table) < 4:
@@ -208,18 +227,7 @@ def run_training(settings: TrainSettings) -> RunResult:
         labels, settings.test_split, seed=settings.seed, stratify=strat
     )
     train, test = table.select(train_idx), table.select(test_idx)
-    prep.fit(train)  # scaling, categories and the target encoding come from training rows only
-    X, y = prep.transform(train), prep.encode_target(train)
-    model, history, flow = train_model(settings, prep, X, y)
-    # weights kept from a diverged run can overflow: the figures say so, NumPy need not
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        test_scores = _score(prep, predict(model, prep.transform(test)), test)
-        train_scores = _score(prep, predict(model, X), train)
-    result_metrics = result_record(settings, prep, history, test_scores, train_scores, flow)
-    files: dict[str, str] = {}
-    if settings.out:
-        files = _write_run(settings, model, prep, history, result_metrics, train, test, flow)
-    return RunResult(model, prep, history, result_metrics, files, flow, settings.lr)
+    return prep, train, test
 
 
 def build_model(settings: TrainSettings, prep: TabularPreprocessor) -> Any:

@@ -33,15 +33,13 @@ from ._run import (
     RunResult,
     TrainSettings,
     _score,
-    _table_for,
     _write_run,
-    check_classes,
     result_record,
     score_encoded,
+    split_table,
     train_model,
     validation_fraction,
 )
-from .data.impute import DataNote, drop_missing_target
 from .data.tabular import Table, TabularPreprocessor, train_test_split
 from .training.evaluation import predict
 from .training.trainer import Trainer
@@ -166,31 +164,7 @@ def _split_in_memory(
     settings: TrainSettings, where: str, rng: np.random.Generator, held: dict[str, Any]
 ) -> tuple[TabularPreprocessor, bool]:
     """Read and preprocess as a single process does, then write the parts."""
-    import warnings
-
-    table, target = _table_for(settings)
-    table = drop_missing_target(table, target)
-    if len(table) < 4:
-        raise CLIError(f"{table.source} has only {len(table)} rows: too few to train and test")
-    prep = TabularPreprocessor(
-        target, settings.task, settings.categorical, settings.drop, missing=settings.missing
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataNote)
-        probe = TabularPreprocessor(
-            target, settings.task, settings.categorical, settings.drop, missing=settings.missing
-        ).fit(table)
-    if settings.missing == "drop":
-        table = probe.drop_incomplete(table)
-    strat = probe.task == "classification"
-    if strat:
-        check_classes(probe, table, target)
-    labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
-    train_idx, test_idx = train_test_split(
-        labels, settings.test_split, seed=settings.seed, stratify=strat
-    )
-    train, test = table.select(train_idx), table.select(test_idx)
-    del table
+    prep, train, test = split_table(settings)  # as a single process does
     prep.fit(train)
     X, y = prep.transform(train), prep.encode_target(train)
     held.update(train=train, test=test)
