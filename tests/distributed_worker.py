@@ -289,16 +289,15 @@ def cli_rss(args: argparse.Namespace) -> None:
     import resource
 
     import chainrule as cr
-    from chainrule import _run, _run_shared, cli
+    from chainrule import _run, cli
 
     reads = [0]
-    real = _run_shared._table_for
+    real = _run._table_for  # the one reader, for single runs and for rank 0 of --workers
 
     def counting(settings: object) -> object:
         reads[0] += 1
         return real(settings)  # type: ignore[arg-type]
 
-    _run_shared._table_for = counting  # type: ignore[assignment]
     _run._table_for = counting  # type: ignore[assignment]
     status = cli.main(args.cli.split())
     with open("/proc/self/status") as fh:
