@@ -219,10 +219,12 @@ class Module:
         for key, value in state.items():
             if type(value).__module__.split(".")[0] == "torch":
                 raise TypeError(
-                    f"state dict entry '{key}' is a PyTorch tensor: PyTorch's Linear stores its "
-                    "weight as (out_features, in_features), chainrule's as (in_features, "
-                    "out_features); load it with cr.nn.from_torch_state_dict(model, state_dict), "
-                    "which transposes what needs it"
+                    f"state dict entry '{key}' is a PyTorch tensor: load a PyTorch state dict "
+                    "with cr.nn.from_torch_state_dict(model, state_dict), which converts every "
+                    "entry and transposes what is stored differently (PyTorch's Linear keeps "
+                    "its weight as (out_features, in_features), chainrule's as (in_features, "
+                    "out_features); convolution and batch-norm entries are alike); converting "
+                    "the tensors to arrays yourself would load a square Linear weight transposed"
                 )
         params = dict(self.named_parameters())
         buffers = {n: (m, b) for n, m, b in self._buffer_owners()}
