@@ -29,6 +29,7 @@ class _Segment:
         arena = opt.arena
         data, grad = arena.buffers[k]
         self.group, self.params = group, params
+        self.k, self.a, self.b = k, a, b
         self.P, self.G = data[a:b], grad[a:b]
         dtype = data.dtype
         self.T1, self.T2 = np.empty(b - a, dtype), np.empty(b - a, dtype)
@@ -57,6 +58,14 @@ class _Segment:
                         )
                     np.copyto(sview, old, casting="unsafe")
                 st[name] = sview
+
+    def follow_grads(self, arena: Any) -> None:
+        """Point at the arena's current gradient buffer (it swaps in fresh ones rather than
+        overwrite gradients it handed out: see :mod:`chainrule.arena`)."""
+        self.G = arena.buffers[self.k][1][self.a : self.b]
+        views = [arena.grad_view(p) for p in self.params]
+        assert all(v is not None for v in views)  # the layout is current (same version)
+        self.gviews = views
 
     def _new_state(self, opt: Optimizer, p: Tensor, pa: int, pb: int) -> dict[str, Any]:
         """A parameter's state before its first update: views into the flat state buffers."""
@@ -114,8 +123,17 @@ class _Segment:
 class _Layout:
     """The optimizer's parameters as the arena holds them (segments) and the rest (loose)."""
 
-    def __init__(self, version: int, segments: list[_Segment], loose: list[Any]) -> None:
+    def __init__(
+        self, version: int, grad_version: int, segments: list[_Segment], loose: list[Any]
+    ) -> None:
         self.version, self.segments, self.loose = version, segments, loose
+        self.grad_version = grad_version  # the arena's, when the segments' views were taken
+
+    def follow_grads(self, arena: Any) -> None:
+        """Take the views of the arena's current gradient buffers (same layout, new arrays)."""
+        for seg in self.segments:
+            seg.follow_grads(arena)
+        self.grad_version = arena.grad_version
 
     @classmethod
     def build(cls, opt: Optimizer) -> _Layout:
@@ -127,4 +145,4 @@ class _Layout:
                 segments.append(_Segment(opt, group, k, a, b, run))
             held = {id(p) for _, _, _, run in arena.segments(group["params"]) for p in run}
             loose.extend((group, p) for p in group["params"] if id(p) not in held)
-        return cls(arena.version, segments, loose)
+        return cls(arena.version, arena.grad_version, segments, loose)
