@@ -1,14 +1,15 @@
 """Gradients a user keeps are never overwritten by later steps (PyTorch's ``zero_grad`` contract).
 
 A learner's habit: keep every step's ``p.grad`` in a list. With ``zero_grad()``
-(``set_to_none=True``, the default of ``Optimizer.zero_grad``, ``Module.zero_grad`` and ``ParameterArena.zero_grad``)
-the next backward pass gives each parameter a *new* array, so what was kept keeps its values;
-with ``set_to_none=False`` the same array is zeroed in place and accumulated into, and without
-``zero_grad`` the gradients add up (``+=``). Checked on the plain loop (engine + the optimizers'
-flat layout), in float32 and float64, with nested modules and a frozen parameter, against
-PyTorch's gradient at the very weights of each step; and inside ``cr.fit`` / ``Trainer`` (the
-fused MLP plan and the eager plan, ``Trainer.steps``, ``Trainer.train_step``, gradient
-accumulation) with a callback that keeps ``p.grad`` after every batch.
+(``set_to_none=True``, the default of ``Optimizer.zero_grad``, ``Module.zero_grad`` and
+``ParameterArena.zero_grad``) the next backward pass gives each parameter a *new* array, so
+what was kept keeps its values; with ``set_to_none=False`` the same array is zeroed in place
+and accumulated into, and without ``zero_grad`` the gradients add up (``+=``). Checked on the
+plain loop (engine + the optimizers' flat layout), in float32 and float64, with nested modules
+and a frozen parameter, against PyTorch's gradient at the very weights of each step; and inside
+``cr.fit`` / ``Trainer`` (the fused MLP plan and the eager plan, ``Trainer.steps``,
+``Trainer.train_step``, gradient accumulation) with a callback that keeps ``p.grad`` after
+every batch.
 """
 
 from __future__ import annotations
