@@ -15,6 +15,7 @@ every batch.
 from __future__ import annotations
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -487,4 +488,23 @@ def test_a_gradient_kept_after_fit_survives_the_next_fit():
     saved = [g.copy() for g in kept]
     cr.fit(model, X, y, loss="cross_entropy", optimizer=opt, epochs=1, batch_size=8, verbose=0)
     for g, s in zip(kept, saved):
+        np.testing.assert_array_equal(g, s)
+
+
+def test_a_pickled_or_copied_optimizer_writes_no_gradient_of_the_original():
+    # the parameters' hook refers to its arena weakly; a copy gets a hook of its own
+    model = nn.mlp([3, 2], rng=0)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    x = np.ones((2, 3), np.float32)
+    _loss(model, x).backward()
+    opt.step()
+    kept = [p.grad for p in model.parameters()]
+    saved = [g.copy() for g in kept]
+    for twin, topt in (pickle.loads(pickle.dumps((model, opt))), copy.deepcopy((model, opt))):
+        for _ in range(2):
+            topt.zero_grad()
+            _loss(twin, 3 * x).backward()
+            topt.step()
+    for p, g, s in zip(model.parameters(), kept, saved):
+        assert p.grad is g
         np.testing.assert_array_equal(g, s)

@@ -58,6 +58,7 @@ True
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -77,10 +78,11 @@ def grad_home(t: Any) -> np.ndarray | None:
     ``t.grad`` (the view is spent from then on). None otherwise (then ``backward()`` allocates
     a new array, as for any tensor).
     """
-    home: tuple[ParameterArena, int] | None = getattr(t, "_grad_buf", None)
+    home: tuple[weakref.ref[ParameterArena], int] | None = getattr(t, "_grad_buf", None)
     if home is None:
         return None
-    return home[0]._claim(home[1], t)
+    arena = home[0]()
+    return None if arena is None else arena._claim(home[1], t)
 
 
 def _holdable(p: Any) -> bool:
@@ -128,6 +130,9 @@ class ParameterArena:
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []
         self._spent: list[bool] = []  # per held tensor: its gradient view was handed out
         self._built = False
+        # each held tensor's hook: (a weak reference to this arena, its position); weak, so
+        # that a model does not keep an optimizer's arena alive (nor make a reference cycle)
+        self._ref = weakref.ref(self)
         self.version = 0
         self.grad_version = 0
 
@@ -284,14 +289,14 @@ class ParameterArena:
                 np.copyto(gview, g)  # a gradient already computed moves along (cast if need be)
                 p.grad = gview
             spent.append(p.grad is gview)
-            p._grad_buf = (self, i)
+            p._grad_buf = (self._ref, i)
             views.append(view)
             gviews.append(gview)
         # a tensor no longer held stops writing its gradient into this arena's buffers
         kept = {id(p) for p in held}
         for p in self._held:
             home = getattr(p, "_grad_buf", None)
-            if id(p) not in kept and home is not None and home[0] is self:
+            if id(p) not in kept and home is not None and home[0] is self._ref:
                 p._grad_buf = None
         self._held, self._views, self._gviews, self._spans = held, views, gviews, spans
         self._spent = spent
@@ -385,6 +390,16 @@ class ParameterArena:
         for p in self._held:  # (a released view may be a user's: only live gradients)
             if p.grad is not None:
                 p.grad[...] = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy (pickle, copy.deepcopy) gets a weak reference to itself, not to the original
+        state = self.__dict__.copy()
+        del state["_ref"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._ref = weakref.ref(self)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{d.dtype.name}[{d.size}]" for d, _ in self._buffers)

@@ -36,9 +36,9 @@ class Parameter(Tensor):
     requires_grad : bool, default True
     """
 
-    # _grad_buf: (arena, index) of the parameter arena whose flat gradient buffer backward()
-    # writes this parameter's gradient into, or None (set by chainrule.arena; read by its
-    # grad_home hook)
+    # _grad_buf: (weak reference to a parameter arena, index) if backward() writes this
+    # parameter's gradient into that arena's flat gradient buffer, else None (set by
+    # chainrule.arena; read by its grad_home hook)
     __slots__ = ("_grad_buf",)
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
