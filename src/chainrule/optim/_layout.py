@@ -37,6 +37,8 @@ class _Segment:
         self.S = {name: np.full(b - a, fill, dtype) for name, fill in fills.items()}
         self.spans: list[tuple[int, int]] = []  # each parameter's range within the segment
         self.gviews: list[np.ndarray] = []
+        where = {id(q): i for i, q in enumerate(arena.params)}
+        self.positions = [where[id(p)] for p in params]  # in the arena's layout order
         for p in params:
             span = arena.location(p)
             gview = arena.grad_view(p)
@@ -59,13 +61,12 @@ class _Segment:
                     np.copyto(sview, old, casting="unsafe")
                 st[name] = sview
 
-    def follow_grads(self, arena: Any) -> None:
-        """Point at the arena's current gradient buffer (it swaps in fresh ones rather than
-        overwrite gradients it handed out: see :mod:`chainrule.arena`)."""
-        self.G = arena.buffers[self.k][1][self.a : self.b]
-        views = [arena.grad_view(p) for p in self.params]
-        assert all(v is not None for v in views)  # the layout is current (same version)
-        self.gviews = views
+    def follow_grads(self, grads: list[np.ndarray], views: list[np.ndarray]) -> None:
+        """Point at the arena's current gradient buffers ``grads`` and views ``views`` (in
+        layout order): it swaps in fresh ones rather than overwrite gradients it handed out
+        (see :mod:`chainrule.arena`)."""
+        self.G = grads[self.k][self.a : self.b]
+        self.gviews = [views[i] for i in self.positions]
 
     def _new_state(self, opt: Optimizer, p: Tensor, pa: int, pb: int) -> dict[str, Any]:
         """A parameter's state before its first update: views into the flat state buffers."""
@@ -131,8 +132,9 @@ class _Layout:
 
     def follow_grads(self, arena: Any) -> None:
         """Take the views of the arena's current gradient buffers (same layout, new arrays)."""
+        grads, views = arena.grad_buffers(), arena.grad_views()
         for seg in self.segments:
-            seg.follow_grads(arena)
+            seg.follow_grads(grads, views)
         self.grad_version = arena.grad_version
 
     @classmethod
