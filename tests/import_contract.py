@@ -54,6 +54,7 @@ FLOOR_OF: dict[str, str] = {
     "_inplace": "engine",
     "_torch_names": "engine",
     "_stateful": "engine",  # state primitives (dropout masks, running statistics): i17b
+    "_memory": "engine",  # the allocator's thresholds (page faults of a step's temporaries)
     # models: modules, layers, losses, initialisers; optimizers and schedules
     "nn": "models",
     "optim": "models",

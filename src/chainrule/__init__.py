@@ -17,6 +17,7 @@ from . import io as io
 from . import nn as nn
 from . import optim as optim
 from . import training as training
+from ._memory import keep_freed_memory
 from ._random import manual_seed
 from ._torch_names import (  # PyTorch's names (issue 15)
     cat,
@@ -212,3 +213,5 @@ __all__ += [  # PyTorch's names (issue 15)
     "unsqueeze",
     "zeros",
 ]
+
+keep_freed_memory()  # a step's temporaries cost no page faults (CHAINRULE_MALLOC=keep: off)
