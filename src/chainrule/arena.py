@@ -127,7 +127,7 @@ class ParameterArena:
         self._gviews: list[np.ndarray] = []  # and its gradient view
         self._where: dict[int, int] = {}  # id(tensor) -> position in _held
         self._spans: list[tuple[int, int, int]] = []  # (buffer, start, stop) per held tensor
-        self._shapes: list[tuple[int, ...] | None] = []  # each one's shape (None: 1-D)
+        self._recipe: list[tuple[int, slice, tuple[int, ...] | None]] = []  # see _rebuild
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []
         self._spent: list[bool] = []  # per held tensor: its gradient view was handed out
         self._built = False
@@ -300,7 +300,9 @@ class ParameterArena:
             if id(p) not in kept and home is not None and home[0] is self._ref:
                 p._grad_buf = None
         self._held, self._views, self._gviews, self._spans = held, views, gviews, spans
-        self._shapes = [None if v.ndim == 1 else v.shape for v in views]  # for _renew_grads
+        self._recipe = [  # each view's (buffer, range, shape or None if 1-D), for _renew_grads
+            (k, slice(a, b), None if v.ndim == 1 else v.shape) for v, (k, a, b) in zip(views, spans)
+        ]
         self._spent = spent
         self._where = {id(p): i for i, p in enumerate(held)}
         self._buffers = buffers
@@ -318,10 +320,10 @@ class ParameterArena:
         grads = [np.empty(g.size, g.dtype) for _, g in self._buffers]
         # (a 1-D range needs no reshape: a third of the cost of a view, once per step)
         self._gviews = [
-            grads[k][a:b] if shape is None else grads[k][a:b].reshape(shape)
-            for shape, (k, a, b) in zip(self._shapes, self._spans)
+            grads[k][sl] if shape is None else grads[k][sl].reshape(shape)
+            for k, sl, shape in self._recipe
         ]
-        self._spent = [False] * len(self._held)
+        self._spent = [False] * len(self._gviews)
         self._buffers = [(d, g) for (d, _), g in zip(self._buffers, grads)]
         self.grad_version += 1
 

@@ -38,7 +38,11 @@ class _Segment:
         self.spans: list[tuple[int, int]] = []  # each parameter's range within the segment
         self.gviews: list[np.ndarray] = []
         where = {id(q): i for i, q in enumerate(arena.params)}
-        self.positions = [where[id(p)] for p in params]  # in the arena's layout order
+        positions = [where[id(p)] for p in params]  # in the arena's layout order
+        self.positions = positions
+        # (a segment's parameters follow each other in the arena: its views are one slice)
+        consecutive = positions == list(range(positions[0], positions[0] + len(positions)))
+        self.run = slice(positions[0], positions[0] + len(positions)) if consecutive else None
         for p in params:
             span = arena.location(p)
             gview = arena.grad_view(p)
@@ -66,7 +70,8 @@ class _Segment:
         layout order): it swaps in fresh ones rather than overwrite gradients it handed out
         (see :mod:`chainrule.arena`)."""
         self.G = grads[self.k][self.a : self.b]
-        self.gviews = [views[i] for i in self.positions]
+        run = self.run
+        self.gviews = views[run] if run is not None else [views[i] for i in self.positions]
 
     def _new_state(self, opt: Optimizer, p: Tensor, pa: int, pb: int) -> dict[str, Any]:
         """A parameter's state before its first update: views into the flat state buffers."""

@@ -97,6 +97,9 @@ class FusedMLPPlan(StepPlan):
             None if a is None or activation_kind(a) not in _KERNEL_KINDS else activation_kind(a)
             for a in acts
         ]
+        # the parameters whose gradient the step writes, for the trainable flags they were
+        # found for: ([(weight, bias) flags per layer], [weight or None, bias or None, ...])
+        self._wanted: tuple[list[tuple[bool, bool]], list[Any]] | None = None
         self.kind, self.scale, self.l2 = spec
         self.modules = list(model.modules())
         self.output = np.empty(0)  # the last batch's output (the last layer's buffer)
@@ -256,10 +259,13 @@ class FusedMLPPlan(StepPlan):
         lowest = next((k for k, t in enumerate(trainable) if any(t)), len(self.linears))
         # this step's gradient arrays: views of the arena's flat buffer never handed out before
         # (fresh buffers each step: the last step's .grad may have been kept by a callback)
-        wanted: list[Any] = []
-        for lin, (tw, tb) in zip(self.linears, trainable):
-            wanted += (lin.weight if tw else None, lin.bias if tb else None)
-        targets = self.arena.claim_grads(wanted)
+        wanted = self._wanted
+        if wanted is None or wanted[0] != trainable:
+            grads: list[Any] = []
+            for lin, (tw, tb) in zip(self.linears, trainable):
+                grads += (lin.weight if tw else None, lin.bias if tb else None)
+            wanted = self._wanted = (trainable, grads)
+        targets = self.arena.claim_grads(wanted[1])
         for k in range(len(self.linears) - 1, lowest - 1, -1):
             lin = self.linears[k]
             tw, tb = trainable[k]
