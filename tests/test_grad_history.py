@@ -508,3 +508,19 @@ def test_a_pickled_or_copied_optimizer_writes_no_gradient_of_the_original():
     for p, g, s in zip(model.parameters(), kept, saved):
         assert p.grad is g
         np.testing.assert_array_equal(g, s)
+
+
+def test_a_layer_used_twice_gets_the_sum_of_its_two_gradients_in_fit():
+    # the fused step writes each layer's gradient once; a Linear used twice needs the sum of
+    # both uses (the engine's +=), so the fused plan declines it and the weights match torch
+    X, y = make_data(16)
+    lin = nn.Linear(5, 5, rng=0)
+    model = nn.Sequential(lin, nn.Tanh(), lin, nn.Tanh(), nn.Linear(5, 3, rng=1)).to(np.float64)
+    w0, b0, w1, b1 = (torch.tensor(p.data.copy(), requires_grad=True) for p in model.parameters())
+    tr = cr.Trainer(model, "cross_entropy", "sgd", lr=0.1, verbose=0)
+    tr.fit(X, y, epochs=1, batch_size=16, shuffle=False)
+    assert tr.plan.name == "eager"
+    h = torch.tanh(torch.tanh(torch.tensor(X) @ w0 + b0) @ w0 + b0)
+    torch.nn.functional.cross_entropy(h @ w1 + b1, torch.tensor(y)).backward()
+    for p, t in zip(model.parameters(), (w0, b0, w1, b1)):
+        np.testing.assert_allclose(p.data, (t - 0.1 * t.grad).detach().numpy(), rtol=1e-12)

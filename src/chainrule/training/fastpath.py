@@ -134,6 +134,8 @@ class FusedMLPPlan(StepPlan):
                 return None
         if acts[-1] is not None and activation_kind(acts[-1]) != "identity":
             return None  # an activation on the output belongs to the loss: use the engine
+        if len({id(lin) for lin in linears}) != len(linears):
+            return None  # a layer used twice: its gradient is a sum (the engine's += does it)
         spec = loss_spec(loss_fn)
         if spec is None:
             return None
