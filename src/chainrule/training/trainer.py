@@ -366,7 +366,7 @@ class Trainer(_DataMixin, _GuardMixin):
         # a new run: its own outcome (a Trainer may fit again, e.g. with a lower lr after a
         # divergence) and the parameters' dtype now (the model may have moved, model.to())
         self.stop_reason, self.stop_detail = None, ""
-        self.history.message = ""
+        self.history = History()  # each fit returns its own record, as Keras (resume: reloaded)
         self.dtype = self._params[0].dtype
         if "stop_training" in self.model.__dict__:  # Keras's model.stop_training, reset per fit
             self.model.stop_training = False
