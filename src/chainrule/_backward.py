@@ -289,7 +289,9 @@ def _release(node: Tensor, inputs: tuple[Any, ...], kept: dict[int, ReleasedNode
 
 def _accumulate(leaf: Tensor, g: np.ndarray) -> None:
     if leaf.grad is None:
-        buf = grad_home(leaf)  # the engine hook: the leaf's view of a parameter arena, or None
+        # the engine hook: the leaf's view of a parameter arena's gradient buffer, one never
+        # handed out before (a .grad a user kept is not written again), or None
+        buf = grad_home(leaf)
         if buf is not None:
             np.copyto(buf, g)  # into the arena's flat gradient buffer
             leaf.grad = buf

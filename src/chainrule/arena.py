@@ -12,6 +12,18 @@ the parameters were given. Its ``.data`` *is* the view ``data[start:stop].reshap
 (updating the buffer updates the parameter), and ``backward()`` writes its first gradient into
 ``grad[start:stop]`` and sets ``.grad`` to that view (the engine hook :func:`grad_home`).
 
+Gradients handed out are never written again (PyTorch's contract for ``zero_grad()``): a
+gradient view, once it has been a ``.grad``, is *spent*. When a parameter whose view is spent
+needs a new gradient (its ``.grad`` was set to None by ``zero_grad()``, by hand, or the fused
+training step writes the next one), the arena first swaps in fresh gradient buffers — one
+``np.empty`` per dtype — and every parameter gets a new view (:attr:`ParameterArena.grad_version`
+increases; whoever keeps views, an optimizer's layout or the fused step, follows it). So an
+array a user kept from ``p.grad`` keeps its values after ``zero_grad()`` (``set_to_none=True``,
+the default) and the next ``backward()``; with ``zero_grad(set_to_none=False)``, or with no
+``zero_grad()`` at all, ``.grad`` stays the same array and the next gradients are added into it
+(``+=``), as in PyTorch. A training loop then makes one buffer per dtype per step, not one
+array per parameter, and its gradients stay in one flat buffer per dtype.
+
 The arena does not watch the parameters: :meth:`ParameterArena.ensure` compares and rebuilds.
 It rebuilds when a parameter's ``.data`` is no longer its view (``model.to(np.float64)``, or a
 ``.data`` replaced by the user or laid out by another arena) or when the parameter list changed;
@@ -22,9 +34,10 @@ dtype is floating are held; others (plain tensors) stay where they are and are n
 
 A gradient range holds a meaningful value only while the parameter's ``.grad`` is its view;
 a parameter without a gradient this step (frozen with ``requires_grad=False``, or not reached
-by the backward pass) has ``.grad is None`` and its range is left as it was (zeros, if it never
-had a gradient). :meth:`ParameterArena.ready` says when every held parameter has its gradient
-in place, so that one pass over :meth:`ParameterArena.grad_buffers` sees every gradient.
+by the backward pass) has ``.grad is None`` and its range holds no meaningful value (fresh
+buffers are not cleared). :meth:`ParameterArena.ready` says when every held parameter has its
+gradient in place, so that one pass over :meth:`ParameterArena.grad_buffers` sees every
+gradient.
 
 Examples
 --------
@@ -45,6 +58,7 @@ True
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -57,16 +71,18 @@ __all__ = ["ParameterArena", "grad_home"]
 
 
 def grad_home(t: Any) -> np.ndarray | None:
-    """Engine hook: where ``backward()`` writes ``t``'s first gradient, or None.
+    """Engine hook: the array that becomes ``t``'s new gradient (``t.grad`` is None), or None.
 
-    The view of an arena's gradient buffer assigned to ``t`` (see :class:`ParameterArena`),
-    if it still matches ``t.data`` in shape and dtype; None otherwise (then ``backward()``
-    allocates a new array, as for any tensor).
+    ``t``'s view of its arena's gradient buffer (see :class:`ParameterArena`) if it still
+    matches ``t.data`` in shape and dtype, never one handed out before: the caller makes it
+    ``t.grad`` (the view is spent from then on). None otherwise (then ``backward()`` allocates
+    a new array, as for any tensor).
     """
-    view: np.ndarray | None = getattr(t, "_grad_buf", None)
-    if view is None or view.shape != t.data.shape or view.dtype != t.data.dtype:
+    home: tuple[weakref.ref[ParameterArena], int] | None = getattr(t, "_grad_buf", None)
+    if home is None:
         return None
-    return view
+    arena = home[0]()
+    return None if arena is None else arena._claim(home[1], t)
 
 
 def _holdable(p: Any) -> bool:
@@ -89,6 +105,10 @@ class ParameterArena:
     version : int
         Increases by one at every rebuild; whoever keeps something aligned with the layout
         (an optimizer's flat moment buffers) compares it to know when to follow.
+    grad_version : int
+        Increases whenever the gradient buffers are replaced (at every rebuild, and when a
+        parameter whose view was handed out needs a new gradient: see the module docstring);
+        whoever keeps gradient views (an optimizer's segments, the fused step) compares it.
 
     Notes
     -----
@@ -107,9 +127,15 @@ class ParameterArena:
         self._gviews: list[np.ndarray] = []  # and its gradient view
         self._where: dict[int, int] = {}  # id(tensor) -> position in _held
         self._spans: list[tuple[int, int, int]] = []  # (buffer, start, stop) per held tensor
+        self._recipe: list[tuple[int, slice, tuple[int, ...] | None]] = []  # see _rebuild
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []
+        self._spent: list[bool] = []  # per held tensor: its gradient view was handed out
         self._built = False
+        # each held tensor's hook: (a weak reference to this arena, its position); weak, so
+        # that a model does not keep an optimizer's arena alive (nor make a reference cycle)
+        self._ref = weakref.ref(self)
         self.version = 0
+        self.grad_version = 0
 
     # ----- what it holds -----
     @property
@@ -235,7 +261,6 @@ class ParameterArena:
         return True
 
     def _rebuild(self) -> None:
-        old = {id(p): g for p, g in zip(self._held, self._gviews)}
         held: list[Any] = []
         seen: set[int] = set()
         for p in self._wanted:
@@ -253,8 +278,8 @@ class ParameterArena:
             spans.append((k, totals[k], totals[k] + p.data.size))
             totals[k] += p.data.size
         buffers = [(np.empty(n, dt), np.zeros(n, dt)) for dt, n in zip(dtypes, totals)]
-        views, gviews = [], []
-        for p, (k, a, b) in zip(held, spans):
+        views, gviews, spent = [], [], []
+        for i, (p, (k, a, b)) in enumerate(zip(held, spans)):
             data, grad = buffers[k]
             view = data[a:b].reshape(p.data.shape)
             gview = grad[a:b].reshape(p.data.shape)
@@ -264,19 +289,88 @@ class ParameterArena:
             if g is not None and g.shape == view.shape:
                 np.copyto(gview, g)  # a gradient already computed moves along (cast if need be)
                 p.grad = gview
-            p._grad_buf = gview
+            spent.append(p.grad is gview)
+            p._grad_buf = (self._ref, i)
             views.append(view)
             gviews.append(gview)
-        # a tensor no longer held stops writing its gradient into the old buffers
+        # a tensor no longer held stops writing its gradient into this arena's buffers
         kept = {id(p) for p in held}
         for p in self._held:
-            if id(p) not in kept and getattr(p, "_grad_buf", None) is old.get(id(p)):
+            home = getattr(p, "_grad_buf", None)
+            if id(p) not in kept and home is not None and home[0] is self._ref:
                 p._grad_buf = None
         self._held, self._views, self._gviews, self._spans = held, views, gviews, spans
+        self._recipe = [  # each view's (buffer, range, shape or None if 1-D), for _renew_grads
+            (k, slice(a, b), None if v.ndim == 1 else v.shape) for v, (k, a, b) in zip(views, spans)
+        ]
+        self._spent = spent
         self._where = {id(p): i for i, p in enumerate(held)}
         self._buffers = buffers
         self._built = True
         self.version += 1
+        self.grad_version += 1
+
+    def _renew_grads(self) -> None:
+        """Fresh gradient buffers (one ``np.empty`` per dtype) and a new view per tensor.
+
+        The old buffers are left to whoever still holds a view (a user's kept ``.grad``, or a
+        tensor whose ``.grad`` is a view not yet released: it keeps accumulating there and is
+        no longer :meth:`ready` until its ``.grad`` is released).
+        """
+        grads = [np.empty(g.size, g.dtype) for _, g in self._buffers]
+        # (a 1-D range needs no reshape: a third of the cost of a view, once per step)
+        self._gviews = [
+            grads[k][sl] if shape is None else grads[k][sl].reshape(shape)
+            for k, sl, shape in self._recipe
+        ]
+        self._spent = [False] * len(self._gviews)
+        self._buffers = [(d, g) for (d, _), g in zip(self._buffers, grads)]
+        self.grad_version += 1
+
+    def _claim(self, i: int, p: Any) -> np.ndarray | None:
+        """Held tensor ``i``'s gradient view, never handed out before, now marked spent (the
+        caller makes it ``p.grad``); None if it no longer fits ``p.data`` (shape, dtype)."""
+        gv = self._gviews[i]
+        if gv.shape != p.data.shape or gv.dtype != p.data.dtype:
+            return None
+        if self._spent[i]:
+            self._renew_grads()
+        self._spent[i] = True
+        return self._gviews[i]
+
+    def claim_grads(self, params: Iterable[Any]) -> list[np.ndarray | None]:
+        """Gradient views for a step that writes every one of ``params``' gradients itself
+        (the fused MLP step, which then sets each ``p.grad`` to its view); None for a tensor
+        not held, or no longer living in its range.
+
+        No view returned was handed out before: if one was, fresh buffers are swapped in
+        first (see the module docstring), so no gradient a user kept is overwritten.
+        """
+        where, held, views = self._where, self._held, self._views
+        idx = []
+        renew = False
+        for p in params:
+            i = where.get(id(p), -1)
+            if i < 0 or held[i] is not p or p.data is not views[i]:
+                i = -1
+            elif self._spent[i]:
+                renew = True
+            idx.append(i)
+        if renew:
+            self._renew_grads()
+        spent, gviews = self._spent, self._gviews
+        out: list[np.ndarray | None] = []
+        for i in idx:
+            if i < 0:
+                out.append(None)
+            else:
+                spent[i] = True
+                out.append(gviews[i])
+        return out
+
+    def grad_views(self) -> list[np.ndarray]:
+        """Every held tensor's gradient view, in layout order (as :attr:`params`)."""
+        return list(self._gviews)
 
     # ----- gradients -----
     def ready(self) -> bool:
@@ -293,21 +387,35 @@ class ParameterArena:
         return True
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget the held tensors' gradients, as ``Optimizer.zero_grad``.
+        """Forget the held tensors' gradients, as ``Optimizer.zero_grad`` and PyTorch.
 
-        ``set_to_none=True``: every ``.grad`` becomes None (the next ``backward()`` writes into
-        the views). ``False``: the gradient buffers are filled with zeros (one call per dtype)
-        and a gradient that lives elsewhere is zeroed too; a ``.grad`` that is None stays None.
+        ``set_to_none=True`` (the default): every ``.grad`` becomes None; the next
+        ``backward()`` gives each tensor a *new* array (in fresh buffers if the views were
+        handed out: see the module docstring), so an array kept from ``.grad`` before is never
+        changed again. ``False``: every ``.grad`` that is not None is zeroed in place and stays
+        the same array (the next ``backward()`` adds into it); one that is None stays None.
         """
         if set_to_none:
             for p in self._held:
                 p.grad = None
             return
-        for _, g in self._buffers:
-            g.fill(0)
-        for p, gv in zip(self._held, self._gviews):
-            if p.grad is not None and p.grad is not gv:
+        if self.ready():  # every gradient is its view: one fill per buffer
+            for _, g in self._buffers:
+                g.fill(0)
+            return
+        for p in self._held:  # (a released view may be a user's: only live gradients)
+            if p.grad is not None:
                 p.grad[...] = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy (pickle, copy.deepcopy) gets a weak reference to itself, not to the original
+        state = self.__dict__.copy()
+        del state["_ref"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._ref = weakref.ref(self)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{d.dtype.name}[{d.size}]" for d, _ in self._buffers)

@@ -116,7 +116,9 @@ class Tensor:
         The value.
     grad : ndarray or None
         The accumulated gradient of the last ``backward()`` calls (same shape and dtype as
-        ``data``), or None.
+        ``data``), or None. When it is None (``zero_grad()``), the next ``backward()`` makes a
+        new array, so an array kept from ``.grad`` before is never changed again; otherwise
+        ``backward()`` adds into the same array (``+=``), as in PyTorch.
     requires_grad : bool
         Whether operations on this tensor are recorded.
     """

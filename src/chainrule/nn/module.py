@@ -36,8 +36,9 @@ class Parameter(Tensor):
     requires_grad : bool, default True
     """
 
-    # _grad_buf: where backward() writes this parameter's gradient, a view into a parameter
-    # arena's flat gradient buffer, or None (set by chainrule.arena; read by its grad_home hook)
+    # _grad_buf: (weak reference to a parameter arena, index) if backward() writes this
+    # parameter's gradient into that arena's flat gradient buffer, else None (set by
+    # chainrule.arena; read by its grad_home hook)
     __slots__ = ("_grad_buf",)
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
@@ -45,7 +46,7 @@ class Parameter(Tensor):
         if arr.dtype.kind != "f":
             raise TypeError(f"a Parameter must be floating point, got dtype {arr.dtype}")
         super().__init__(np.array(arr, copy=True), requires_grad=requires_grad)
-        self._grad_buf: np.ndarray | None = None
+        self._grad_buf: tuple[Any, int] | None = None
 
     def __getstate__(self) -> Any:
         # a copy (copy.deepcopy(model)) is in no arena: it gets its own gradient arrays
@@ -298,10 +299,19 @@ class Module:
         """Set evaluation mode (dropout off, running statistics)."""
         return self.train(False)
 
-    def zero_grad(self) -> None:
-        """Forget the gradients of every parameter (set them to None)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients of every parameter, as ``Optimizer.zero_grad``.
+
+        ``set_to_none=True`` (the default): each ``p.grad`` becomes None and the next
+        ``backward()`` gives it a new array (an array kept from ``p.grad`` is never changed
+        again). ``False``: each ``p.grad`` that is not None is zeroed in place and stays the
+        same array, which the next ``backward()`` adds into (as in PyTorch).
+        """
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
 
     def to(self, dtype: Any = None, device: Any = None) -> Module:
         """Convert every parameter and floating buffer to ``dtype`` in place (e.g. np.float64).

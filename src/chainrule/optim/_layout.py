@@ -29,6 +29,7 @@ class _Segment:
         arena = opt.arena
         data, grad = arena.buffers[k]
         self.group, self.params = group, params
+        self.k, self.a, self.b = k, a, b
         self.P, self.G = data[a:b], grad[a:b]
         dtype = data.dtype
         self.T1, self.T2 = np.empty(b - a, dtype), np.empty(b - a, dtype)
@@ -36,6 +37,12 @@ class _Segment:
         self.S = {name: np.full(b - a, fill, dtype) for name, fill in fills.items()}
         self.spans: list[tuple[int, int]] = []  # each parameter's range within the segment
         self.gviews: list[np.ndarray] = []
+        where = {id(q): i for i, q in enumerate(arena.params)}
+        positions = [where[id(p)] for p in params]  # in the arena's layout order
+        self.positions = positions
+        # (a segment's parameters follow each other in the arena: its views are one slice)
+        consecutive = positions == list(range(positions[0], positions[0] + len(positions)))
+        self.run = slice(positions[0], positions[0] + len(positions)) if consecutive else None
         for p in params:
             span = arena.location(p)
             gview = arena.grad_view(p)
@@ -57,6 +64,14 @@ class _Segment:
                         )
                     np.copyto(sview, old, casting="unsafe")
                 st[name] = sview
+
+    def follow_grads(self, grads: list[np.ndarray], views: list[np.ndarray]) -> None:
+        """Point at the arena's current gradient buffers ``grads`` and views ``views`` (in
+        layout order): it swaps in fresh ones rather than overwrite gradients it handed out
+        (see :mod:`chainrule.arena`)."""
+        self.G = grads[self.k][self.a : self.b]
+        run = self.run
+        self.gviews = views[run] if run is not None else [views[i] for i in self.positions]
 
     def _new_state(self, opt: Optimizer, p: Tensor, pa: int, pb: int) -> dict[str, Any]:
         """A parameter's state before its first update: views into the flat state buffers."""
@@ -114,8 +129,18 @@ class _Segment:
 class _Layout:
     """The optimizer's parameters as the arena holds them (segments) and the rest (loose)."""
 
-    def __init__(self, version: int, segments: list[_Segment], loose: list[Any]) -> None:
+    def __init__(
+        self, version: int, grad_version: int, segments: list[_Segment], loose: list[Any]
+    ) -> None:
         self.version, self.segments, self.loose = version, segments, loose
+        self.grad_version = grad_version  # the arena's, when the segments' views were taken
+
+    def follow_grads(self, arena: Any) -> None:
+        """Take the views of the arena's current gradient buffers (same layout, new arrays)."""
+        grads, views = arena.grad_buffers(), arena.grad_views()
+        for seg in self.segments:
+            seg.follow_grads(grads, views)
+        self.grad_version = arena.grad_version
 
     @classmethod
     def build(cls, opt: Optimizer) -> _Layout:
@@ -127,4 +152,4 @@ class _Layout:
                 segments.append(_Segment(opt, group, k, a, b, run))
             held = {id(p) for _, _, _, run in arena.segments(group["params"]) for p in run}
             loose.extend((group, p) for p in group["params"] if id(p) not in held)
-        return cls(arena.version, segments, loose)
+        return cls(arena.version, arena.grad_version, segments, loose)

@@ -118,7 +118,15 @@ class Optimizer:
 
     # ----- stepping -----
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget the gradients (set to None, or to zeros with ``set_to_none=False``)."""
+        """Forget the gradients, as PyTorch's ``Optimizer.zero_grad``.
+
+        ``set_to_none=True`` (the default): every ``p.grad`` becomes None, and the next
+        ``backward()`` gives each parameter a *new* gradient array: an array kept from
+        ``p.grad`` before is never changed again (the arena swaps in fresh flat buffers rather
+        than overwrite it, see :mod:`chainrule.arena`). ``set_to_none=False``: each ``p.grad``
+        that is not None is zeroed in place and stays the same array, which the next
+        ``backward()`` adds into (so a kept reference sees the new values, as in PyTorch).
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none or p.grad is None:
@@ -173,10 +181,13 @@ class Optimizer:
 
     def _sync(self) -> _Layout:
         """Make the arena current for this optimizer's parameters; lay the state out along it."""
-        rebuilt = self.arena.ensure(self._params())
+        arena = self.arena
+        rebuilt = arena.ensure(self._params())
         layout = self._layout
-        if layout is None or rebuilt or layout.version != self.arena.version:
+        if layout is None or rebuilt or layout.version != arena.version:
             layout = self._layout = _Layout.build(self)
+        elif layout.grad_version != arena.grad_version:  # fresh gradient buffers this step
+            layout.follow_grads(arena)
         return layout
 
     def _state_fill(self, group: dict[str, Any]) -> dict[str, float]:

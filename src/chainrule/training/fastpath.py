@@ -7,7 +7,9 @@ and backward passes (:class:`FusedMLPPlan`, one of the trainer's step plans, see
 :mod:`chainrule.training.steps`) as a fixed sequence of NumPy calls into preallocated arrays: forward ``Z = A W + b`` and the activation in
 place; the loss and its gradient at the output in one fused expression (softmax − y for
 cross-entropy); backward ``∂C/∂W = Aᵀ δ`` written straight into the optimizer's flat gradient
-buffer, ``δ_prev = (δ Wᵀ) ⊙ f'`` from the saved activations. Every formula is the engine's
+buffer (a fresh one each step, :meth:`~chainrule.arena.ParameterArena.claim_grads`: the
+last step's ``p.grad``, which a callback may have kept, is never overwritten),
+``δ_prev = (δ Wᵀ) ⊙ f'`` from the saved activations. Every formula is the engine's
 rule for the same primitive, so the gradients agree with ``backward()`` to rounding error
 (:func:`~chainrule.training.steps.check_step_plan`, float64, to 1e-12); anything else (dropout,
 batch norm, custom layers or losses) the plan declines, and the engine's plan runs it.
@@ -95,9 +97,9 @@ class FusedMLPPlan(StepPlan):
             None if a is None or activation_kind(a) not in _KERNEL_KINDS else activation_kind(a)
             for a in acts
         ]
-        # the gradients' views into the arena, per layer, while the arena and every .data stay
-        # as they were: (arena, its version, [(parameter, its .data)], [(weight, bias) views])
-        self._targets: tuple[Any, int, list[tuple[Any, Any]], list[tuple[Any, Any]]] | None = None
+        # the parameters whose gradient the step writes, for the trainable flags they were
+        # found for: ([(weight, bias) flags per layer], [weight or None, bias or None, ...])
+        self._wanted: tuple[list[tuple[bool, bool]], list[Any]] | None = None
         self.kind, self.scale, self.l2 = spec
         self.modules = list(model.modules())
         self.output = np.empty(0)  # the last batch's output (the last layer's buffer)
@@ -132,6 +134,8 @@ class FusedMLPPlan(StepPlan):
                 return None
         if acts[-1] is not None and activation_kind(acts[-1]) != "identity":
             return None  # an activation on the output belongs to the loss: use the engine
+        if len({id(lin) for lin in linears}) != len(linears):
+            return None  # a layer used twice: its gradient is a sum (the engine's += does it)
         spec = loss_spec(loss_fn)
         if spec is None:
             return None
@@ -255,12 +259,22 @@ class FusedMLPPlan(StepPlan):
             for lin in self.linears
         ]
         lowest = next((k for k, t in enumerate(trainable) if any(t)), len(self.linears))
-        targets = self._grad_targets()
+        # this step's gradient arrays: views of the arena's flat buffer never handed out before
+        # (fresh buffers each step: the last step's .grad may have been kept by a callback)
+        wanted = self._wanted
+        if wanted is None or wanted[0] != trainable:
+            grads: list[Any] = []
+            for lin, (tw, tb) in zip(self.linears, trainable):
+                grads += (lin.weight if tw else None, lin.bias if tb else None)
+            wanted = self._wanted = (trainable, grads)
+        targets = self.arena.claim_grads(wanted[1])
         for k in range(len(self.linears) - 1, lowest - 1, -1):
             lin = self.linears[k]
             tw, tb = trainable[k]
             if tw:
-                gw = targets[k][0] if targets is not None else _grad_target(lin.weight, self.arena)
+                gw = targets[2 * k]
+                if gw is None:  # not held by the arena: an array of its own
+                    gw = np.empty_like(lin.weight.data)
                 weight_grad(inputs[k], delta, out=gw)  # K = 1: an outer product
                 if l2:
                     gw += lin.weight.data * dtype.type(l2)
@@ -269,10 +283,9 @@ class FusedMLPPlan(StepPlan):
                 lin.weight.grad = None
             if tb:
                 # ∂C/∂b = Σ_rows δ as 1ᵀδ (kernels.column_sums)
-                if targets is not None:
-                    gb = targets[k][1]
-                else:
-                    gb = _grad_target(lin.bias, self.arena)
+                gb = targets[2 * k + 1]
+                if gb is None:
+                    gb = np.empty_like(lin.bias.data)  # type: ignore[union-attr]
                 column_sums(delta, buf.ones_rows, out=gb)
                 lin.bias.grad = gb  # type: ignore[union-attr]
             else:
@@ -291,34 +304,6 @@ class FusedMLPPlan(StepPlan):
             lin.bias.grad = None  # type: ignore[union-attr]
         self.output = out
         return loss
-
-    def _grad_targets(self) -> list[tuple[Any, Any]] | None:
-        """Each layer's (weight, bias) gradient view into the arena, or None if one of them
-        has none (then :func:`_grad_target` decides per parameter, every step).
-
-        Found once and reused while the arena's version and every parameter's ``.data`` are
-        those it was found for: six identity checks instead of six arena look-ups per step.
-        """
-        arena = self.arena
-        got = self._targets
-        if got is not None and got[0] is arena and got[1] == arena.version:
-            for p, d in got[2]:
-                if p.data is not d:
-                    break
-            else:
-                return got[3]
-        pairs = []
-        for lin in self.linears:
-            gw, gb = arena.grad_view(lin.weight), arena.grad_view(lin.bias)
-            if gw is None or gb is None:
-                self._targets = None
-                return None
-            pairs.append((gw, gb))
-        held = [
-            (p, p.data) for lin in self.linears for p in (lin.weight, lin.bias) if p is not None
-        ]
-        self._targets = (arena, arena.version, held, pairs)
-        return pairs
 
     def _loss_and_delta(
         self,
@@ -396,13 +381,6 @@ def _check_target_width(loss_fn: Any, y: np.ndarray, outputs: int) -> None:
             f"have shape {want}, got {y.shape}; give one target per output, or change the "
             "model's last layer"
         )
-
-
-def _grad_target(p: Any, arena: Any) -> np.ndarray:
-    """Where the step writes ``p``'s gradient: its view into the arena's flat gradient buffer,
-    or a fresh array if it has none (a parameter the optimizer does not hold)."""
-    buf = arena.grad_view(p) if arena is not None else None
-    return buf if buf is not None else np.empty_like(p.data)
 
 
 _KERNEL_KINDS = ("relu", "tanh", "sigmoid", "leaky_relu")  # identity: nothing to do
