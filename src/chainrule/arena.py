@@ -136,6 +136,10 @@ class ParameterArena:
         self._ref = weakref.ref(self)
         self.version = 0
         self.grad_version = 0
+        # True while no code outside the library can see a gradient between two steps (a
+        # Trainer's fit without user callbacks): spent views are then written again, which
+        # saves a buffer per step (see private_steps)
+        self._reuse = False
 
     # ----- what it holds -----
     @property
@@ -333,10 +337,32 @@ class ParameterArena:
         gv = self._gviews[i]
         if gv.shape != p.data.shape or gv.dtype != p.data.dtype:
             return None
-        if self._spent[i]:
+        if self._spent[i] and not self._reuse:
             self._renew_grads()
         self._spent[i] = True
         return self._gviews[i]
+
+    def private_steps(self) -> Any:
+        """A context for training steps between which no user code runs (a Trainer's ``fit``
+        without callbacks of the user's): the gradient views are written again step after
+        step instead of renewed. On entry, views handed out before are renewed once (a
+        gradient the user kept before stays as it was); the views of the last step are handed
+        out as usual, so the first step after the context renews them again.
+        """
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope() -> Any:
+            if self._built and any(self._spent):
+                self._renew_grads()
+            self._reuse = True
+            try:
+                yield self
+            finally:
+                self._reuse = False
+                self._spent = [True] * len(self._spent)
+
+        return scope()
 
     def claim_grads(self, params: Iterable[Any]) -> list[np.ndarray | None]:
         """Gradient views for a step that writes every one of ``params``' gradients itself
@@ -353,7 +379,7 @@ class ParameterArena:
             i = where.get(id(p), -1)
             if i < 0 or held[i] is not p or p.data is not views[i]:
                 i = -1
-            elif self._spent[i]:
+            elif self._spent[i] and not self._reuse:
                 renew = True
             idx.append(i)
         if renew:

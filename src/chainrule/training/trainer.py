@@ -242,10 +242,26 @@ class Trainer(_DataMixin, _GuardMixin, _StopMixin):
             sample_weight, class_weight, resume_from,
         )  # fmt: skip
         run.yielding = False
-        with self._step_context(run):
+        with self._step_context(run), self._private_grads():
             for _ in self._iterate(run):
                 pass  # (yields nothing: the loop runs to its end in one go)
         return self.history
+
+    def _private_grads(self) -> contextlib.AbstractContextManager[Any]:
+        """For a fit in which no code of the user's runs between two steps (no callbacks but
+        the library's, ``train_step``/``sync_gradients`` not overridden outside it), the
+        optimizer's arena writes every step's gradients into the same buffers (see
+        :meth:`~chainrule.arena.ParameterArena.private_steps`): a gradient kept by the user
+        before or after the fit is still never overwritten. Otherwise a no-op: each step then
+        hands out fresh gradient arrays, which a callback may keep."""
+        arena = getattr(self.optimizer, "arena", None)
+        ours = all(type(c).__module__.startswith("chainrule.") for c in self.callbacks) and all(
+            getattr(type(self), m).__module__.startswith("chainrule.")
+            for m in ("train_step", "sync_gradients", "decide_stop", "agree_stop")
+        )
+        if arena is None or not ours:
+            return contextlib.nullcontext()
+        return arena.private_steps()  # type: ignore[no-any-return]
 
     def steps(
         self,
