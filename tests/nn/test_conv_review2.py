@@ -1,0 +1,90 @@
+"""Issue 18, second review: the defects an independent reviewer found, each checked against
+PyTorch (or against the rule PyTorch follows) so that the old behaviour fails these tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import nn
+from chainrule.nn import init
+
+torch = pytest.importorskip("torch")
+F, TF = cr.nn.functional, torch.nn.functional
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. nn.init: PyTorch's fans for conv kernels, PyTorch's default nonlinearity for kaiming_*
+# ---------------------------------------------------------------------------------------------
+def _torch_scale(torch_shape, fn, **kwargs):
+    """The bound (uniform) or std (normal) torch.nn.init uses for a weight of ``torch_shape``."""
+    t = torch.empty(torch_shape, dtype=torch.float64)
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(t)
+    if fn == "xavier_uniform_":
+        return kwargs.get("gain", 1.0) * math.sqrt(6.0 / (fan_in + fan_out))
+    if fn == "xavier_normal_":
+        return kwargs.get("gain", 1.0) * math.sqrt(2.0 / (fan_in + fan_out))
+    if fn == "lecun_normal_":
+        return math.sqrt(1.0 / fan_in)
+    fan = fan_in if kwargs.get("mode", "fan_in") == "fan_in" else fan_out
+    gain = torch.nn.init.calculate_gain(
+        kwargs.get("nonlinearity", "leaky_relu"), kwargs.get("a", 0)
+    )
+    std = gain / math.sqrt(fan)
+    return math.sqrt(3.0) * std if fn == "kaiming_uniform_" else std
+
+
+INIT_CASES = [
+    ("kaiming_uniform_", {"a": math.sqrt(5)}),
+    ("kaiming_uniform_", {"a": math.sqrt(5), "nonlinearity": "leaky_relu"}),
+    ("kaiming_uniform_", {"mode": "fan_out", "nonlinearity": "relu"}),
+    ("kaiming_uniform_", {}),
+    ("kaiming_normal_", {"mode": "fan_out", "nonlinearity": "relu"}),
+    ("kaiming_normal_", {"a": 0.2}),
+    ("kaiming_normal_", {"nonlinearity": "tanh"}),
+    ("xavier_uniform_", {"gain": 2.0}),
+    ("xavier_normal_", {}),
+    ("lecun_normal_", {}),
+]
+
+
+def _layers():
+    return [
+        (nn.Conv2d(3, 16, 3, rng=0), (16, 3, 3, 3)),
+        (nn.Conv2d(4, 8, (3, 2), groups=2, rng=0), (8, 2, 3, 2)),
+        (nn.Conv1d(5, 7, 4, rng=0), (7, 5, 4)),
+        (nn.Linear(27, 144, rng=0), (144, 27)),  # chainrule (in, out) = torch's transpose
+    ]
+
+
+@pytest.mark.parametrize(("fn", "kwargs"), INIT_CASES)
+def test_init_matches_torch_scale_for_conv_and_linear_weights(fn, kwargs):
+    for layer, torch_shape in _layers():
+        w = layer.weight
+        getattr(init, fn)(w, rng=0, **kwargs)
+        scale = _torch_scale(torch_shape, fn, **kwargs)
+        draw = np.random.default_rng(0)
+        if fn.endswith("uniform_"):
+            expected = draw.uniform(-scale, scale, w.shape)
+        else:
+            expected = draw.normal(0.0, scale, w.shape)
+        np.testing.assert_array_equal(w.data, expected.astype(np.float32), err_msg=f"{layer}")
+
+
+def test_init_gain_table_has_torch_conv_names():
+    for name in ("conv1d", "conv2d", "conv3d", "conv_transpose2d", "linear", "sigmoid"):
+        assert init.calculate_gain(name) == torch.nn.init.calculate_gain(name) == 1
+    for name, param in [("leaky_relu", None), ("leaky_relu", 0.3), ("tanh", None), ("selu", None)]:
+        assert init.calculate_gain(name, param) == pytest.approx(
+            torch.nn.init.calculate_gain(name, param)
+        )
+
+
+def test_mlp_he_init_keeps_relu_gain():
+    """The library's own He init (mlp, CLI --init he) names its nonlinearity: U(±√(6/fan_in))."""
+    m = nn.mlp([6, 5, 2], activation="relu", init_scheme="he", rng=0)
+    bound = math.sqrt(6.0 / 6)
+    assert 0.8 * bound < np.abs(m[0].weight.data).max() <= bound
