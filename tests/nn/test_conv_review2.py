@@ -88,3 +88,62 @@ def test_mlp_he_init_keeps_relu_gain():
     m = nn.mlp([6, 5, 2], activation="relu", init_scheme="he", rng=0)
     bound = math.sqrt(6.0 / 6)
     assert 0.8 * bound < np.abs(m[0].weight.data).max() <= bound
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. adaptive average pooling keeps a NaN/inf in the bins that hold it (forward and backward)
+# ---------------------------------------------------------------------------------------------
+ADAPTIVE_CASES = [
+    ((6, 6), (2, 2)),
+    ((7, 5), (3, 4)),
+    ((5, 9), (5, 2)),
+    ((4, 4), (4, 4)),
+    ((3, 8), (1, 3)),
+]
+
+
+@pytest.mark.parametrize(("size", "out"), ADAPTIVE_CASES)
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_adaptive_avg_pool2d_nonfinite_stays_in_its_bins(size, out, bad):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, *size))
+    x[0, 1, size[0] - 1, 0] = bad
+    g = rng.standard_normal((2, 3, *out))
+    g[1, 2, 0, out[1] - 1] = bad
+    t = cr.tensor(x, requires_grad=True)
+    y = F.adaptive_avg_pool2d(t, out)
+    y.backward(g)
+    tt = torch.tensor(x, requires_grad=True)
+    ty = TF.adaptive_avg_pool2d(tt, out)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(t.grad, tt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert np.isfinite(y.data).sum() == np.isfinite(ty.detach().numpy()).sum() > 0
+
+
+@pytest.mark.parametrize(("n", "out"), [(6, 3), (7, 3), (5, 4), (9, 2)])
+def test_adaptive_avg_pool1d_nonfinite_stays_in_its_bins(n, out):
+    x = np.arange(2.0 * n).reshape(1, 2, n)
+    x[0, 0, 0] = np.nan
+    x[0, 1, n - 1] = np.inf
+    t = cr.tensor(x, requires_grad=True)
+    y = F.adaptive_avg_pool1d(t, out)
+    g = np.ones(y.shape)
+    g[0, 0, out - 1] = -np.inf
+    y.backward(g)
+    tt = torch.tensor(x, requires_grad=True)
+    ty = TF.adaptive_avg_pool1d(tt, out)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(t.grad, tt.grad.numpy(), rtol=1e-12)
+
+
+def test_adaptive_avg_pool2d_float32_and_identity_size_do_not_alias():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 2, 7, 10)).astype(np.float32)
+    for out in [(3, 4), (7, 10), (7, 5)]:
+        y = F.adaptive_avg_pool2d(x, out)
+        assert y.dtype == np.float32
+        ref = TF.adaptive_avg_pool2d(torch.tensor(x), out).numpy()
+        np.testing.assert_allclose(y.data, ref, rtol=1e-5, atol=1e-6)
+        assert not np.shares_memory(y.data, x)

@@ -402,22 +402,63 @@ def adaptive_matrix(n_in: int, n_out: int, dtype: Any) -> np.ndarray:
 
 
 def adaptive_avg_pool2d_forward(x: np.ndarray, *, output_size: Pair) -> np.ndarray:
-    """``out[n, c] = P_H @ x[n, c] @ P_Wᵀ`` with the bin-averaging matrices of
-    :func:`adaptive_matrix` (for output size 1 this is the mean over H and W)."""
+    """``out[n, c, i, j]`` = mean of ``x[n, c, s_i:e_i, s_j:e_j]`` over the bins of
+    :func:`adaptive_matrix`, one axis after the other (a NaN or inf stays in the bins that hold
+    it, as PyTorch; for output size 1 this is the mean over H and W)."""
     oh, ow = output_size
     if oh == 1 and ow == 1:
         return x.mean(axis=(2, 3), keepdims=True)
-    ph = adaptive_matrix(x.shape[2], oh, x.dtype)
-    pw = adaptive_matrix(x.shape[3], ow, x.dtype)
-    return np.matmul(ph, np.matmul(x, pw.T))
+    out = _adaptive_mean(_adaptive_mean(x, 2, oh), 3, ow)
+    return out.copy() if out is x else out
 
 
 def adaptive_avg_pool2d_grad(g: np.ndarray, out: Any, x: np.ndarray, *, output_size: Pair) -> Any:
-    """``∂C/∂x[n, c] = P_Hᵀ @ ∂C/∂out[n, c] @ P_W``."""
+    """``∂C/∂x[n, c] = P_Hᵀ @ ∂C/∂out[n, c] @ P_W``: each bin's gradient divided by its size
+    and added to the inputs of that bin (bins may overlap), one axis after the other."""
     oh, ow = output_size
     h, w = x.shape[2:]
     if oh == 1 and ow == 1:
         return np.broadcast_to(g / g.dtype.type(h * w), x.shape)
-    ph = adaptive_matrix(h, oh, g.dtype)
-    pw = adaptive_matrix(w, ow, g.dtype)
-    return np.matmul(ph.T, np.matmul(g, pw))
+    grad = _adaptive_spread(_adaptive_spread(g, 3, w), 2, h)
+    return grad.copy() if grad is g else grad
+
+
+# ----- adaptive average pooling, one axis at a time (helpers of adaptive_avg_pool2d_*) -----
+def _adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive bins ``[⌊i·n_in/n_out⌋, ⌈(i+1)·n_in/n_out⌉)`` for ``i < n_out``."""
+    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+def _at(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+def _adaptive_mean(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Mean of each adaptive bin along ``axis`` (slices, never a dense matrix: ``0·inf`` would
+    spread a NaN to every bin)."""
+    n_in = x.shape[axis]
+    if n_out == n_in:
+        return x
+    if n_in % n_out == 0:  # equal, disjoint bins
+        k = n_in // n_out
+        return x.reshape((*x.shape[:axis], n_out, k, *x.shape[axis + 1 :])).mean(axis=axis + 1)
+    parts = [
+        x[_at(axis, s, e)].mean(axis=axis, keepdims=True) for s, e in _adaptive_bins(n_in, n_out)
+    ]
+    return np.concatenate(parts, axis=axis)
+
+
+def _adaptive_spread(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
+    """The transpose of :func:`_adaptive_mean`: ``g[i] / |bin i|`` added over bin ``i``."""
+    n_out = g.shape[axis]
+    if n_out == n_in:
+        return g
+    if n_in % n_out == 0:
+        k = n_in // n_out
+        return np.repeat(g / g.dtype.type(k), k, axis=axis)
+    shape = list(g.shape)
+    shape[axis] = n_in
+    grad = np.zeros(shape, g.dtype)
+    for i, (s, e) in enumerate(_adaptive_bins(n_in, n_out)):
+        grad[_at(axis, s, e)] += g[_at(axis, i, i + 1)] / g.dtype.type(e - s)
+    return grad
