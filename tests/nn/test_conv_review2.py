@@ -147,3 +147,36 @@ def test_adaptive_avg_pool2d_float32_and_identity_size_do_not_alias():
         ref = TF.adaptive_avg_pool2d(torch.tensor(x), out).numpy()
         np.testing.assert_allclose(y.data, ref, rtol=1e-5, atol=1e-6)
         assert not np.shares_memory(y.data, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. conv backward over a retained graph: a gradient array changed in place is read afresh
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize(
+    "needs", [(True, True, True), (True, True, False), (True, False, True), (False, True, True)]
+)
+def test_conv_backward_twice_with_same_gradient_array_changed_in_place(d, needs):
+    rng = np.random.default_rng(0)
+    size = (5,) * d
+    xa, wa, ba = (
+        rng.standard_normal((2, 3, *size)),
+        rng.standard_normal((4, 3, *(3,) * d)),
+        rng.standard_normal(4),
+    )
+    fn, tfn = (F.conv2d, TF.conv2d) if d == 2 else (F.conv1d, TF.conv1d)
+    ours = [cr.tensor(a, requires_grad=r) for a, r in zip((xa, wa, ba), needs)]
+    theirs = [torch.tensor(a, requires_grad=r) for a, r in zip((xa, wa, ba), needs)]
+    y, ty = fn(*ours), tfn(*theirs)
+    g = rng.standard_normal(y.shape)
+    y.backward(g, retain_graph=True)
+    ty.backward(torch.tensor(g), retain_graph=True)
+    g *= -3.0  # the same array, new values
+    g[0] += 1.0
+    y.backward(g, retain_graph=True)
+    ty.backward(torch.tensor(g))
+    for a, ta in zip(ours, theirs):
+        if ta.requires_grad:
+            np.testing.assert_allclose(a.grad, ta.grad.numpy(), rtol=1e-10, atol=1e-12)
+        else:
+            assert a.grad is None

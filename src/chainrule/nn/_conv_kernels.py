@@ -154,16 +154,30 @@ def conv2d_forward(
     return out, {"cols": cols, "g": None, "gm": None}
 
 
-def _grad_rows(g: np.ndarray, groups: int, saved: dict[str, Any]) -> np.ndarray:
+def _grad_rows(g: np.ndarray, groups: int, saved: dict[str, Any], *, keep: bool) -> np.ndarray:
     """The output gradient (N, O, OH, OW) as ``(G, O/G, OH·OW·N)`` (one copy, shared by the
-    weight and input gradients of one backward pass)."""
-    if saved["g"] is g:
-        return saved["gm"]  # type: ignore[no-any-return]
+    input and weight gradients of one backward pass).
+
+    The engine calls the input rule, then the weight rule, then the bias rule, for those that
+    require grad. The input rule (``keep=True``) always copies afresh and leaves its copy for
+    the weight rule (``keep=False``), which takes it (if it was made from this very ``g``) and
+    clears it; the bias rule clears it too. So a copy never outlives the backward pass that
+    made it — with ``retain_graph=True`` a second pass may bring the same array, changed in
+    place. (Left open: the weight rule running in a pass where the input rule did not, right
+    after a pass where only the input rule ran with no bias — requires_grad switched from x to
+    the weight between two passes over a retained graph — would still find that copy.)
+    """
+    if not keep:
+        cached, gm = saved["g"], saved["gm"]
+        saved["g"] = saved["gm"] = None
+        if cached is g:
+            return gm  # type: ignore[no-any-return]
     n, o, oh, ow = g.shape
     gm = np.empty((o, oh * ow, n), g.dtype)
     np.copyto(gm, g.reshape(n, o, oh * ow).transpose(1, 2, 0))
     gm = gm.reshape(groups, o // groups, oh * ow * n)
-    saved["g"], saved["gm"] = g, gm
+    if keep:
+        saved["g"], saved["gm"] = g, gm
     return gm
 
 
@@ -184,7 +198,7 @@ def conv2d_grad_input(
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     _, _, oh, ow = g.shape
-    gm = _grad_rows(g, groups, saved)
+    gm = _grad_rows(g, groups, saved, keep=True)
     wm = w.reshape(groups, o // groups, cg * kh * kw)
     gcols = np.matmul(wm.transpose(0, 2, 1), gm)  # (G, Cg·KH·KW, OH·OW·N), contiguous
     gcols = gcols.reshape(groups, cg, kh, kw, oh, ow, n)
@@ -213,14 +227,15 @@ def conv2d_grad_weight(
     **attrs: Any,
 ) -> np.ndarray:
     """∂C/∂W = G @ colsᵀ per group (one GEMM over the batch and all output pixels)."""
-    gm = _grad_rows(g, attrs["groups"], saved)
+    gm = _grad_rows(g, attrs["groups"], saved, keep=False)
     return _mm(gm, saved["cols"].transpose(0, 2, 1)).reshape(w.shape)
 
 
 def conv2d_grad_bias(
     g: np.ndarray, out: Any, cols: Any, x: Any, w: Any, b: Any, **attrs: Any
 ) -> Any:
-    """∂C/∂b[o] = Σ_{n,y,x} ∂C/∂out[n, o, y, x]."""
+    """∂C/∂b[o] = Σ_{n,y,x} ∂C/∂out[n, o, y, x] (and the end of :func:`_grad_rows`' copy)."""
+    cols["g"] = cols["gm"] = None  # ``cols`` is the forward's ``saved``
     return g.sum(axis=(0, 2, 3))
 
 
