@@ -180,3 +180,25 @@ def test_conv_backward_twice_with_same_gradient_array_changed_in_place(d, needs)
             np.testing.assert_allclose(a.grad, ta.grad.numpy(), rtol=1e-10, atol=1e-12)
         else:
             assert a.grad is None
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. loading mnist1d leaves NumPy's and Python's global generators as they were
+# ---------------------------------------------------------------------------------------------
+def test_mnist1d_load_leaves_global_generators_alone():
+    pytest.importorskip("mnist1d")
+    import random
+
+    from chainrule.data import images
+
+    images._mnist1d_arrays.cache_clear()  # generate, not reuse an earlier load
+    np.random.seed(123)
+    random.seed(7)
+    expected = (np.random.rand(3), random.random())
+    np.random.seed(123)
+    random.seed(7)
+    ds = cr.datasets.load("mnist1d")
+    assert ds.extra["train"][0].shape == (4000, 1, 40)
+    got = (np.random.rand(3), random.random())
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert got[1] == expected[1]
