@@ -96,6 +96,17 @@ def check_architecture(
                 try:
                     x = layer(x)
                 except (ValueError, TypeError) as exc:
+                    if i == 0:  # no layer before it: the rows of the data
+                        raise ArchitectureError(
+                            f"layer 0 ({type(layer).__name__}) cannot take the network's input, "
+                            f"rows of {n_inputs} values (input shape {shape}): {exc}"
+                            + (
+                                "; a network for images or signals starts with Unflatten "
+                                "(dim 1, unflattened_size [C, H, W] or [C, L])"
+                                if len(shape) == 2
+                                else ""
+                            )
+                        ) from None
                     raise ArchitectureError(
                         f"layer {i} ({type(layer).__name__}) cannot take the output of the layer "
                         f"before it: input shape {shape}: {exc}"

@@ -1,0 +1,102 @@
+"""Issue 18, second review: the command line with image arrays and architecture files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.cli import main
+from chainrule.data.tabular import read_table
+
+
+def _net(unflatten, in_features=512):
+    layers = [
+        {"type": "Conv2d", "config": {"in_channels": 1, "out_channels": 8, "kernel_size": 3,
+                                      "padding": 1}},
+        {"type": "ReLU"},
+        {"type": "Flatten"},
+        {"type": "Linear", "config": {"in_features": in_features, "out_features": 10}},
+    ]  # fmt: skip
+    if unflatten:
+        layers.insert(0, {"type": "Unflatten", "config": {"dim": 1, "unflattened_size": unflatten}})
+    return {"type": "Sequential", "config": {"layers": layers}}
+
+
+def _digits_images(n=200):
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 10
+    X = rng.random((n, 8, 8)).astype(np.float32) * 0.2
+    for k in range(10):  # a bright pixel per class: learnable
+        X[y == k, k % 8, k // 8 + 2] += 1.0
+    return X, y
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. image arrays from NPY/NPZ: (N, C, H, W) and (N, H, W)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("four_d", [True, False])
+def test_npz_images_read_as_rows_of_pixels_with_their_shape(tmp_path, four_d):
+    X, y = _digits_images(20)
+    arr = X[:, None] if four_d else X
+    np.savez(tmp_path / "img.npz", X=arr, y=y)
+    table = read_table(tmp_path / "img.npz", "y")
+    assert table.image_shape == (1, 8, 8)
+    assert table.columns == [f"x{i}" for i in range(64)] + ["y"]
+    rows = np.stack([table.column(f"x{i}") for i in range(64)], axis=1)
+    np.testing.assert_array_equal(rows, X.reshape(20, 64))  # C order: x{8r + c} = pixel (r, c)
+    assert table.select(np.arange(3)).image_shape == (1, 8, 8)
+    np.save(tmp_path / "img.npy", arr)
+    assert read_table(tmp_path / "img.npy").image_shape == (1, 8, 8)
+
+
+def test_npz_with_5d_or_1d_x_is_refused_naming_the_shapes(tmp_path):
+    np.savez(tmp_path / "bad.npz", X=np.zeros((4, 1, 2, 2, 2)), y=np.zeros(4))
+    with pytest.raises(
+        ValueError, match=r"X must be 2-D .* \(N, C, H, W\) or \(N, H, W\); got shape"
+    ):
+        read_table(tmp_path / "bad.npz", "y")
+
+
+@pytest.mark.parametrize("four_d", [True, False])
+def test_cli_trains_a_conv_arch_on_npz_images_and_predicts_them(tmp_path, capsys, four_d):
+    X, y = _digits_images()
+    np.savez(tmp_path / "img.npz", X=X[:, None] if four_d else X, y=y)
+    arch = tmp_path / "net.json"
+    arch.write_text(json.dumps(_net([1, 8, 8])))
+    out = str(tmp_path / "run")
+    args = ["--data", str(tmp_path / "img.npz"), "--target", "y", "--arch", str(arch)]
+    status = main(
+        ["train", *args, "--epochs", "30", "--lr", "0.01", "--out", out, "-q", "--no-plots"]
+    )
+    assert status == 0, capsys.readouterr().err
+    model = cr.load(out + "/model.chainrule")
+    assert type(model[1]).__name__ == "Conv2d"
+    acc = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["accuracy"]
+    assert acc > 0.9
+    assert main(["evaluate", "--model", out, "--data", str(tmp_path / "img.npz")]) == 0
+
+
+def test_cli_dense_model_on_npz_images_uses_the_pixels_as_features(tmp_path, capsys):
+    X, y = _digits_images()
+    np.savez(tmp_path / "img.npz", X=X[:, None], y=y)
+    out = str(tmp_path / "run")
+    status = main(["train", "--data", str(tmp_path / "img.npz"), "--target", "y", "--layers",
+                   "16", "--epochs", "2", "--out", out, "-q", "--no-plots"])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert cr.load(out + "/model.chainrule")[0].in_features == 64
+
+
+def test_cli_conv_arch_without_unflatten_says_how_to_start_it(tmp_path, capsys):
+    X, y = _digits_images(40)
+    np.savez(tmp_path / "img.npz", X=X[:, None], y=y)
+    arch = tmp_path / "net.json"
+    arch.write_text(json.dumps(_net(None)))
+    status = main(["train", "--data", str(tmp_path / "img.npz"), "--target", "y", "--arch",
+                   str(arch), "--out", str(tmp_path / "r"), "-q", "--no-plots"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert "layer 0 (Conv2d) cannot take the network's input, rows of 64 values" in err
+    assert "starts with Unflatten" in err and "layer before it" not in err
