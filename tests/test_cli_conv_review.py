@@ -100,3 +100,73 @@ def test_cli_conv_arch_without_unflatten_says_how_to_start_it(tmp_path, capsys):
     assert status == 2 and err.count("\n") == 1
     assert "layer 0 (Conv2d) cannot take the network's input, rows of 64 values" in err
     assert "starts with Unflatten" in err and "layer before it" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. --arch gives the whole network: the --layers network's options are refused, and the run's
+#    records describe the architecture, not an MLP that was never built
+# ---------------------------------------------------------------------------------------------
+def _digits_arch(tmp_path):
+    arch = tmp_path / "net.json"
+    arch.write_text(json.dumps(_net([1, 8, 8])))
+    return str(arch)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--layers", "64,64"), ("--activation", "tanh"), ("--dropout", "0.5"),
+     ("--batch-norm", None), ("--init", "glorot")],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_arch_refuses_the_mlp_options(tmp_path, capsys, flag, value, command):
+    args = [command, "--dataset", "digits", "--arch", _digits_arch(tmp_path), flag]
+    args += [value] if value is not None else []
+    if command == "train":
+        args += ["--out", str(tmp_path / "r")]
+    assert main([*args, "-q", "--no-plots"] if command == "train" else args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flag} cannot be used with --arch" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_arch_refuses_mlp_options_from_the_config_file(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('layers = "32"\n')
+    status = main(["train", "--dataset", "digits", "--arch", _digits_arch(tmp_path), "--config",
+                   str(cfg), "--out", str(tmp_path / "r"), "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "'layers' in" in err and "--arch" in err
+
+
+def test_arch_run_records_the_architecture_not_mlp_settings(tmp_path, capsys):
+    out = tmp_path / "r"
+    status = main(["train", "--dataset", "digits", "--arch", _digits_arch(tmp_path), "--epochs",
+                   "1", "--out", str(out), "-q", "--no-plots", "--report"])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert settings["arch"].endswith("net.json")
+    assert not {"layers", "activation", "init", "dropout", "batch_norm"} & set(settings)
+    page = (out / "report.html").read_text()
+    table = page[page.index("<h2>Settings</h2>") : page.index("<h2>How training ended</h2>")]
+    assert "architecture" in table and "net.json: Unflatten" in table and "Conv2d(1, 8" in table
+    assert "hidden layers" not in table and "He (Kaiming)" not in table
+    assert "activation" not in table and "initialisation" not in table
+
+
+def test_lr_find_uses_the_arch_network(tmp_path, capsys):
+    status = main(["lr-find", "--dataset", "digits", "--arch", _digits_arch(tmp_path),
+                   "--epochs", "1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "model: " in out and "net.json" in out and "hidden layers" not in out
+
+
+def test_mlp_runs_still_record_their_options(tmp_path, capsys):
+    out = tmp_path / "r"
+    status = main(["train", "--dataset", "digits", "--layers", "16", "--epochs", "1", "--out",
+                   str(out), "-q", "--no-plots"])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert (
+        settings["layers"] == [16] and settings["activation"] == "relu" and settings["arch"] is None
+    )
