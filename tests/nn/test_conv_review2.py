@@ -202,3 +202,58 @@ def test_mnist1d_load_leaves_global_generators_alone():
     got = (np.random.rand(3), random.random())
     np.testing.assert_array_equal(got[0], expected[0])
     assert got[1] == expected[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. ceil_mode pooling with a window larger than the padded input: PyTorch's sizes and values
+# ---------------------------------------------------------------------------------------------
+POOL_CEIL_CASES = [  # (spatial size, kernel, stride, padding, dilation)
+    ((2,), 3, None, 0, 1),
+    ((2,), 3, 2, 1, 1),
+    ((4,), 5, 3, 2, 1),
+    ((3,), 2, 2, 0, 2),
+    ((2, 3), 3, None, 0, 1),
+    ((2, 3), (3, 2), (3, 4), 1, 1),
+    ((5, 2), 3, 2, (1, 0), 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("size", "k", "s", "p", "dil", "kind"),
+    [(*case, kind) for case in POOL_CEIL_CASES for kind in ("max", "avg_incl", "avg_excl")
+     if kind == "max" or case[-1] == 1],  # average pooling has no dilation
+)  # fmt: skip
+def test_ceil_mode_pooling_with_kernel_larger_than_input_matches_torch(size, k, s, p, dil, kind):
+    d = len(size)
+    rng = np.random.default_rng(len(size) + sum(size))
+    x = rng.standard_normal((2, 3, *size))
+    name = ("max" if kind == "max" else "avg") + f"_pool{d}d"
+    kw = {"stride": s, "padding": p, "ceil_mode": True}
+    if kind == "max":
+        kw["dilation"] = dil
+    else:
+        kw["count_include_pad"] = kind == "avg_incl"
+    t = cr.tensor(x, requires_grad=True)
+    y = getattr(F, name)(t, k, **kw)
+    tt = torch.tensor(x, requires_grad=True)
+    ty = getattr(TF, name)(tt, k, **kw)
+    assert y.shape == tuple(ty.shape)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-12)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    ty.backward(torch.tensor(g))  # no window lies wholly in padding here (torch_oob.py)
+    np.testing.assert_allclose(t.grad, tt.grad.numpy(), rtol=1e-12)
+
+
+def test_pooling_with_no_window_is_still_refused_as_torch():
+    x = np.zeros((1, 1, 2))
+    with pytest.raises(RuntimeError):
+        TF.max_pool1d(torch.tensor(x), 3)  # floor mode: no window
+    with pytest.raises(ValueError, match=r"max_pool1d: the kernel .* larger than the padded input"):
+        F.max_pool1d(x, 3)
+    with pytest.raises(ValueError, match=r"avg_pool2d: the kernel .* larger than the padded input"):
+        F.avg_pool2d(np.zeros((1, 1, 2, 2)), 3)
+    with pytest.raises(RuntimeError, match="too small"):  # ceil mode, still no window in W
+        TF.max_pool2d(torch.zeros(1, 1, 5, 1), 3, 2, (1, 0), ceil_mode=True)
+    with pytest.raises(ValueError, match="max_pool2d: the kernel"):
+        F.max_pool2d(np.zeros((1, 1, 5, 1)), 3, 2, (1, 0), ceil_mode=True)

@@ -464,16 +464,17 @@ def _pool_geometry(
         )
     span = tuple(di * (ki - 1) + 1 for di, ki in zip(dil, k))
     size = tuple(x.shape[2:])
-    _check_fits(fn, size, tuple(q for pi in p for q in (pi, pi)), span)
     pads = []
     for n, pi, si, sp in zip(size, p, s, span):
         extra = 0
-        if ceil_mode:
+        if ceil_mode:  # PyTorch's size: ⌈(n + 2p - span) / s⌉ + 1, at least 1 ...
             o = -(-(n + 2 * pi - sp) // si) + 1
-            if (o - 1) * si >= n + pi:  # the last window must start inside the input
+            if (o - 1) * si >= n + pi:  # ... and the last window starts inside the input
                 o -= 1
-            extra = max(0, (o - 1) * si + sp - (n + 2 * pi))
+            if o >= 1:  # a window larger than the padded input is fine: it gets extra cells
+                extra = max(0, (o - 1) * si + sp - (n + 2 * pi))
         pads += [pi, pi + extra]
+    _check_fits(fn, size, tuple(pads), span)  # no window at all: refused, as PyTorch
     return k, s, p, dil, tuple(pads)
 
 
