@@ -170,3 +170,23 @@ def test_mlp_runs_still_record_their_options(tmp_path, capsys):
     assert (
         settings["layers"] == [16] and settings["activation"] == "relu" and settings["arch"] is None
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. chainrule explain --weight names a conv entry
+# ---------------------------------------------------------------------------------------------
+def test_cli_explain_conv_weight_string_with_lr(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    status = main(["train", "--dataset", "digits", "--arch", _digits_arch(tmp_path), "--epochs",
+                   "1", "--out", out, "-q", "--no-plots"])  # fmt: skip
+    assert status == 0
+    capsys.readouterr()
+    status = main(["explain", "--model", out, "--dataset", "digits", "--weight",
+                   "1.weight[3,0,1,2]", "--rows", "8", "--lr", "0.01"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert status == 0
+    assert "∂C/∂w for 1.weight[3, 0, 1, 2]" in text and "gradient-descent update" in text
+    assert main(["explain", "--model", out, "--dataset", "digits", "--weight",
+                 "1.weight[3,0,1,9]"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside 1.weight of shape (8, 1, 3, 3)" in err

@@ -257,3 +257,61 @@ def test_pooling_with_no_window_is_still_refused_as_torch():
         TF.max_pool2d(torch.zeros(1, 1, 5, 1), 3, 2, (1, 0), ceil_mode=True)
     with pytest.raises(ValueError, match="max_pool2d: the kernel"):
         F.max_pool2d(np.zeros((1, 1, 5, 1)), 3, 2, (1, 0), ceil_mode=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. explain: the string form names a conv entry (3 or 4 indices), and lr= shows the update
+# ---------------------------------------------------------------------------------------------
+def _conv_net():
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3, rng=0), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3, rng=1)
+    )
+
+
+def test_explain_string_form_names_conv_entries():
+    from chainrule.diagnostics.explain import parse_weight
+
+    assert parse_weight("0.weight[1,0,2,1]") == ("0.weight", (1, 0, 2, 1))
+    assert parse_weight("3.weight[ 1, 0, 2 ]") == ("3.weight", (1, 0, 2))
+    assert parse_weight("2.weight[3,1]") == ("2.weight", (3, 1))
+    assert parse_weight("2.bias[1]") == ("2.bias", (1,))
+    for bad in ("2.bias[1,2]", "2.weight[3]", "2.weight[1,2,3,4,5]", "2.weight[]"):
+        with pytest.raises(ValueError, match=r"weight must look like .*Conv2d"):
+            parse_weight(bad)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 4)
+    m = _conv_net()
+    by_string = cr.explain(m, X, y, "cross_entropy", "0.weight[1,0,2,1]")
+    by_index = cr.explain(m, X, y, "cross_entropy", "0.weight", (1, 0, 2, 1))
+    assert by_string.index == (1, 0, 2, 1) and by_string.total == by_index.total
+    # the engine's gradient of that entry, against torch
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(32, 3)
+    ).double()
+    with torch.no_grad():
+        tm[0].weight.copy_(torch.tensor(m[0].weight.data))
+        tm[0].bias.copy_(torch.tensor(m[0].bias.data))
+        tm[3].weight.copy_(torch.tensor(m[3].weight.data.T))
+        tm[3].bias.copy_(torch.tensor(m[3].bias.data))
+    TF.cross_entropy(tm(torch.tensor(X, dtype=torch.float64)), torch.tensor(y)).backward()
+    assert by_string.total == pytest.approx(float(tm[0].weight.grad[1, 0, 2, 1]), rel=1e-9)
+
+
+def test_explain_conv_with_lr_shows_the_sgd_update():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((4, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 4)
+    m = _conv_net()
+    before = m[0].weight.data.copy()
+    e = cr.explain(m, X, y, "cross_entropy", "0.weight[1,0,2,1]", lr=0.1)
+    w = m[0].weight.data[1, 0, 2, 1]
+    assert e.updated == float(w - np.float32(0.1) * np.float32(e.engine_grad))
+    assert "gradient-descent update: w - η·∂C/∂w" in str(e)
+    np.testing.assert_array_equal(m[0].weight.data, before)  # the model is not changed
+    b = cr.explain(m, X, y, "cross_entropy", "0.bias[0]", lr=0.5)
+    assert b.updated == float(m[0].bias.data[0] - np.float32(0.5) * np.float32(b.engine_grad))
+    assert "update: b - η·∂C/∂b" in str(b)
+    assert "update" not in str(cr.explain(m, X, y, "cross_entropy", "0.bias[0]"))
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        cr.explain(m, X, y, "cross_entropy", "0.weight[1,0,2,1]", lr=-1.0)
