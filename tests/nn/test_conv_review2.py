@@ -315,3 +315,59 @@ def test_explain_conv_with_lr_shows_the_sgd_update():
     assert "update" not in str(cr.explain(m, X, y, "cross_entropy", "0.bias[0]"))
     with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         cr.explain(m, X, y, "cross_entropy", "0.weight[1,0,2,1]", lr=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. predict / evaluate / the report's pictures / check_architecture give back each
+#    sub-module's own train/eval mode (a frozen BatchNorm stays frozen)
+# ---------------------------------------------------------------------------------------------
+def _bn_net():
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, rng=0), nn.BatchNorm2d(3), nn.ReLU(), nn.Dropout(0.5),
+        nn.Flatten(), nn.Linear(48, 2, rng=1),
+    )  # fmt: skip
+
+
+def _modes(m):
+    return [sub.training for sub in m.modules()]
+
+
+def test_predict_evaluate_report_and_arch_check_keep_submodule_modes(tmp_path):
+    from chainrule.diagnostics.conv_pictures import conv_pictures_html
+    from chainrule.nn.arch import check_architecture
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 2, 6)
+    m = _bn_net()
+    calls = [
+        lambda: cr.predict(m, X),
+        lambda: cr.evaluate(m, X, y, loss="cross_entropy"),
+        lambda: conv_pictures_html(m, X[:1]),
+    ]
+    for mixed in ([True, True, False, True, True, True, True], [False, False, True, False, True,
+                                                               False, True]):  # fmt: skip
+        for call in calls:
+            for sub, mode in zip(m.modules(), mixed):
+                sub.training = mode
+            call()
+            assert _modes(m) == mixed
+    flat = nn.Sequential(nn.Unflatten(1, (1, 6, 6)), *list(_bn_net()))
+    flat.train()
+    flat[2].eval()
+    before = _modes(flat)
+    check_architecture(flat, 36, 2)
+    assert _modes(flat) == before
+
+
+def test_predict_in_eval_mode_uses_running_statistics_and_no_dropout():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((5, 1, 6, 6)).astype(np.float32)
+    m = _bn_net()
+    m[1].running_mean[...] = 0.3
+    m.train()
+    a = cr.predict(m, X)
+    m.eval()
+    b = cr.predict(m, X)
+    np.testing.assert_array_equal(a, b)
+    assert m[1].training is False

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..nn._modes import eval_mode
 from ..nn.conv import Conv1d, Conv2d
 from ..nn.module import Module, Sequential
 from ..nn.registry import activation_kind
@@ -133,13 +134,10 @@ def feature_map_tiles(
     if follow is not None:
         handles.append(follow.register_forward_hook(keep("act")))
     x = _as_batch(conv, sample)
-    was_training = model.training
-    model.eval()
     try:
-        with no_grad():
+        with eval_mode(model), no_grad():  # each sub-module's own mode comes back afterwards
             model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     if "out" not in seen:

@@ -87,7 +87,7 @@ def check_architecture(
 
     x: Any = np.zeros((2, n_inputs), dtype)
     layers = list(model) if type(model) is Sequential else [model]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each module's own mode comes back
     model.eval()
     try:
         with no_grad():
@@ -112,7 +112,8 @@ def check_architecture(
                         f"before it: input shape {shape}: {exc}"
                     ) from None
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     if tuple(x.shape) != (2, n_outputs):
         raise ArchitectureError(
             f"the network's output has shape {tuple(x.shape)} for 2 rows, but the data needs "

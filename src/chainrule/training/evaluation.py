@@ -14,6 +14,7 @@ import numpy as np
 
 from .._numerics import sigmoid, softmax
 from .._validation import check_number
+from ..nn._modes import eval_mode
 from ..nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -131,21 +132,16 @@ def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
         check_number("batch_size", batch_size, low=1, integer=True)
     params = list(model.parameters())
     dtype = params[0].dtype if params else np.dtype(np.float32)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model), no_grad():  # each sub-module's own mode comes back afterwards
         outs = []
         n = len(X)
         bs = n if batch_size is None else int(batch_size)
-        with no_grad():
-            for start in range(0, n, bs):
-                xb = X[start : start + bs]
-                if xb.dtype != dtype:
-                    xb = xb.astype(dtype)
-                outs.append(single_output(model(xb), "predict"))
+        for start in range(0, n, bs):
+            xb = X[start : start + bs]
+            if xb.dtype != dtype:
+                xb = xb.astype(dtype)
+            outs.append(single_output(model(xb), "predict"))
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
-    finally:
-        model.train(was_training)
 
 
 def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
