@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from ..nn._modes import eval_mode
 from ..nn.conv import Conv1d, Conv2d
 from ..nn.module import Module, Sequential
 from ..nn.registry import activation_kind
@@ -134,10 +133,14 @@ def feature_map_tiles(
     if follow is not None:
         handles.append(follow.register_forward_hook(keep("act")))
     x = _as_batch(conv, sample)
+    modes = [(m, m.training) for m in model.modules()]  # each module's own mode comes back
+    model.eval()
     try:
-        with eval_mode(model), no_grad():  # each sub-module's own mode comes back afterwards
+        with no_grad():
             model(x)
     finally:
+        for m, training in modes:
+            m.training = training
         for h in handles:
             h.remove()
     if "out" not in seen:

@@ -14,7 +14,6 @@ import numpy as np
 
 from .._numerics import sigmoid, softmax
 from .._validation import check_number
-from ..nn._modes import eval_mode
 from ..nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -132,16 +131,24 @@ def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
         check_number("batch_size", batch_size, low=1, integer=True)
     params = list(model.parameters())
     dtype = params[0].dtype if params else np.dtype(np.float32)
-    with eval_mode(model), no_grad():  # each sub-module's own mode comes back afterwards
+    # eval mode for the call; afterwards each sub-module gets its own mode back (model.train(
+    # was) would unfreeze a BatchNorm the user froze with model[1].eval())
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
         outs = []
         n = len(X)
         bs = n if batch_size is None else int(batch_size)
-        for start in range(0, n, bs):
-            xb = X[start : start + bs]
-            if xb.dtype != dtype:
-                xb = xb.astype(dtype)
-            outs.append(single_output(model(xb), "predict"))
+        with no_grad():
+            for start in range(0, n, bs):
+                xb = X[start : start + bs]
+                if xb.dtype != dtype:
+                    xb = xb.astype(dtype)
+                outs.append(single_output(model(xb), "predict"))
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
