@@ -190,3 +190,22 @@ def test_cli_explain_conv_weight_string_with_lr(tmp_path, capsys):
                  "1.weight[3,0,1,9]"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "outside 1.weight of shape (8, 1, 3, 3)" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. --config takes arch like any other option (the flag overrides it)
+# ---------------------------------------------------------------------------------------------
+def test_config_file_takes_arch(tmp_path, capsys):
+    arch = _digits_arch(tmp_path)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'dataset = "digits"\narch = {json.dumps(arch)}\nepochs = 1\n')
+    out = tmp_path / "r"
+    status = main(["train", "--config", str(cfg), "--out", str(out), "-q", "--no-plots"])
+    assert status == 0, capsys.readouterr().err
+    model = cr.load(str(out / "model.chainrule"))
+    assert [type(m).__name__ for m in model][:2] == ["Unflatten", "Conv2d"]
+    assert json.loads((out / "metrics.json").read_text())["settings"]["arch"] == arch
+    cfg.write_text('arch = 3\ndataset = "digits"\n')
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r2"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "arch" in err

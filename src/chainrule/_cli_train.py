@@ -75,7 +75,7 @@ def _load_config(path: str) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CLIError(f"config file {path!r} is not valid TOML: {exc}") from None
     cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
-    known = set(DEFAULTS) | {"dataset", "data", "target", "out"}
+    known = set(DEFAULTS) | {"dataset", "data", "target", "out", "arch"}
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise CLIError(f"config file {path!r} has unknown keys: {', '.join(unknown)}")
