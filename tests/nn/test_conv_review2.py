@@ -371,3 +371,43 @@ def test_predict_in_eval_mode_uses_running_statistics_and_no_dropout():
     b = cr.predict(m, X)
     np.testing.assert_array_equal(a, b)
     assert m[1].training is False
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. smaller points: BatchNorm2d's repr, integer-like divisor_override, an avg_pool torch
+#     reference that does not reuse the kernel's own divisor
+# ---------------------------------------------------------------------------------------------
+def test_batchnorm2d_repr_shows_affine_and_running_stats():
+    assert repr(nn.BatchNorm2d(3)).startswith(
+        "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+    )
+    r = repr(nn.BatchNorm2d(4, affine=False, track_running_stats=False))
+    assert "affine=False" in r and "track_running_stats=False" in r
+
+
+def test_avg_pool_divisor_override_takes_numpy_integers():
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 5))
+    ref = TF.avg_pool2d(torch.tensor(x), 3, 2, 1, divisor_override=3).numpy()
+    for d in (np.int64(3), np.int32(3), 3):
+        np.testing.assert_allclose(F.avg_pool2d(x, 3, 2, 1, divisor_override=d).data, ref)
+    for bad in (True, 2.0, np.float64(3), 0):
+        with pytest.raises(ValueError, match="divisor_override must be a non-zero int"):
+            F.avg_pool2d(x, 3, divisor_override=bad)
+
+
+@pytest.mark.parametrize("ceil", [False, True])
+@pytest.mark.parametrize("include", [False, True])
+def test_avg_pool_torch_reference_agrees_with_torch_avg_pool(ceil, include):
+    from chainrule.nn import conv_ops
+
+    x = np.random.default_rng(3).standard_normal((2, 2, 6, 7))
+    k, s, p = (3, 2), (2, 3), (1, 1)
+    ours = F.avg_pool2d(x, k, s, p, ceil_mode=ceil, count_include_pad=include)
+    _, _, _, _, pads = conv_ops._pool_geometry("avg_pool2d", 2, cr.tensor(x), k, s, p, 1, ceil)
+    counted = (1, 1, 1, 1) if include else (0, 0, 0, 0)
+    ref = conv_ops._torch_avg_pool2d(torch.tensor(x), kernel=k, stride=s,
+                                     padding=conv_ops._as_pads(pads), counted=counted,
+                                     divisor_override=None)  # fmt: skip
+    real = TF.avg_pool2d(torch.tensor(x), k, s, p, ceil_mode=ceil, count_include_pad=include)
+    np.testing.assert_allclose(ref.numpy(), real.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.data, real.numpy(), rtol=1e-12)
