@@ -411,3 +411,32 @@ def test_avg_pool_torch_reference_agrees_with_torch_avg_pool(ceil, include):
     real = TF.avg_pool2d(torch.tensor(x), k, s, p, ceil_mode=ceil, count_include_pad=include)
     np.testing.assert_allclose(ref.numpy(), real.numpy(), rtol=1e-12)
     np.testing.assert_allclose(ours.data, real.numpy(), rtol=1e-12)
+
+
+def test_arch_errors_name_the_public_layer_and_its_index(tmp_path):
+    import json
+
+    from chainrule.nn.arch import ArchitectureError, read_architecture
+
+    path = tmp_path / "net.json"
+    conv = {"type": "Conv2d", "config": {"in_channels": 1, "out_channels": 2, "kernel_size": 3,
+                                         "bogus": 1}}  # fmt: skip
+    path.write_text(
+        json.dumps({"type": "Sequential", "config": {"layers": [{"type": "Flatten"}, conv]}})
+    )
+    with pytest.raises(ArchitectureError) as info:
+        read_architecture(path)
+    text = str(info.value)
+    assert text.startswith("layer 1: invalid configuration for layer Conv2d: Conv2d() got an")
+    assert "_ConvNd" not in text and "'bogus'" in text
+
+
+def test_load_state_dict_with_torch_tensors_points_to_the_converter_without_blaming_linear():
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0))
+    with pytest.raises(TypeError, match=r"'0\.weight' is a PyTorch tensor") as info:
+        m.load_state_dict(tm.state_dict())
+    assert "from_torch_state_dict" in str(info.value)
+    assert "convolution kernels have the same layout" in str(info.value)
+    nn.from_torch_state_dict(m, tm.state_dict())
+    np.testing.assert_array_equal(m[0].weight.data, tm[0].weight.detach().numpy())

@@ -219,10 +219,11 @@ class Module:
         for key, value in state.items():
             if type(value).__module__.split(".")[0] == "torch":
                 raise TypeError(
-                    f"state dict entry '{key}' is a PyTorch tensor: PyTorch's Linear stores its "
-                    "weight as (out_features, in_features), chainrule's as (in_features, "
-                    "out_features); load it with cr.nn.from_torch_state_dict(model, state_dict), "
-                    "which transposes what needs it"
+                    f"state dict entry '{key}' is a PyTorch tensor: load a PyTorch state dict "
+                    "with cr.nn.from_torch_state_dict(model, state_dict), which converts the "
+                    "tensors and transposes what needs it (a Linear weight: PyTorch's is "
+                    "(out_features, in_features), chainrule's (in_features, out_features); "
+                    "convolution kernels have the same layout in both)"
                 )
         params = dict(self.named_parameters())
         buffers = {n: (m, b) for n, m, b in self._buffer_owners()}
