@@ -18,8 +18,8 @@ from chainrule.nn.cost import layer_flops
 from chainrule.nn.registry import ACTIVATION_KINDS, LAYERS, activation_kind, spec_of
 from chainrule.training import blas_threads_for
 from chainrule.training._threads import SMALL_STEP_MACS, largest_layer_flops
+from chainrule.training.evaluation import task_of as _task_of
 from chainrule.training.fastpath import _activate, _backward_act
-from chainrule.training.fit import _task_of
 
 CONTAINERS = {"Sequential", "ModuleList", "ModuleDict"}
 

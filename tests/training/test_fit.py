@@ -441,7 +441,7 @@ def test_fault_injection_names_where_values_became_non_finite():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flat_buffer_finiteness_check_matches_elementwise_test(dtype):
     """The guard's one-dot-product test agrees with np.isfinite, overflow of a·a included."""
-    from chainrule.training.fit import _all_finite
+    from chainrule.training.steps import all_finite as _all_finite
 
     rng = np.random.default_rng(0)
     for n in (1, 7, 1000, 100_003):

@@ -63,6 +63,20 @@ def test_a_second_fit_has_its_own_outcome():
     assert tr.history.message == "" and tr.history.stop_reason == "epochs"
 
 
+def test_each_fit_returns_its_own_history_as_keras():
+    """A second fit on the same Trainer returns a new History of its own epochs (1, 2), as
+    Keras's model.fit does; the first fit's record is left as it was."""
+    X, y = _data()
+    tr = Trainer(nn.mlp([4, 8, 2], rng=0), "cross_entropy", "adam", seed=0, verbose=0)
+    h1 = tr.fit(X, y, epochs=2, batch_size=16)
+    first = list(h1.history["loss"])
+    h2 = tr.fit(X, y, epochs=3, batch_size=16)
+    assert h2 is not h1 and tr.history is h2
+    assert h1.epoch == [1, 2] and h1.history["loss"] == first
+    assert h2.epoch == [1, 2, 3] and len(h2.history["loss"]) == 3
+    assert "3 epochs" in h2.summary and h2.stop_reason == "epochs"
+
+
 class _Remote(Trainer):
     """Another process asks to stop (what data-parallel training's agree_stop returns)."""
 

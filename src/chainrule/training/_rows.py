@@ -15,7 +15,7 @@ import numpy as np
 from .._validation import check_number
 from ._inputs import as_data, batches_to_arrays, check_finite, is_batches
 
-__all__: list[str] = []
+__all__ = ["MemmapRows"]
 
 
 def _file_position(X: np.memmap) -> int | None:
@@ -41,6 +41,36 @@ def _file_position(X: np.memmap) -> int | None:
     ):
         return None
     return int(root.offset) + (X.ctypes.data - root.ctypes.data)
+
+
+class MemmapRows:
+    """Some rows of a memory-mapped array, read on demand with ``pread``: the training rows of
+    ``fit(memmap, validation_split=...)``, which are never copied into memory as a whole.
+
+    It has what the training loop asks of its inputs: ``len``, ``shape``, ``dtype``, ``ndim``
+    and ``rows[idx]`` (an int, a slice or an index array: a fresh array of those rows, in that
+    order). ``np.asarray(rows)`` reads them all.
+    """
+
+    def __init__(self, base: np.memmap, rows: np.ndarray, read: Any) -> None:
+        self.base, self.rows, self._read = base, np.asarray(rows, np.int64), read
+        self.shape: tuple[int, ...] = (len(self.rows), *base.shape[1:])
+        self.dtype, self.ndim = base.dtype, base.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if isinstance(idx, (int, np.integer)):
+            return self._read(self.base, self.rows[idx : idx + 1 or None])[0]  # type: ignore[no-any-return]
+        return self._read(self.base, self.rows[idx])  # type: ignore[no-any-return]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"MemmapRows({len(self)} of {len(self.base)} rows of {self.base.filename!r})"
 
 
 class _DataMixin:
@@ -100,14 +130,18 @@ class _DataMixin:
             train_idx = None
         elif validation_split > 0:
             train_idx, val_idx = self._split(y, validation_split)
-            Xv, yv = X[val_idx], y[val_idx]
+            # a memory-mapped set: the rows are read with pread, never through the mapping
+            # (which would make the touched pages resident), and the training rows are left
+            # in the file, read batch by batch (MemmapRows)
+            mapped = isinstance(X, np.memmap) and _file_position(X) is not None
+            Xv, yv = (self._read_rows(X, val_idx) if mapped else X[val_idx]), y[val_idx]
             wv = None if w is None else w[val_idx]
         else:
             train_idx = None
         if train_idx is not None:
-            X, y = X[train_idx], y[train_idx]
+            X = MemmapRows(X, train_idx, self._read_rows) if mapped else X[train_idx]
+            y = y[train_idx]
             w = None if w is None else w[train_idx]
-            n = len(X)
         return X, y, w, Xv, yv, wv, batch_size
 
     def _batch(self, X: np.ndarray, idx: Any) -> np.ndarray:
@@ -125,6 +159,8 @@ class _DataMixin:
             return np.take(X, idx, axis=0, out=buf)
         if isinstance(X, np.memmap):
             xb = self._read_rows(X, idx)
+        elif isinstance(X, MemmapRows):
+            xb = X[idx]
         else:
             xb = X[idx]
         if xb.dtype != self.dtype:

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .fit import _as_data, _resolve_loss
+from ._inputs import as_data as _as_data
+from .evaluation import resolve_loss as _resolve_loss
 
 __all__ = ["as_data", "resolve_loss"]
 

@@ -13,18 +13,9 @@ from typing import Any
 
 from .._validation import check_number
 from ..nn.module import Module
-
-# the underscored names: other modules imported them from here before the split; they still can
-from ._inputs import as_data as _as_data  # noqa: F401
-from ._inputs import check_finite as _check_finite  # noqa: F401
 from .callbacks import Callback
 from .evaluation import LOSSES, compute_metrics, evaluate, predict, predict_proba
-from .evaluation import outputs_to as _outputs_to  # noqa: F401
-from .evaluation import resolve_loss as _resolve_loss  # noqa: F401
-from .evaluation import task_of as _task_of  # noqa: F401
-from .fastpath import _check_target_width  # noqa: F401
 from .history import History
-from .steps import all_finite as _all_finite  # noqa: F401
 from .trainer import OPTIMIZERS, DivergenceError, Trainer
 
 __all__ = [

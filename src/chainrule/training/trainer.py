@@ -36,6 +36,7 @@ from ..optim.clip import clip_grad_norm as _clip_grad_norm
 from ..tensor import Tensor
 from ._rows import _DataMixin
 from ._setup import OPTIMIZERS, build_callbacks, build_optimizer
+from ._stop import GO_ON, STOP_AFTER_EPOCH, STOP_NOW, _StopMixin
 from .callbacks import Callback, ModelCheckpoint
 from .evaluation import compute_metrics, evaluate, resolve_loss, task_of
 from .fastpath import FusedMLPPlan
@@ -45,9 +46,6 @@ from .metrics import get_metric
 from .steps import EagerPlan, StepPlan, all_finite
 
 __all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
-
-# what decide_stop returns: go on, stop once this epoch is recorded, stop at once
-GO_ON, STOP_AFTER_EPOCH, STOP_NOW = 0, 1, 2
 
 
 # the step plans the trainer tries, in order; the last one runs every model
@@ -72,7 +70,7 @@ class _Run:
     small_step: bool | None = None  # one BLAS thread? (asked once per run, not per step)
 
 
-class Trainer(_DataMixin, _GuardMixin):
+class Trainer(_DataMixin, _GuardMixin, _StopMixin):
     """State, loop and step of one training run; see :func:`chainrule.fit` for the arguments.
 
     Everything the run keeps is created here; :meth:`fit` and :meth:`steps` fill it in.
@@ -366,7 +364,7 @@ class Trainer(_DataMixin, _GuardMixin):
         # a new run: its own outcome (a Trainer may fit again, e.g. with a lower lr after a
         # divergence) and the parameters' dtype now (the model may have moved, model.to())
         self.stop_reason, self.stop_detail = None, ""
-        self.history.message = ""
+        self.history = History()  # each fit returns its own record, as Keras (resume: reloaded)
         self.dtype = self._params[0].dtype
         if "stop_training" in self.model.__dict__:  # Keras's model.stop_training, reset per fit
             self.model.stop_training = False
@@ -636,61 +634,6 @@ class Trainer(_DataMixin, _GuardMixin):
                 return plan
         return self._plans[-1]
 
-    # ----- stopping ------------------------------
-    def decide_stop(self) -> int:
-        """Whether training stops: the one place where the decision is taken.
-
-        Called after every step and after every epoch. Stop requests come from a divergence
-        (the last step's update was skipped), Ctrl-C, and ``stop_training`` — set by a
-        callback (early stopping, yours) or by the ``tol``/``n_iter_no_change`` convergence
-        test. Returns 0 (go on), 1 (stop once the current epoch is recorded: a callback or
-        convergence asked) or 2 (stop at once, leaving the epoch unrecorded: divergence or
-        Ctrl-C), after :meth:`agree_stop`. A divergence sets ``history.message`` and
-        ``stop_reason="diverged"``, and raises :class:`DivergenceError` under
-        ``on_nonfinite="raise"``.
-        """
-        if not self.stop_training and self.model.__dict__.get("stop_training") is True:
-            self.stop_training = True  # Keras's habit: self.model.stop_training = True
-        if self._divergence is not None or self._interrupted:
-            flag = STOP_NOW
-        elif self.stop_training:
-            flag = STOP_AFTER_EPOCH
-        else:
-            flag = GO_ON
-        mine = flag
-        flag = self.agree_stop(flag)
-        if flag != GO_ON:
-            self.stop_training = True  # also when another process asked (agree_stop)
-        if flag > mine:  # another process asked (data-parallel training): say so
-            self.stop_reason = "peer"
-            self.stop_detail = (
-                "another process stopped the run (a divergence or Ctrl-C there)"
-                if flag == STOP_NOW
-                else "another process asked to stop after this epoch (early stopping or a "
-                "callback there)"
-            )
-        elif flag == STOP_AFTER_EPOCH and self.stop_reason is None:
-            self.stop_reason = "callback"  # stop_training set directly, not by the setter
-            self.stop_detail = "stop_training was set"
-        if flag == STOP_NOW and flag == mine:
-            if self._divergence is not None:
-                msg, self._divergence = self._divergence, None
-                self.history.message = msg
-                self.stop_reason = "diverged"
-                self.stop_detail = msg
-                if self.on_nonfinite == "raise":
-                    raise DivergenceError(msg, self.history)
-            elif self._interrupted:
-                self.stop_reason = "interrupted"
-                self.stop_detail = "interrupted by the user (Ctrl-C)"
-        return flag
-
-    def agree_stop(self, flag: int) -> int:
-        """Hook: the stop decision all processes take (the largest of their ``flag``s in
-        data-parallel training, so that none waits alone in the next all-reduce). One
-        process: ``flag``."""
-        return flag
-
     # ----- the data and the rest ------------------------------
     def _finish(self) -> None:
         """End the fit once: close the input file, run ``on_train_end``, write the summary."""
@@ -709,20 +652,3 @@ class Trainer(_DataMixin, _GuardMixin):
         self.history.summary = summarize(self)
         if self.verbose:
             print(self.history.summary)
-
-    def _convergence(self, loss: float) -> None:
-        if self.tol is None:
-            return
-        # scikit-learn's rule: count epochs whose loss is not below best - tol
-        if loss > self._best_loss - self.tol:
-            self._no_improvement += 1
-        else:
-            self._no_improvement = 0
-        self._best_loss = min(self._best_loss, loss)
-        if self._no_improvement > self.n_iter_no_change:
-            self.stop_training = True
-            self.stop_reason = "converged"
-            self.stop_detail = (
-                f"the training loss improved by less than tol={self.tol:g} for "
-                f"{self.n_iter_no_change + 1} consecutive epochs"
-            )
