@@ -158,14 +158,14 @@ def _grad_rows(g: np.ndarray, groups: int, saved: dict[str, Any], *, keep: bool)
     """The output gradient (N, O, OH, OW) as ``(G, O/G, OH·OW·N)`` (one copy, shared by the
     input and weight gradients of one backward pass).
 
-    The engine calls the input rule, then the weight rule, then the bias rule, for those that
-    require grad. The input rule (``keep=True``) always copies afresh and leaves its copy for
-    the weight rule (``keep=False``), which takes it (if it was made from this very ``g``) and
-    clears it; the bias rule clears it too. So a copy never outlives the backward pass that
-    made it — with ``retain_graph=True`` a second pass may bring the same array, changed in
-    place. (Left open: the weight rule running in a pass where the input rule did not, right
-    after a pass where only the input rule ran with no bias — requires_grad switched from x to
-    the weight between two passes over a retained graph — would still find that copy.)
+    The engine calls the input rule, then the weight rule, for those that require grad. The
+    input rule (``keep=True``) always copies afresh and leaves its copy for the weight rule
+    (``keep=False``), which takes it (if it was made from this very ``g``) and clears it. So
+    the copy does not outlive the backward pass that made it — with ``retain_graph=True`` a
+    second pass may bring the same array, changed in place. (Left open: a pass where only the
+    input rule ran — a frozen weight — followed by a pass over the retained graph where only
+    the weight rule runs — requires_grad switched from x to the weight in between — with the
+    same array changed in place would still find that copy.)
     """
     if not keep:
         cached, gm = saved["g"], saved["gm"]
@@ -234,8 +234,7 @@ def conv2d_grad_weight(
 def conv2d_grad_bias(
     g: np.ndarray, out: Any, cols: Any, x: Any, w: Any, b: Any, **attrs: Any
 ) -> Any:
-    """∂C/∂b[o] = Σ_{n,y,x} ∂C/∂out[n, o, y, x] (and the end of :func:`_grad_rows`' copy)."""
-    cols["g"] = cols["gm"] = None  # ``cols`` is the forward's ``saved``
+    """∂C/∂b[o] = Σ_{n,y,x} ∂C/∂out[n, o, y, x]."""
     return g.sum(axis=(0, 2, 3))
 
 
