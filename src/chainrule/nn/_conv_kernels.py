@@ -443,23 +443,23 @@ def _adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
     return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
 
 
-def _at(axis: int, start: int, stop: int) -> tuple[slice, ...]:
-    return (slice(None),) * axis + (slice(start, stop),)
-
-
 def _adaptive_mean(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
-    """Mean of each adaptive bin along ``axis`` (slices, never a dense matrix: ``0·inf`` would
-    spread a NaN to every bin)."""
+    """Mean of each adaptive bin along ``axis``: ``Σ_j x[s_i + j] / |bin i|`` summed over the
+    offsets ``j`` (one gather per offset, the bins that are shorter masked out — never a
+    product with a dense 0/1 matrix, whose ``0·inf`` would spread a NaN to every bin)."""
     n_in = x.shape[axis]
     if n_out == n_in:
         return x
-    if n_in % n_out == 0:  # equal, disjoint bins
-        k = n_in // n_out
-        return x.reshape((*x.shape[:axis], n_out, k, *x.shape[axis + 1 :])).mean(axis=axis + 1)
-    parts = [
-        x[_at(axis, s, e)].mean(axis=axis, keepdims=True) for s, e in _adaptive_bins(n_in, n_out)
-    ]
-    return np.concatenate(parts, axis=axis)
+    starts, sizes, shape = _bin_arrays(n_in, n_out, x.ndim, axis)
+    total = np.take(x, starts, axis=axis)
+    for j in range(1, int(sizes.max())):
+        part = np.take(x, np.minimum(starts + j, n_in - 1), axis=axis)
+        short = sizes <= j
+        if short.any():
+            part = np.where(short.reshape(shape), x.dtype.type(0), part)
+        total += part
+    total /= sizes.astype(x.dtype).reshape(shape)
+    return total
 
 
 def _adaptive_spread(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
@@ -467,12 +467,33 @@ def _adaptive_spread(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
     n_out = g.shape[axis]
     if n_out == n_in:
         return g
-    if n_in % n_out == 0:
-        k = n_in // n_out
-        return np.repeat(g / g.dtype.type(k), k, axis=axis)
-    shape = list(g.shape)
-    shape[axis] = n_in
-    grad = np.zeros(shape, g.dtype)
-    for i, (s, e) in enumerate(_adaptive_bins(n_in, n_out)):
-        grad[_at(axis, s, e)] += g[_at(axis, i, i + 1)] / g.dtype.type(e - s)
+    starts, sizes, shape = _bin_arrays(n_in, n_out, g.ndim, axis)
+    scaled = g / sizes.astype(g.dtype).reshape(shape)
+    grad_shape = list(g.shape)
+    grad_shape[axis] = n_in
+    grad = np.zeros(grad_shape, g.dtype)
+    distinct = bool(np.all(np.diff(starts) > 0))  # no two bins start together (n_out <= n_in)
+    for j in range(int(sizes.max())):
+        bins = np.flatnonzero(sizes > j)
+        cells = starts[bins] + j
+        steps = np.diff(cells)
+        if len(cells) == 1 or (steps[0] > 0 and np.all(steps == steps[0])):  # a strided slice
+            step = int(steps[0]) if len(cells) > 1 else 1
+            at = (slice(None),) * axis + (slice(int(cells[0]), int(cells[-1]) + 1, step),)
+        else:
+            at = (slice(None),) * axis + (cells,)
+        part = scaled if len(bins) == n_out else np.take(scaled, bins, axis=axis)
+        if distinct:
+            grad[at] += part
+        else:  # bins of an upsampling share cells: add every one
+            np.add.at(grad, at, part)
     return grad
+
+
+def _bin_arrays(n_in: int, n_out: int, ndim: int, axis: int) -> tuple[Any, Any, list[int]]:
+    """Starts and sizes of the adaptive bins, and the shape that broadcasts them on ``axis``."""
+    bins = _adaptive_bins(n_in, n_out)
+    shape = [1] * ndim
+    shape[axis] = n_out
+    starts = np.array([b[0] for b in bins], np.intp)
+    return starts, np.array([b[1] - b[0] for b in bins], np.intp), shape
