@@ -126,7 +126,7 @@ class GradientFlow(Callback):
         self._fans = {}
         for n, m in self._linears:
             fan_in, fan_out = self._fans[n] = m.fans()
-            self.labels[n] = f"{n}: {type(m).__name__}({fan_in}→{fan_out})"
+            self.labels[n] = f"{n}: {type(m).__name__}({_shape_text(m, fan_in, fan_out)})"
         self._kinds = {}
         self._w0 = {n: _rms(m.weight.data) for n, m in self._linears}
         quantities = (
@@ -514,3 +514,13 @@ class GradientFlow(Callback):
         else:
             ax2.set_title("no activations recorded")
         return fig
+
+
+def _shape_text(m: Any, fan_in: int, fan_out: int) -> str:
+    """A layer's size as built: ``32→10`` for a Linear, ``1→16, 3×3`` for a convolution
+    (channels and kernel, not its fans: a 3×3 kernel over 1 channel has fan-in 9)."""
+    channels = getattr(m, "in_channels", None), getattr(m, "out_channels", None)
+    kernel = getattr(m, "kernel_size", None)
+    if None in channels or not isinstance(kernel, tuple):
+        return f"{fan_in}→{fan_out}"
+    return f"{channels[0]}→{channels[1]}, {'×'.join(str(k) for k in kernel)}"

@@ -128,9 +128,23 @@ class Linear(Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) expected input with last "
-                f"dimension {self.in_features}, got shape {x.shape}"
+                f"dimension {self.in_features}, got shape {x.shape}{self._shape_hint(x.shape)}"
             )
         return ops.linear(x, self.weight, self.bias)
+
+    def _shape_hint(self, shape: tuple[int, ...]) -> str:
+        """What to do about an input of the wrong shape, when it can be told."""
+        if len(shape) > 2:
+            per_sample = int(np.prod(shape[1:]))
+            fix = "" if per_sample == self.in_features else (
+                f", and in_features={per_sample} for what it gives")  # fmt: skip
+            return (
+                f" — for images or feature maps, put nn.Flatten() before this layer (it makes "
+                f"(N, {per_sample}) of {shape}){fix}"
+            )
+        if len(shape) == 2:
+            return f" — the layer before gives {shape[-1]} features: use in_features={shape[-1]}"
+        return ""
 
     def extra_repr(self) -> str:
         return (

@@ -220,10 +220,11 @@ class Module:
             if type(value).__module__.split(".")[0] == "torch":
                 raise TypeError(
                     f"state dict entry '{key}' is a PyTorch tensor: load a PyTorch state dict "
-                    "with cr.nn.from_torch_state_dict(model, state_dict), which converts the "
-                    "tensors and transposes what needs it (a Linear weight: PyTorch's is "
-                    "(out_features, in_features), chainrule's (in_features, out_features); "
-                    "convolution kernels have the same layout in both)"
+                    "with cr.nn.from_torch_state_dict(model, state_dict), which converts every "
+                    "entry and transposes what is stored differently (PyTorch's Linear keeps "
+                    "its weight as (out_features, in_features), chainrule's as (in_features, "
+                    "out_features); convolution and batch-norm entries are alike); converting "
+                    "the tensors to arrays yourself would load a square Linear weight transposed"
                 )
         params = dict(self.named_parameters())
         buffers = {n: (m, b) for n, m, b in self._buffer_owners()}

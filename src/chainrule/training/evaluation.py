@@ -189,11 +189,31 @@ def evaluate(
     _metrics: Any = None,
     _outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Loss (the sample-weighted mean over all of ``X``) and metrics, in eval mode."""
+    """Loss (the sample-weighted mean over all of ``X``) and metrics, in eval mode.
+
+    ``loss`` also says what the outputs are (logits for ``"cross_entropy"``, log-probabilities
+    for ``"nll"``, ...), which metrics of probabilities need. Without it, class-label metrics
+    (``"accuracy"``, ``"precision"``, ``"recall"``, ``"f1"``) still work for integer labels
+    and one output per class (the predicted class is the largest output, whatever the
+    outputs are); anything else that needs to know asks for ``loss=``.
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> model = cr.nn.mlp([2, 3], rng=0)
+    >>> X, y = np.zeros((4, 2), np.float32), np.array([0, 1, 2, 0])
+    >>> sorted(cr.evaluate(model, X, y, loss="cross_entropy", metrics=["accuracy"]))
+    ['accuracy', 'loss']
+    """
     X = as_data("X", X, purpose="evaluate")
     y = as_data("y", y, purpose="evaluate")
     if len(X) != len(y):
         raise ValueError(f"X and y have different numbers of samples: {len(X)} and {len(y)}")
+    if loss is None and not metrics and _metrics is None:
+        raise ValueError(
+            "evaluate has nothing to compute: give loss= (e.g. 'cross_entropy' or 'mse') "
+            "and/or metrics= (e.g. ['accuracy'])"
+        )
     out = predict(model, X, batch_size) if _outputs is None else _outputs
     res: dict[str, float] = {}
     loss_fn = resolve_loss(loss) if loss is not None else None
@@ -206,7 +226,36 @@ def evaluate(
                 )
             else:
                 res["loss"] = float(loss_fn(Tensor._const(out), y_loss).item())
-    task = task_of(loss_fn) if loss_fn is not None else "regression"
     resolved = _metrics if _metrics is not None else [get_metric(m) for m in metrics]
+    task = task_of(loss_fn) if loss_fn is not None else _task_without_loss(resolved, out, y)
     res.update(compute_metrics(resolved, task, out, y))
     return res
+
+
+def _task_without_loss(
+    metrics: Sequence[tuple[str, Callable[..., float], str]], out: np.ndarray, y: np.ndarray
+) -> str:
+    """What the outputs are, for :func:`evaluate` called without a loss.
+
+    Integer labels with one output per class: the label metrics take the largest output
+    (the same class for logits, probabilities or log-probabilities). A metric of
+    probabilities, or a label metric on one output per sample (a logit above 0 or a
+    probability above 0.5?), would be a guess: it asks for ``loss=``. Otherwise the metrics
+    compare the outputs as they are.
+    """
+    from .metrics import METRICS
+
+    labels = y.ndim == 1 and y.dtype.kind in "biu"
+    for name, fn, kind in metrics:
+        one_output = out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)
+        named_label = kind == "label" and METRICS.get(name, (None, ""))[0] is fn
+        if kind == "proba" or (named_label and labels and one_output):
+            raise ValueError(
+                f"evaluate: metric {name!r} needs to know what the model's outputs are "
+                f"(logits, probabilities, log-probabilities; outputs of shape {out.shape}): "
+                "give loss= (e.g. 'cross_entropy' for class logits, 'nll' for "
+                "log-probabilities, 'bce_with_logits' for one binary logit)"
+            )
+    if labels and out.ndim == 2 and out.shape[1] > 1:
+        return "multiclass"
+    return "regression"

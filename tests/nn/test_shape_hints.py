@@ -1,0 +1,34 @@
+"""A wrong input shape says what to do: Flatten before a Linear fed feature maps, the
+in_features the layer before gives; a PyTorch state dict points to from_torch_state_dict."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+
+def test_linear_fed_feature_maps_says_flatten_and_the_size_it_gives():
+    lin = cr.nn.Linear(400, 120, rng=0)
+    with pytest.raises(ValueError, match=re.escape("put nn.Flatten() before this layer")) as e:
+        lin(np.zeros((8, 16, 5, 5), np.float32))
+    assert "in_features" not in str(e.value)  # 16·5·5 = 400: Flatten alone fixes it
+    with pytest.raises(ValueError, match=r"in_features=256 for what it gives"):
+        lin(np.zeros((8, 16, 4, 4), np.float32))
+
+
+def test_linear_with_the_wrong_in_features_names_the_right_one():
+    with pytest.raises(ValueError, match=r"got shape \(8, 256\) — the layer before gives 256 "):
+        cr.nn.Linear(400, 120, rng=0)(np.zeros((8, 256), np.float32))
+
+
+def test_a_torch_state_dict_points_to_the_converter():
+    torch = pytest.importorskip("torch")
+    model = cr.nn.Sequential(cr.nn.Conv2d(1, 2, 3, rng=0))
+    state = {k: torch.tensor(v) for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match=r"cr\.nn\.from_torch_state_dict") as e:
+        model.load_state_dict(state)
+    assert "square Linear weight transposed" in str(e.value)
