@@ -477,6 +477,7 @@ def _adaptive_spread(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
         bins = np.flatnonzero(sizes > j)
         cells = starts[bins] + j
         steps = np.diff(cells)
+        at: Any
         if len(cells) == 1 or (steps[0] > 0 and np.all(steps == steps[0])):  # a strided slice
             step = int(steps[0]) if len(cells) > 1 else 1
             at = (slice(None),) * axis + (slice(int(cells[0]), int(cells[-1]) + 1, step),)
