@@ -15,20 +15,21 @@ from typing import Any
 import numpy as np
 
 from . import distributed
-from ._options import check_count, check_network_size, check_option
+from ._options import check_count, check_option
 from ._outputs import predictions_path
 from ._run import (
     DEFAULTS,
+    MLP_OPTIONS,
     CLIError,
     RunResult,
     TrainSettings,
     _table_for,
+    build_model,
     run_training,
 )
 from .data import datasets
 from .data.impute import DataNote, drop_missing_target, imputation_summary
 from .data.tabular import TabularPreprocessor, train_test_split
-from .nn import mlp
 
 
 def _split_list(text: str | None) -> list[str]:
@@ -74,7 +75,7 @@ def _load_config(path: str) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CLIError(f"config file {path!r} is not valid TOML: {exc}") from None
     cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
-    known = set(DEFAULTS) | {"dataset", "data", "target", "out"}
+    known = set(DEFAULTS) | {"dataset", "data", "target", "out", "arch"}
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise CLIError(f"config file {path!r} has unknown keys: {', '.join(unknown)}")
@@ -128,6 +129,21 @@ def _settings_from(args: argparse.Namespace) -> TrainSettings:
         overwrite=bool(pick("overwrite")),
         verbose=0 if args.quiet else 1,
     )
+    if s.arch:  # the architecture file gives the whole network: its options would be ignored
+        for name in MLP_OPTIONS:
+            where = (
+                f"--{name.replace('_', '-')}"
+                if getattr(args, name, None) is not None
+                else f"{name!r} in {args.config!r}"
+                if name in cfg
+                else None
+            )
+            if where:
+                raise CLIError(
+                    f"{where} cannot be used with --arch {s.arch!r}: the architecture file "
+                    "gives the whole network (layers, activations, dropout, batch "
+                    f"normalisation, initialisation); leave {where.split(' in ')[0]} out"
+                )
     if s.task not in ("auto", "classification", "regression"):
         raise CLIError(f"--task must be auto, classification or regression, got {s.task!r}")
     return s
@@ -254,15 +270,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     prep = TabularPreprocessor(
         target, settings.task, settings.categorical, settings.drop, missing=settings.missing
     ).fit(train)
-    check_network_size([prep.n_inputs, *settings.layers, prep.n_outputs])
-    model = mlp(
-        [prep.n_inputs, *settings.layers, prep.n_outputs],
-        settings.activation,
-        dropout=settings.dropout,
-        batch_norm=settings.batch_norm,
-        init_scheme=settings.init,
-        rng=settings.seed,
-    )
+    model = build_model(settings, prep)  # the --arch network, or the --layers MLP
     res = lr_find(
         model,
         prep.transform(train),
@@ -274,13 +282,20 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         weight_decay=settings.weight_decay,
         clip_grad_norm=settings.clip_grad_norm,
     )
-    print(
-        f"model: {prep.n_inputs} inputs, hidden layers {','.join(map(str, settings.layers))}, "
-        f"{settings.activation}, {prep.n_outputs} outputs"
-        + (f", dropout {settings.dropout:g}" if settings.dropout else "")
-        + (", batch normalisation" if settings.batch_norm else "")
-        + f"; {len(train)} training rows"
-    )
+    if settings.arch:
+        n_params = sum(p.size for p in model.parameters())
+        print(
+            f"model: {settings.arch} ({n_params} parameters), {prep.n_inputs} inputs, "
+            f"{prep.n_outputs} outputs; {len(train)} training rows"
+        )
+    else:
+        print(
+            f"model: {prep.n_inputs} inputs, hidden layers {','.join(map(str, settings.layers))}"
+            f", {settings.activation}, {prep.n_outputs} outputs"
+            + (f", dropout {settings.dropout:g}" if settings.dropout else "")
+            + (", batch normalisation" if settings.batch_norm else "")
+            + f"; {len(train)} training rows"
+        )
     print(res)
     if args.plot:
         res.plot().savefig(args.plot, dpi=100)

@@ -56,6 +56,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# the options of the --layers network: an --arch file replaces them (refused with it, left out
+# of metrics.json's settings)
+MLP_OPTIONS = ("layers", "activation", "init", "dropout", "batch_norm")
+
+
 class CLIError(ValueError):
     """A problem with the command line's input, reported in one line."""
 
@@ -329,6 +334,7 @@ def result_record(
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in vars(settings).items()
             if k not in ("callbacks", "verbose", "distributed")
+            and not (settings.arch and k in MLP_OPTIONS)
         },
     }
     if flow is not None:

@@ -430,9 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--weight",
         required=True,
-        help='e.g. "2.weight[3,1]" (input 3 -> unit 1) or "2.bias[1]" (unit 1); the number '
-        "before the dot is the layer's position in the model, activations counted (Linear, "
-        "ReLU, Linear: the second Linear is 2); `chainrule info` lists the names",
+        help='e.g. "2.weight[3,1]" (input 3 -> unit 1), "2.bias[1]" (unit 1), or a '
+        'convolution\'s "1.weight[3,0,1,2]" (out channel, in channel, kernel row, column); the '
+        "number before the dot is the layer's position in the model, activations counted "
+        "(Linear, ReLU, Linear: the second Linear is 2); `chainrule info` lists the names",
     )
     ex.add_argument(
         "--rows", type=int, default=32, help="how many rows form the batch (default 32)"

@@ -15,6 +15,7 @@ shape in ``extra["shape"]`` and the benchmark's fixed split in ``extra["train"]`
 from __future__ import annotations
 
 import functools
+import random
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,14 @@ def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
         ) from None
     # the package's default arguments (5 000 signals of length 40, seed 42, split 4 000/1 000),
     # generated here rather than downloaded: no network
-    d = make_dataset(get_dataset_args())
+    # make_dataset reseeds and draws from NumPy's and Python's global generators
+    # (mnist1d.utils.set_seed): theirs are the user's, so they are put back as they were
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
     return (
         np.asarray(d["x"], np.float32),
         np.asarray(d["y"], np.int64),

@@ -27,6 +27,8 @@ class Table:
     ``rows`` and ``lines`` (optional) give, for each row, its position among the file's data
     rows and the line of the file it starts on, so messages name the right place even after
     quoted fields spanning lines, skipped blank lines, or a split into training and test rows.
+    ``image_shape`` is ``(C, H, W)`` when the rows are images read from an array file (their
+    pixels as columns ``x0, x1, ...`` in C order), else None.
     """
 
     columns: list[str]
@@ -34,6 +36,7 @@ class Table:
     source: str = "data"
     rows: np.ndarray | None = None
     lines: np.ndarray | None = None
+    image_shape: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.values[self.columns[0]]) if self.columns else 0
@@ -45,6 +48,7 @@ class Table:
             self.source,
             (self.rows if self.rows is not None else np.arange(len(self)))[rows],
             None if self.lines is None else self.lines[rows],
+            self.image_shape,
         )
 
     def column(self, name: str) -> np.ndarray:
@@ -167,8 +171,32 @@ def read_csv(path: str | os.PathLike[str], delimiter: str | None = None) -> Tabl
     return Table(header, cols, os.path.basename(p), np.arange(len(body)), lines)
 
 
+def _image_rows(X: np.ndarray, p: str, what: str) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """``X`` as rows: 2-D as is; images ``(N, C, H, W)`` or ``(N, H, W)`` (one channel, as
+    ``(N, 1, H, W)``) flattened to ``(N, C·H·W)`` with their shape ``(C, H, W)``."""
+    if X.ndim == 2:
+        return X, None
+    if X.ndim in (3, 4):
+        shape = tuple(int(n) for n in X.shape[1:])
+        if X.ndim == 3:
+            shape = (1, *shape)
+        if 0 in shape:
+            raise ValueError(f"{p!r}: {what} holds empty images, shape {X.shape}")
+        return X.reshape(len(X), -1), shape
+    raise ValueError(
+        f"{p!r}: {what} must be 2-D (rows, columns), or images (N, C, H, W) or (N, H, W); "
+        f"got shape {X.shape}"
+    )
+
+
 def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> Table:
-    """Read ``.npy`` (2-D; columns ``x0, x1, ...``) or ``.npz`` (arrays ``X`` and ``y``).
+    """Read ``.npy`` (columns ``x0, x1, ...``) or ``.npz`` (arrays ``X`` and ``y``).
+
+    ``X`` is 2-D (rows, columns) or a batch of images, ``(N, C, H, W)`` or ``(N, H, W)`` (one
+    channel): the images become rows of their pixels in C order (``x0`` is pixel (0, 0, 0),
+    ``x1`` pixel (0, 0, 1), ...) and the table's ``image_shape`` is ``(C, H, W)``, as
+    ``cr.datasets``' image sets give rows in ``X`` and the shape in ``extra["shape"]``. A
+    network for them (``chainrule train --arch``) starts with ``Unflatten(1, (C, H, W))``.
 
     No pickled objects are loaded (``allow_pickle=False``).
     """
@@ -189,8 +217,7 @@ def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> 
                 )
             X = obj["X"]
             y = obj["y"] if "y" in obj.files else None
-        if X.ndim != 2:
-            raise ValueError(f"{p!r}: X must be 2-D, got shape {X.shape}")
+        X, image_shape = _image_rows(X, p, "X")
         if y is not None and y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y is not None and y.ndim != 1:
@@ -199,11 +226,13 @@ def read_array_file(path: str | os.PathLike[str], target: str | None = None) -> 
             )
         if y is not None and len(y) != len(X):
             raise ValueError(f"{p!r}: X has {len(X)} rows but y has {len(y)}")
-        return Table.from_arrays(X, y=y, target_name=target or "y", source=name)
-    X = np.asarray(obj)
-    if X.ndim != 2:
-        raise ValueError(f"{p!r}: expected a 2-D array (rows, columns), got shape {X.shape}")
-    return Table.from_arrays(X, source=name)
+        table = Table.from_arrays(X, y=y, target_name=target or "y", source=name)
+        table.image_shape = image_shape
+        return table
+    X, image_shape = _image_rows(np.asarray(obj), p, "the array")
+    table = Table.from_arrays(X, source=name)
+    table.image_shape = image_shape
+    return table
 
 
 def read_table(path: str | os.PathLike[str], target: str | None = None) -> Table:

@@ -35,6 +35,9 @@ class ConvExplanation:
     positions: int  # output positions per sample (OH·OW or L_out)
     total: float
     engine_grad: float
+    value: float | None = None  # the entry's current value (in the model)
+    lr: float | None = None
+    updated: float | None = None  # value - lr·engine_grad in the parameter's dtype, as SGD
 
     def __str__(self) -> str:
         n = len(self.per_sample)
@@ -58,14 +61,27 @@ class ConvExplanation:
         same = diff <= 5e-11 * abs(self.engine_grad) or diff == 0.0
         lines.append(f"  engine gradient:  {self.engine_grad: .10e}  "
                      + ("(the same to every digit shown)" if same else f"(difference {diff:.1e})"))  # fmt: skip
+        if self.lr is not None and self.value is not None and self.updated is not None:
+            from .explain import update_line
+
+            sym = "b" if len(self.index) == 1 else "w"
+            lines.append(update_line(self.value, self.updated, self.engine_grad, self.lr, sym))
         return "\n".join(lines)
 
 
 def explain_conv(
-    model: Any, X: Any, y: Any, loss_fn: Any, pos: int, weight: str, index: Any
+    model: Any,
+    X: Any,
+    y: Any,
+    loss_fn: Any,
+    pos: int,
+    weight: str,
+    index: Any,
+    lr: float | None = None,
 ) -> ConvExplanation:
     """Decompose the gradient of ``weight`` (layer ``pos`` of the Sequential ``model``, a
-    Conv1d or Conv2d) at ``index``; computed on a float64 copy in eval mode."""
+    Conv1d or Conv2d) at ``index``; computed on a float64 copy in eval mode. With ``lr``,
+    also the gradient-descent step ``w - lr·∂C/∂w`` in the parameter's dtype."""
     work = copy.deepcopy(model).to(np.float64)
     work.eval()
     work.zero_grad()
@@ -122,5 +138,10 @@ def explain_conv(
         seen = ap[:, r0 : r0 + st[0] * (oh - 1) + 1 : st[0], c0 : c0 + st[1] * (ow - 1) + 1 : st[1]]
         per_sample = (delta[:, o] * seen).sum(axis=(1, 2))
         engine = float(conv.weight.grad[idx])  # type: ignore[index]
+    own = model[pos].bias if is_bias else model[pos].weight  # the model's, not the copy's
+    value = own.data[idx]
+    updated = (
+        None if lr is None else float(value - own.data.dtype.type(lr) * own.data.dtype.type(engine))
+    )
     return ConvExplanation(weight, idx, per_sample, int(np.prod(delta.shape[2:])),
-                           float(per_sample.sum()), engine)  # fmt: skip
+                           float(per_sample.sum()), engine, float(value), lr, updated)  # fmt: skip

@@ -133,13 +133,14 @@ def feature_map_tiles(
     if follow is not None:
         handles.append(follow.register_forward_hook(keep("act")))
     x = _as_batch(conv, sample)
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each module's own mode comes back
     model.eval()
     try:
         with no_grad():
             model(x)
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
         for h in handles:
             h.remove()
     if "out" not in seen:

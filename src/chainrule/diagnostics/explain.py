@@ -151,38 +151,46 @@ class Explanation:
 
     def _update_line(self) -> str:
         assert self.lr is not None and self.updated is not None
-        w, new, g = self.value, self.updated, self.engine_grad
-        # enough significant digits to see the change (up to what the number holds)
-        d = 6
-        while d < 17 and format(w, f".{d}g") == format(new, f".{d}g"):
-            d += 1
         sym = "b_j" if self.is_bias else "w_ij"
-        line = (
-            f"  gradient-descent update: {sym} - η·∂C/∂{sym} = {_f(w, f'.{d}g')} - "
-            f"{self.lr:g}·{_f(g, '.6g')} = {_f(new, f'.{d}g')}"
-        )
-        if w == new:
-            return line + "  (the step is below the weight's floating-point resolution)"
-        return line + f"  (a change of {_f(new - w, '.3g')})"
+        return update_line(self.value, self.updated, self.engine_grad, self.lr, sym)
 
 
-_PARAM = re.compile(r"^\s*([\w.]+?)(?:\.(weight|bias))?\s*\[\s*(\d+)\s*(?:,\s*(\d+)\s*)?\]\s*$")
+def update_line(w: float, new: float, g: float, lr: float, sym: str) -> str:
+    """``gradient-descent update: w - η·∂C/∂w = ... = new`` with the digits that show the step."""
+    # enough significant digits to see the change (up to what the number holds)
+    d = 6
+    while d < 17 and format(w, f".{d}g") == format(new, f".{d}g"):
+        d += 1
+    line = (
+        f"  gradient-descent update: {sym} - η·∂C/∂{sym} = {_f(w, f'.{d}g')} - "
+        f"{lr:g}·{_f(g, '.6g')} = {_f(new, f'.{d}g')}"
+    )
+    if w == new:
+        return line + "  (the step is below the weight's floating-point resolution)"
+    return line + f"  (a change of {_f(new - w, '.3g')})"
+
+
+_PARAM = re.compile(r"^\s*([\w.]+?)(?:\.(weight|bias))?\s*\[\s*(\d+(?:\s*,\s*\d+)*)\s*,?\s*\]\s*$")
 
 
 def parse_weight(text: str) -> tuple[str, tuple[int, ...]]:
-    """``"2.weight[3,1]"`` -> ``("2.weight", (3, 1))``; ``"2.bias[1]"`` -> ``("2.bias", (1,))``.
+    """``"2.weight[3,1]"`` -> ``("2.weight", (3, 1))``; ``"2.bias[1]"`` -> ``("2.bias", (1,))``;
+    a convolution's weight has 3 (Conv1d) or 4 (Conv2d) indices: ``"0.weight[1,0,2,1]"``
+    (output channel, input channel, kernel row, kernel column).
 
     The number before the dot is the layer's position in the Sequential, counting every
     layer (activations included): in ``Linear, Tanh, Linear`` the second Linear is ``2``.
     """
     m = _PARAM.match(text)
-    if m and (m.group(2) == "bias") == (m.group(4) is None):
+    if m:
         kind = m.group(2) or "weight"
-        idx = (int(m.group(3)),) if kind == "bias" else (int(m.group(3)), int(m.group(4)))
-        return f"{m.group(1)}.{kind}", idx
+        idx = tuple(int(k) for k in m.group(3).split(","))
+        if len(idx) == 1 if kind == "bias" else 2 <= len(idx) <= 4:
+            return f"{m.group(1)}.{kind}", idx
     raise ValueError(
-        f"weight must look like '2.weight[3,1]' (layer position, input, unit) or '2.bias[1]' "
-        f"(layer position, unit), got {text!r}"
+        f"weight must look like '2.weight[3,1]' (Linear: layer position, input, unit), "
+        f"'0.weight[1,0,2,1]' (Conv2d: output channel, input channel, kernel row, column; "
+        f"Conv1d: three indices) or '2.bias[1]' (layer position, unit), got {text!r}"
     )
 
 
@@ -339,10 +347,14 @@ def explain(
             f"weight {weight!r}: the layer must be given by its position in the Sequential "
             "(activations counted, e.g. '2.weight[3,1]')"
         ) from None
+    if lr is not None and not (
+        isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
+    ):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     if 0 <= pos < len(layers) and type(layers[pos]).__name__ in ("Conv1d", "Conv2d"):
         from .conv_explain import explain_conv  # the sum over positions and samples
 
-        return explain_conv(model, X, y, resolve_loss(loss), pos, weight, index)  # type: ignore[return-value]
+        return explain_conv(model, X, y, resolve_loss(loss), pos, weight, index, lr)  # type: ignore[return-value]
     if not 0 <= pos < len(layers) or not isinstance(layers[pos], Linear):
         linear = [f"{k}.weight" for k, m in enumerate(layers) if isinstance(m, Linear)]
         raise ValueError(
@@ -363,10 +375,6 @@ def explain(
         raise ValueError(
             f"index {idx} is outside {weight} of shape ({lin.in_features}, {lin.out_features})"
         )
-    if lr is not None and not (
-        isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
-    ):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     loss_fn = resolve_loss(loss)
     # The computation runs on a copy: backward() on the model itself would add to (or, after
     # zero_grad, replace) the gradients the user is about to step with, and eval() would lose

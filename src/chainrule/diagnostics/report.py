@@ -25,6 +25,7 @@ def _png(fig: Any) -> str:
 _SHOWN = (
     ("data", "data"),
     ("task", "task"),
+    ("arch", "architecture"),
     ("layers", "hidden layers"),
     ("activation", "activation"),
     ("init", "initialisation"),
@@ -51,7 +52,16 @@ def describe_auto_init(activation: str) -> str:
     return "Glorot (Xavier) uniform, U(±√(6/(fan_in+fan_out))); biases 0"
 
 
-def _settings_table(settings: dict[str, Any] | None) -> list[str]:
+def _architecture(arch: str, model: Any) -> str:
+    """``net.json: Unflatten(...) → Conv2d(1, 8, kernel_size=3) → ...`` (the model's layers)."""
+    name = os.path.basename(str(arch))
+    if model is None:
+        return name
+    layers = list(model) if type(model).__name__ == "Sequential" else [model]
+    return f"{name}: " + " → ".join(" ".join(repr(m).split()) for m in layers)
+
+
+def _settings_table(settings: dict[str, Any] | None, model: Any = None) -> list[str]:
     if not settings:
         return []
     rows = []
@@ -59,6 +69,10 @@ def _settings_table(settings: dict[str, Any] | None) -> list[str]:
     if data and "target" in settings and settings.get("target"):
         data = f"{data} (target {settings['target']})"
     values = {**settings, "data": data}
+    if values.get("arch"):  # an architecture file, not the --layers network's options
+        for key in ("layers", "activation", "init", "dropout", "batch_norm"):
+            values.pop(key, None)
+        values["arch"] = _architecture(values["arch"], model)
     if values.get("init") == "auto" and values.get("activation"):
         values["init"] = f"auto: {describe_auto_init(str(values['activation']))}"
     if "layers" in values and isinstance(values["layers"], (list, tuple)):
@@ -154,7 +168,7 @@ def write_report(
         + "</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>written {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</p>",
-        *_settings_table(settings),
+        *_settings_table(settings, model),
         "<h2>How training ended</h2>",
         f"<pre>{html.escape(history.summary or '')}</pre>",
     ]

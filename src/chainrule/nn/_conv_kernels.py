@@ -154,16 +154,30 @@ def conv2d_forward(
     return out, {"cols": cols, "g": None, "gm": None}
 
 
-def _grad_rows(g: np.ndarray, groups: int, saved: dict[str, Any]) -> np.ndarray:
+def _grad_rows(g: np.ndarray, groups: int, saved: dict[str, Any], *, keep: bool) -> np.ndarray:
     """The output gradient (N, O, OH, OW) as ``(G, O/G, OH·OW·N)`` (one copy, shared by the
-    weight and input gradients of one backward pass)."""
-    if saved["g"] is g:
-        return saved["gm"]  # type: ignore[no-any-return]
+    input and weight gradients of one backward pass).
+
+    The engine calls the input rule, then the weight rule, for those that require grad. The
+    input rule (``keep=True``) always copies afresh and leaves its copy for the weight rule
+    (``keep=False``), which takes it (if it was made from this very ``g``) and clears it. So
+    the copy does not outlive the backward pass that made it — with ``retain_graph=True`` a
+    second pass may bring the same array, changed in place. (Left open: a pass where only the
+    input rule ran — a frozen weight — followed by a pass over the retained graph where only
+    the weight rule runs — requires_grad switched from x to the weight in between — with the
+    same array changed in place would still find that copy.)
+    """
+    if not keep:
+        cached, gm = saved["g"], saved["gm"]
+        saved["g"] = saved["gm"] = None
+        if cached is g:
+            return gm  # type: ignore[no-any-return]
     n, o, oh, ow = g.shape
     gm = np.empty((o, oh * ow, n), g.dtype)
     np.copyto(gm, g.reshape(n, o, oh * ow).transpose(1, 2, 0))
     gm = gm.reshape(groups, o // groups, oh * ow * n)
-    saved["g"], saved["gm"] = g, gm
+    if keep:
+        saved["g"], saved["gm"] = g, gm
     return gm
 
 
@@ -184,7 +198,7 @@ def conv2d_grad_input(
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     _, _, oh, ow = g.shape
-    gm = _grad_rows(g, groups, saved)
+    gm = _grad_rows(g, groups, saved, keep=True)
     wm = w.reshape(groups, o // groups, cg * kh * kw)
     gcols = np.matmul(wm.transpose(0, 2, 1), gm)  # (G, Cg·KH·KW, OH·OW·N), contiguous
     gcols = gcols.reshape(groups, cg, kh, kw, oh, ow, n)
@@ -213,7 +227,7 @@ def conv2d_grad_weight(
     **attrs: Any,
 ) -> np.ndarray:
     """∂C/∂W = G @ colsᵀ per group (one GEMM over the batch and all output pixels)."""
-    gm = _grad_rows(g, attrs["groups"], saved)
+    gm = _grad_rows(g, attrs["groups"], saved, keep=False)
     return _mm(gm, saved["cols"].transpose(0, 2, 1)).reshape(w.shape)
 
 
@@ -402,22 +416,85 @@ def adaptive_matrix(n_in: int, n_out: int, dtype: Any) -> np.ndarray:
 
 
 def adaptive_avg_pool2d_forward(x: np.ndarray, *, output_size: Pair) -> np.ndarray:
-    """``out[n, c] = P_H @ x[n, c] @ P_Wᵀ`` with the bin-averaging matrices of
-    :func:`adaptive_matrix` (for output size 1 this is the mean over H and W)."""
+    """``out[n, c, i, j]`` = mean of ``x[n, c, s_i:e_i, s_j:e_j]`` over the bins of
+    :func:`adaptive_matrix`, one axis after the other (a NaN or inf stays in the bins that hold
+    it, as PyTorch; for output size 1 this is the mean over H and W)."""
     oh, ow = output_size
     if oh == 1 and ow == 1:
         return x.mean(axis=(2, 3), keepdims=True)
-    ph = adaptive_matrix(x.shape[2], oh, x.dtype)
-    pw = adaptive_matrix(x.shape[3], ow, x.dtype)
-    return np.matmul(ph, np.matmul(x, pw.T))
+    out = _adaptive_mean(_adaptive_mean(x, 2, oh), 3, ow)
+    return out.copy() if out is x else out
 
 
 def adaptive_avg_pool2d_grad(g: np.ndarray, out: Any, x: np.ndarray, *, output_size: Pair) -> Any:
-    """``∂C/∂x[n, c] = P_Hᵀ @ ∂C/∂out[n, c] @ P_W``."""
+    """``∂C/∂x[n, c] = P_Hᵀ @ ∂C/∂out[n, c] @ P_W``: each bin's gradient divided by its size
+    and added to the inputs of that bin (bins may overlap), one axis after the other."""
     oh, ow = output_size
     h, w = x.shape[2:]
     if oh == 1 and ow == 1:
         return np.broadcast_to(g / g.dtype.type(h * w), x.shape)
-    ph = adaptive_matrix(h, oh, g.dtype)
-    pw = adaptive_matrix(w, ow, g.dtype)
-    return np.matmul(ph.T, np.matmul(g, pw))
+    grad = _adaptive_spread(_adaptive_spread(g, 3, w), 2, h)
+    return grad.copy() if grad is g else grad
+
+
+# ----- adaptive average pooling, one axis at a time (helpers of adaptive_avg_pool2d_*) -----
+def _adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive bins ``[⌊i·n_in/n_out⌋, ⌈(i+1)·n_in/n_out⌉)`` for ``i < n_out``."""
+    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+def _adaptive_mean(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Mean of each adaptive bin along ``axis``: ``Σ_j x[s_i + j] / |bin i|`` summed over the
+    offsets ``j`` (one gather per offset, the bins that are shorter masked out — never a
+    product with a dense 0/1 matrix, whose ``0·inf`` would spread a NaN to every bin)."""
+    n_in = x.shape[axis]
+    if n_out == n_in:
+        return x
+    starts, sizes, shape = _bin_arrays(n_in, n_out, x.ndim, axis)
+    total = np.take(x, starts, axis=axis)
+    for j in range(1, int(sizes.max())):
+        part = np.take(x, np.minimum(starts + j, n_in - 1), axis=axis)
+        short = sizes <= j
+        if short.any():
+            part = np.where(short.reshape(shape), x.dtype.type(0), part)
+        total += part
+    total /= sizes.astype(x.dtype).reshape(shape)
+    return total
+
+
+def _adaptive_spread(g: np.ndarray, axis: int, n_in: int) -> np.ndarray:
+    """The transpose of :func:`_adaptive_mean`: ``g[i] / |bin i|`` added over bin ``i``."""
+    n_out = g.shape[axis]
+    if n_out == n_in:
+        return g
+    starts, sizes, shape = _bin_arrays(n_in, n_out, g.ndim, axis)
+    scaled = g / sizes.astype(g.dtype).reshape(shape)
+    grad_shape = list(g.shape)
+    grad_shape[axis] = n_in
+    grad = np.zeros(grad_shape, g.dtype)
+    distinct = bool(np.all(np.diff(starts) > 0))  # no two bins start together (n_out <= n_in)
+    for j in range(int(sizes.max())):
+        bins = np.flatnonzero(sizes > j)
+        cells = starts[bins] + j
+        steps = np.diff(cells)
+        at: Any
+        if len(cells) == 1 or (steps[0] > 0 and np.all(steps == steps[0])):  # a strided slice
+            step = int(steps[0]) if len(cells) > 1 else 1
+            at = (slice(None),) * axis + (slice(int(cells[0]), int(cells[-1]) + 1, step),)
+        else:
+            at = (slice(None),) * axis + (cells,)
+        part = scaled if len(bins) == n_out else np.take(scaled, bins, axis=axis)
+        if distinct:
+            grad[at] += part
+        else:  # bins of an upsampling share cells: add every one
+            np.add.at(grad, at, part)
+    return grad
+
+
+def _bin_arrays(n_in: int, n_out: int, ndim: int, axis: int) -> tuple[Any, Any, list[int]]:
+    """Starts and sizes of the adaptive bins, and the shape that broadcasts them on ``axis``."""
+    bins = _adaptive_bins(n_in, n_out)
+    shape = [1] * ndim
+    shape[axis] = n_out
+    starts = np.array([b[0] for b in bins], np.intp)
+    return starts, np.array([b[1] - b[0] for b in bins], np.intp), shape

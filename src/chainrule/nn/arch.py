@@ -87,7 +87,7 @@ def check_architecture(
 
     x: Any = np.zeros((2, n_inputs), dtype)
     layers = list(model) if type(model) is Sequential else [model]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each module's own mode comes back
     model.eval()
     try:
         with no_grad():
@@ -96,12 +96,24 @@ def check_architecture(
                 try:
                     x = layer(x)
                 except (ValueError, TypeError) as exc:
+                    if i == 0:  # no layer before it: the rows of the data
+                        raise ArchitectureError(
+                            f"layer 0 ({type(layer).__name__}) cannot take the network's input, "
+                            f"rows of {n_inputs} values (input shape {shape}): {exc}"
+                            + (
+                                "; a network for images or signals starts with Unflatten "
+                                "(dim 1, unflattened_size [C, H, W] or [C, L])"
+                                if len(shape) == 2
+                                else ""
+                            )
+                        ) from None
                     raise ArchitectureError(
                         f"layer {i} ({type(layer).__name__}) cannot take the output of the layer "
                         f"before it: input shape {shape}: {exc}"
                     ) from None
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     if tuple(x.shape) != (2, n_outputs):
         raise ArchitectureError(
             f"the network's output has shape {tuple(x.shape)} for 2 rows, but the data needs "

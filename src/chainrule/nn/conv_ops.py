@@ -10,6 +10,7 @@ backward rules live in :mod:`chainrule.nn._conv_kernels` (im2col + one GEMM per 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -173,16 +174,23 @@ def _torch_max_pool1d(x: Any, **attrs: Any) -> Any:
 
 
 def _torch_avg_pool2d(x: Any, **attrs: Any) -> Any:
-    """The window sums (a convolution with ones) over the divisor of the kernel."""
+    """The window sums (a convolution with ones) over each window's count of counted cells —
+    the input and its ``counted`` padding, a convolution of ones too (PyTorch's rule, with
+    ``ceil_mode``'s extra cells never counted) — or over ``divisor_override``; computed with
+    torch alone, independently of the kernel's ``_avg_divisor``."""
     import torch
+    import torch.nn.functional as tf
 
     (kh, kw), c = attrs["kernel"], x.shape[1]
     ones = torch.ones((c, 1, kh, kw), dtype=x.dtype)
-    sums = torch.nn.functional.conv2d(_torch_pad(x, attrs["padding"]), ones,
-                                      stride=attrs["stride"], groups=c)  # fmt: skip
-    geometry = (attrs["kernel"], attrs["stride"], attrs["padding"], attrs["counted"])
-    div = K._avg_divisor(tuple(x.shape[2:]), *geometry, attrs["divisor_override"], np.dtype("f8"))
-    return sums / torch.as_tensor(np.asarray(div), dtype=x.dtype)
+    sums = tf.conv2d(_torch_pad(x, attrs["padding"]), ones, stride=attrs["stride"], groups=c)
+    if attrs["divisor_override"] is not None:
+        return sums / attrs["divisor_override"]
+    (t, b, left, r), (ct, cb, cl, cr) = attrs["padding"], attrs["counted"]
+    mask = tf.pad(torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype), (cl, cr, ct, cb), value=1.0)
+    mask = tf.pad(mask, (left - cl, r - cr, t - ct, b - cb), value=0.0)
+    count = tf.conv2d(mask, ones[:1], stride=attrs["stride"])
+    return sums / count
 
 
 def _torch_avg_pool1d(x: Any, **attrs: Any) -> Any:
@@ -464,16 +472,17 @@ def _pool_geometry(
         )
     span = tuple(di * (ki - 1) + 1 for di, ki in zip(dil, k))
     size = tuple(x.shape[2:])
-    _check_fits(fn, size, tuple(q for pi in p for q in (pi, pi)), span)
     pads = []
     for n, pi, si, sp in zip(size, p, s, span):
         extra = 0
-        if ceil_mode:
+        if ceil_mode:  # PyTorch's size: ⌈(n + 2p - span) / s⌉ + 1, at least 1 ...
             o = -(-(n + 2 * pi - sp) // si) + 1
-            if (o - 1) * si >= n + pi:  # the last window must start inside the input
+            if (o - 1) * si >= n + pi:  # ... and the last window starts inside the input
                 o -= 1
-            extra = max(0, (o - 1) * si + sp - (n + 2 * pi))
+            if o >= 1:  # a window larger than the padded input is fine: it gets extra cells
+                extra = max(0, (o - 1) * si + sp - (n + 2 * pi))
         pads += [pi, pi + extra]
+    _check_fits(fn, size, tuple(pads), span)  # no window at all: refused, as PyTorch
     return k, s, p, dil, tuple(pads)
 
 
@@ -540,9 +549,11 @@ def _avg_pool(
 ) -> Tensor:  # fmt: skip
     x, unbatched = _input(fn, x, d)
     k, s, p, _, pads = _pool_geometry(fn, d, x, kernel_size, stride, padding, 1, ceil_mode)
-    bad = isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
+    bad = isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral)
     if divisor_override is not None and (bad or divisor_override == 0):
         raise ValueError(f"{fn}: divisor_override must be a non-zero int, got {divisor_override!r}")
+    if divisor_override is not None:
+        divisor_override = int(divisor_override)  # np.int64(3) as 3 (the attrs stay plain)
     counted = tuple(q for pi in p for q in (pi, pi)) if count_include_pad else (0,) * (2 * d)
     attrs = {"kernel": _lift(k), "stride": _lift(s), "padding": _as_pads(pads),
              "counted": _as_pads(counted), "divisor_override": divisor_override}  # fmt: skip

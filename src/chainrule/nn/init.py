@@ -1,8 +1,15 @@
 """Weight initialisation, in place, with an explicit generator.
 
-chainrule's weights have shape ``(in_features, out_features)`` (``z = x @ W + b``), so for a
-2-D weight ``fan_in = shape[0]`` and ``fan_out = shape[1]`` — the transpose of PyTorch's layout,
-with the same fans for the same layer.
+Fans follow the layouts of chainrule's layers, so that every function gives the same
+distribution as ``torch.nn.init`` on the same layer:
+
+* a 2-D weight is a Linear weight, shape ``(in_features, out_features)`` (``z = x @ W + b``, the
+  transpose of PyTorch's layout): ``fan_in = shape[0]``, ``fan_out = shape[1]``;
+* a weight with more dimensions is a convolution kernel in PyTorch's layout
+  ``(out_channels, in_channels/groups, *kernel_size)`` (Conv1d, Conv2d):
+  ``fan_in = shape[1]·Π kernel_size``, ``fan_out = shape[0]·Π kernel_size`` — as PyTorch.
+
+A 2-D array in PyTorch's ``(out, in)`` layout would have its fans swapped: transpose it first.
 """
 
 from __future__ import annotations
@@ -38,20 +45,32 @@ def _array(t: Any) -> np.ndarray:
 
 
 def _fans(arr: np.ndarray) -> tuple[int, int]:
+    """``(fan_in, fan_out)``: Linear ``(in, out)`` for 2-D, PyTorch's conv layout above."""
     if arr.ndim < 2:
         raise ValueError(
             f"fan in and fan out need a weight with at least 2 dimensions, got {arr.shape}"
         )
-    receptive = math.prod(arr.shape[2:]) if arr.ndim > 2 else 1
-    return arr.shape[0] * receptive, arr.shape[1] * receptive
+    if arr.ndim == 2:
+        return arr.shape[0], arr.shape[1]
+    receptive = math.prod(arr.shape[2:])
+    return arr.shape[1] * receptive, arr.shape[0] * receptive
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The recommended gain for a nonlinearity (PyTorch's table).
 
-    linear/identity/sigmoid: 1; tanh: 5/3; relu: √2; leaky_relu: √(2/(1+slope²)); selu: 3/4.
+    linear/identity/conv1d/conv2d/sigmoid: 1; tanh: 5/3; relu: √2; leaky_relu: √(2/(1+slope²))
+    with ``slope = param`` (0.01 if None); selu: 3/4.
     """
-    if nonlinearity in ("linear", "identity", "sigmoid", "logistic"):
+    convs = (
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+    )
+    if nonlinearity in ("linear", "identity", "sigmoid", "logistic", *convs):
         return 1.0
     if nonlinearity == "tanh":
         return 5.0 / 3
@@ -63,8 +82,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(
-        f"nonlinearity must be one of linear, identity, sigmoid, tanh, relu, leaky_relu, elu, "
-        f"gelu, selu; got {nonlinearity!r}"
+        f"nonlinearity must be one of linear, identity, conv1d, conv2d, sigmoid, tanh, relu, "
+        f"leaky_relu, elu, gelu, selu; got {nonlinearity!r}"
     )
 
 
@@ -131,11 +150,17 @@ def kaiming_uniform_(
     t: Any,
     a: float = 0.0,
     mode: str = "fan_in",
-    nonlinearity: str = "relu",
+    nonlinearity: str = "leaky_relu",
     rng: Any = None,
     generator: Any = None,
 ) -> Any:
-    """He/Kaiming uniform: U(-b, b), b = gain·√(3 / fan) — He et al. 2015."""
+    """He/Kaiming uniform: U(-b, b), b = gain·√(3 / fan) — He et al. 2015.
+
+    As PyTorch: ``gain = calculate_gain(nonlinearity, a)``, the default nonlinearity is
+    ``"leaky_relu"`` with negative slope ``a`` (so ``a=0`` is ReLU's gain √2, and
+    ``a=√5`` gives PyTorch's Linear/Conv default ``b = 1/√fan_in``); ``fan`` is ``fan_in`` or
+    ``fan_out`` by ``mode`` (see the module docstring for the layouts).
+    """
     bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
     return uniform_(t, -bound, bound, rng, generator)
 
@@ -144,11 +169,14 @@ def kaiming_normal_(
     t: Any,
     a: float = 0.0,
     mode: str = "fan_in",
-    nonlinearity: str = "relu",
+    nonlinearity: str = "leaky_relu",
     rng: Any = None,
     generator: Any = None,
 ) -> Any:
-    """He/Kaiming normal: N(0, σ²), σ = gain / √fan — He et al. 2015."""
+    """He/Kaiming normal: N(0, σ²), σ = gain / √fan — He et al. 2015.
+
+    ``gain = calculate_gain(nonlinearity, a)``, PyTorch's default ``"leaky_relu"`` (slope ``a``).
+    """
     return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity), rng, generator)
 
 

@@ -40,6 +40,13 @@ class BatchNorm2d(BatchNorm1d):
     def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
+    def extra_repr(self) -> str:
+        """As PyTorch: ``3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True``."""
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
+
 
 @register_module(builtin=True)
 class Dropout2d(Dropout):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -351,12 +352,20 @@ def build_module(arch: Any, error: type[Exception], depth: int = 0, max_depth: i
             layers = config.get("layers")
             if not isinstance(layers, list) or set(config) != {"layers"}:
                 raise error("Sequential config must be {'layers': [...]}")
-            return Sequential(*[build_module(a, error, depth + 1, max_depth) for a in layers])
+            built = []
+            for i, a in enumerate(layers):
+                try:
+                    built.append(build_module(a, error, depth + 1, max_depth))
+                except error as exc:  # which layer of the Sequential (a nested one adds its own)
+                    raise error(f"layer {i}: {exc}") from None
+            return Sequential(*built)
         return cls.from_config(_decode(config, error, depth + 1, max_depth))
     except error:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
-        raise error(f"invalid configuration for layer {name}: {exc}") from None
+        # Python names the function that refused (``_ConvNd.__init__()``): the user wrote Conv2d
+        text = re.sub(r"^[\w.]*__init__\(\)", f"{name}()", str(exc))
+        raise error(f"invalid configuration for layer {name}: {text}") from None
 
 
 def _decode(value: Any, error: type[Exception], depth: int, max_depth: int) -> Any:

@@ -131,7 +131,9 @@ def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
         check_number("batch_size", batch_size, low=1, integer=True)
     params = list(model.parameters())
     dtype = params[0].dtype if params else np.dtype(np.float32)
-    was_training = model.training
+    # eval mode for the call; afterwards each sub-module gets its own mode back (model.train(
+    # was) would unfreeze a BatchNorm the user froze with model[1].eval())
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         outs = []
@@ -145,7 +147,8 @@ def predict(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
                 outs.append(single_output(model(xb), "predict"))
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 def predict_proba(model: Module, X: Any, batch_size: int | None = 4096) -> np.ndarray:
