@@ -30,8 +30,9 @@ def test_a_fit_of_the_librarys_own_reuses_one_buffer(dropout):
     cr.fit(model, X, y, loss="cross_entropy", optimizer=opt, epochs=1, batch_size=16,
            verbose=0, seed=0)  # fmt: skip
     before = opt.arena.grad_version
+    stop = cr.callbacks.EarlyStopping(monitor="loss", patience=5)
     cr.fit(model, X, y, loss="cross_entropy", optimizer=opt, epochs=2, batch_size=16,
-           verbose=0, seed=0, callbacks=[cr.callbacks.EarlyStopping(monitor="loss", patience=5)])  # fmt: skip
+           verbose=0, seed=0, callbacks=[stop])  # fmt: skip
     # 8 steps: at most one renewal (on entry: the first fit's views were handed out)
     assert opt.arena.grad_version - before <= 1
 

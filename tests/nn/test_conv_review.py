@@ -227,7 +227,7 @@ def test_gradient_flow_watches_the_conv_layers_with_the_gradient_torch_computes(
     cr.fit(model, X, y, loss="cross_entropy", optimizer="sgd", lr=0.1, epochs=1,
            batch_size=len(X), verbose=0, callbacks=[flow], validation_split=0.0)  # fmt: skip
     assert flow.layers == ["0", "4", "9"]
-    assert flow.labels["0"] == "0: Conv2d(18→36)" and flow.labels["4"] == "4: Conv2d(9→9)"
+    assert flow.labels["0"] == "0: Conv2d(2→4, 3×3)" and flow.labels["4"] == "4: Conv2d(4→4, 3×3)"
     loss = TF.cross_entropy(ref(torch.tensor(X, dtype=torch.float64)), torch.tensor(y))
     loss.backward()
     for name, idx in [("0", 0), ("4", 4), ("9", 9)]:
