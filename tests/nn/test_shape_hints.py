@@ -32,3 +32,24 @@ def test_a_torch_state_dict_points_to_the_converter():
     with pytest.raises(TypeError, match=r"cr\.nn\.from_torch_state_dict") as e:
         model.load_state_dict(state)
     assert "square Linear weight transposed" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "hint"),
+    [
+        (lambda: cr.nn.Conv2d(1, 6, 5, rng=0), (8, 28, 28), r"X\[:, None\] gives \(N, 1, H, W\)"),
+        (lambda: cr.nn.Conv1d(1, 4, 3, rng=0), (8, 40), r"X\[:, None\] gives \(N, 1, L\)"),
+        (lambda: cr.nn.Conv2d(3, 6, 5, rng=0), (8, 32, 32, 3), r"X\.transpose\(0, 3, 1, 2\)"),
+        (lambda: cr.nn.Conv2d(1, 6, 5, rng=0), (8, 784), r"nn\.Unflatten\(1, \(C, \.\.\.\)\)"),
+    ],
+)
+def test_conv_input_shape_mistakes_say_what_to_do(layer, shape, hint):
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, \d, [HL]") as e:
+        layer()(np.zeros(shape, np.float32))
+    assert re.search(hint, str(e.value)), str(e.value)
+
+
+def test_a_conv_shape_error_without_a_known_cause_adds_nothing():
+    with pytest.raises(ValueError) as e:
+        cr.nn.Conv2d(3, 16, 3, rng=0)(np.zeros((32, 28, 28), np.float32))
+    assert str(e.value).endswith("expected input of shape (N, 3, H, W), got (32, 28, 28)")

@@ -117,7 +117,7 @@ class _ConvNd(Module):
         if x.ndim not in (d + 1, d + 2) or x.shape[-d - 1] != self.in_channels:
             raise ValueError(
                 f"{self._title()} expected input of shape (N, {self.in_channels}, {spatial}), "
-                f"got {x.shape}"
+                f"got {x.shape}{self._shape_hint(x.shape)}"
             )
         size = x.shape[-d:]
         pads: tuple[int, ...] = (0,) * d if isinstance(self.padding, str) else self.padding
@@ -129,6 +129,23 @@ class _ConvNd(Module):
                 f"larger than the padded input ({' x '.join(map(str, padded))}; input shape "
                 f"{x.shape}, padding {pads})"
             )
+
+    def _shape_hint(self, shape: tuple[int, ...]) -> str:
+        """What to do about a wrong input shape, when the shape tells: a missing channel axis,
+        channels last, or feature rows that need an Unflatten."""
+        d, c = self._d, self.in_channels
+        axes = "(N, 1, L)" if d == 1 else "(N, 1, H, W)"
+        if len(shape) == d + 1 and c == 1:
+            return f": no channel axis? X[:, None] gives {axes}"
+        if len(shape) == d + 2 and shape[-1] == c and shape[1] != c:
+            order = "(0, 2, 1)" if d == 1 else "(0, 3, 1, 2)"
+            return f": channels last? X.transpose{order} puts the channels second"
+        if len(shape) == 2:
+            return (
+                ": rows of features; put nn.Unflatten(1, (C, ...)) before the first convolution "
+                "to make them images"
+            )
+        return ""
 
     def forward(self, x: Any) -> Tensor:
         x = as_input(x, self.weight.dtype, self._title())
