@@ -26,10 +26,11 @@ from ._run import (
     _table_for,
     build_model,
     run_training,
+    train_test_rows,
 )
 from .data import datasets
 from .data.impute import DataNote, drop_missing_target, imputation_summary
-from .data.tabular import TabularPreprocessor, train_test_split
+from .data.tabular import TabularPreprocessor
 
 
 def _split_list(text: str | None) -> list[str]:
@@ -264,8 +265,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         strat = probe.fit(table).task == "classification"
     if settings.missing == "drop":
         table = probe.drop_incomplete(table)
-    labels = np.asarray([str(v) for v in table.column(target)], dtype=object)
-    train_idx, _ = train_test_split(labels, settings.test_split, seed=settings.seed, stratify=strat)
+    train_idx, _ = train_test_rows(settings, table, target, strat)
     train = table.select(train_idx)
     prep = TabularPreprocessor(
         target, settings.task, settings.categorical, settings.drop, missing=settings.missing

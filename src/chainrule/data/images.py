@@ -57,7 +57,12 @@ def mnist1d(seed: Any = 0) -> tuple[np.ndarray, np.ndarray, list[str], list[str]
     (the benchmark is one fixed set)."""
     x, y, xt, yt = _mnist1d_arrays()
     X, Y = np.concatenate([x, xt]), np.concatenate([y, yt])
-    extra = {"shape": (1, 40), "train": (x[:, None, :], y), "test": (xt[:, None, :], yt)}
+    extra = {
+        "shape": (1, 40),
+        "train": (x[:, None, :], y),
+        "test": (xt[:, None, :], yt),
+        "split": (np.arange(len(x)), np.arange(len(x), len(x) + len(xt))),  # rows of X
+    }
     return X, Y, [f"t{i}" for i in range(40)], [str(d) for d in range(10)], extra
 
 
@@ -83,6 +88,7 @@ def mnist(seed: Any = 0) -> tuple[np.ndarray, np.ndarray, list[str], list[str], 
     tr, te = np.flatnonzero(~test), np.flatnonzero(test)
     tr, te = rng.permutation(tr), rng.permutation(te)
     img = X.reshape(-1, 1, 28, 28)
-    extra = {"shape": (1, 28, 28), "train": (img[tr], y[tr]), "test": (img[te], y[te])}
+    extra = {"shape": (1, 28, 28), "train": (img[tr], y[tr]), "test": (img[te], y[te]),
+             "split": (tr, te)}  # fmt: skip
     names = [f"px{i}_{j}" for i in range(28) for j in range(28)]
     return X, y, names, [str(d) for d in range(10)], extra
