@@ -53,3 +53,9 @@ def test_a_conv_shape_error_without_a_known_cause_adds_nothing():
     with pytest.raises(ValueError) as e:
         cr.nn.Conv2d(3, 16, 3, rng=0)(np.zeros((32, 28, 28), np.float32))
     assert str(e.value).endswith("expected input of shape (N, 3, H, W), got (32, 28, 28)")
+
+
+@pytest.mark.parametrize("layer", ["BatchNorm1d", "BatchNorm2d"])
+def test_batchnorm_momentum_none_names_what_is_missing(layer):
+    with pytest.raises(ValueError, match=r"momentum=None \(PyTorch's cumulative average"):
+        getattr(cr.nn, layer)(3, momentum=None)

@@ -417,6 +417,12 @@ class BatchNorm1d(Module):
         super().__init__()
         self.num_features = _check_size("num_features", num_features)
         check_number("eps", eps, low=0, low_inclusive=False)
+        if momentum is None:
+            raise ValueError(
+                f"{type(self).__name__}: momentum=None (PyTorch's cumulative average of the "
+                "batch statistics) is not supported; give a number in [0, 1], e.g. 0.1 "
+                "(PyTorch's default)"
+            )
         check_number("momentum", momentum, low=0, high=1)
         self.eps = float(eps)
         self.momentum = float(momentum)
