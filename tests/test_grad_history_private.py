@@ -79,3 +79,19 @@ def test_a_user_callback_gets_fresh_arrays_every_step():
     for g, c in seen:
         np.testing.assert_array_equal(g, c)
     assert len({id(g) for g, _ in seen}) == 8
+
+
+def test_a_lambda_callback_is_the_users_code():
+    X, y = _data()
+    model, opt = _setup()
+    seen = []
+
+    def keep(batch, logs):
+        seen.append((model[0].weight.grad, model[0].weight.grad.copy()))
+
+    cb = cr.training.LambdaCallback(on_batch_end=keep)
+    cr.fit(model, X, y, loss="cross_entropy", optimizer=opt, epochs=1, batch_size=16,
+           verbose=0, seed=0, callbacks=[cb])  # fmt: skip
+    assert len(seen) == 4
+    for g, c in seen:
+        np.testing.assert_array_equal(g, c)

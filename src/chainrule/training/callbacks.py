@@ -86,6 +86,8 @@ class Callback:
 class LambdaCallback(Callback):
     """A callback from functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
 
+    runs_user_code = True  # its hooks are the user's (they may keep a .grad: see Trainer)
+
     def __init__(self, **hooks: Any) -> None:
         valid = {
             "on_train_begin",

@@ -255,7 +255,10 @@ class Trainer(_DataMixin, _GuardMixin, _StopMixin):
         before or after the fit is still never overwritten. Otherwise a no-op: each step then
         hands out fresh gradient arrays, which a callback may keep."""
         arena = getattr(self.optimizer, "arena", None)
-        ours = all(type(c).__module__.startswith("chainrule.") for c in self.callbacks) and all(
+        ours = all(
+            type(c).__module__.startswith("chainrule.") and not getattr(c, "runs_user_code", False)
+            for c in self.callbacks
+        ) and all(
             getattr(type(self), m).__module__.startswith("chainrule.")
             for m in ("train_step", "sync_gradients", "decide_stop", "agree_stop")
         )
