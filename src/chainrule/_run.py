@@ -127,11 +127,16 @@ class RunResult:
     history_lr: float | None = None
 
 
+# a built-in data set's own train/test rows, noted when its table is made (None: it has none)
+_FIXED_SPLITS: dict[tuple[str, Any], Any] = {}
+
+
 def _table_for(settings: TrainSettings) -> tuple[Table, str]:
     if (settings.dataset is None) == (settings.data is None):
         raise CLIError("give exactly one of --dataset NAME or --data FILE")
     if settings.dataset is not None:
         ds = datasets.load(settings.dataset, seed=settings.seed)
+        _FIXED_SPLITS[(settings.dataset, settings.seed)] = ds.extra.get("split")
         table = Table.from_arrays(
             ds.X, ds.feature_names, ds.y, "target", ds.class_names, source=ds.name
         )
@@ -240,7 +245,10 @@ def train_test_rows(
     is left at its default; otherwise a split of ``--test-split`` of the rows, stratified by
     the raw target labels when they look like classes."""
     if settings.dataset is not None and settings.test_split == DEFAULTS["test_split"]:
-        fixed = datasets.load(settings.dataset, seed=settings.seed).extra.get("split")
+        key = (settings.dataset, settings.seed)
+        if key not in _FIXED_SPLITS:  # (the table came from elsewhere: load it once)
+            _table_for(settings)
+        fixed = _FIXED_SPLITS[key]
         if fixed is not None and sum(len(part) for part in fixed) == len(table):
             return np.asarray(fixed[0]), np.asarray(fixed[1])
     labels = np.asarray([str(v) for v in table.column(target)], dtype=object)

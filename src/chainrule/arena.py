@@ -58,8 +58,9 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -342,27 +343,22 @@ class ParameterArena:
         self._spent[i] = True
         return self._gviews[i]
 
-    def private_steps(self) -> Any:
+    @contextlib.contextmanager
+    def private_steps(self) -> Iterator[ParameterArena]:
         """A context for training steps between which no user code runs (a Trainer's ``fit``
         without callbacks of the user's): the gradient views are written again step after
         step instead of renewed. On entry, views handed out before are renewed once (a
         gradient the user kept before stays as it was); the views of the last step are handed
         out as usual, so the first step after the context renews them again.
         """
-        import contextlib
-
-        @contextlib.contextmanager
-        def scope() -> Any:
-            if self._built and any(self._spent):
-                self._renew_grads()
-            self._reuse = True
-            try:
-                yield self
-            finally:
-                self._reuse = False
-                self._spent = [True] * len(self._spent)
-
-        return scope()
+        if self._built and any(self._spent):
+            self._renew_grads()
+        self._reuse = True
+        try:
+            yield self
+        finally:
+            self._reuse = False
+            self._spent = [True] * len(self._spent)
 
     def claim_grads(self, params: Iterable[Any]) -> list[np.ndarray | None]:
         """Gradient views for a step that writes every one of ``params``' gradients itself

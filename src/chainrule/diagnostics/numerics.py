@@ -134,7 +134,7 @@ def bench_grad(
         parameters), ``finite_diff_min_s``, ``finite_diff_max_s``, ``fd_params_timed``,
         ``extrapolated`` (1.0 or 0.0), ``ratio`` (median over median), ``repeats``.
     """
-    from ..nn.layers import mlp
+    from ..nn import mlp
     from ..nn.losses import MSELoss
     from ..training import blas_threads_for
 

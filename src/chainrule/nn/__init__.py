@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import functional, init
+from .builders import mlp
 from .conv import Conv1d, Conv2d
 from .layers import (
     ACTIVATIONS,
@@ -21,7 +22,6 @@ from .layers import (
     Softmax,
     Softplus,
     Tanh,
-    mlp,
 )
 from .losses import (
     BCELoss,

@@ -246,8 +246,8 @@ def _task_without_loss(
     from .metrics import METRICS
 
     labels = y.ndim == 1 and y.dtype.kind in "biu"
+    one_output = out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)
     for name, fn, kind in metrics:
-        one_output = out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)
         named_label = kind == "label" and METRICS.get(name, (None, ""))[0] is fn
         if kind == "proba" or (named_label and labels and one_output):
             raise ValueError(

@@ -18,7 +18,6 @@ eager plan (:mod:`~chainrule.training.steps`) that can run the model.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -29,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from .. import io as model_io
-from .._random import as_generator, use_generator
+from .._random import as_generator
 from .._validation import check_number
 from ..nn.module import Module
 from ..optim.clip import clip_grad_norm as _clip_grad_norm
 from ..tensor import Tensor
+from ._context import _ContextMixin
 from ._rows import _DataMixin
 from ._setup import OPTIMIZERS, build_callbacks, build_optimizer
 from ._stop import GO_ON, STOP_AFTER_EPOCH, STOP_NOW, _StopMixin
@@ -70,7 +70,7 @@ class _Run:
     small_step: bool | None = None  # one BLAS thread? (asked once per run, not per step)
 
 
-class Trainer(_DataMixin, _GuardMixin, _StopMixin):
+class Trainer(_DataMixin, _GuardMixin, _StopMixin, _ContextMixin):
     """State, loop and step of one training run; see :func:`chainrule.fit` for the arguments.
 
     Everything the run keeps is created here; :meth:`fit` and :meth:`steps` fill it in.
@@ -247,25 +247,6 @@ class Trainer(_DataMixin, _GuardMixin, _StopMixin):
                 pass  # (yields nothing: the loop runs to its end in one go)
         return self.history
 
-    def _private_grads(self) -> contextlib.AbstractContextManager[Any]:
-        """For a fit in which no code of the user's runs between two steps (no callbacks but
-        the library's, ``train_step``/``sync_gradients`` not overridden outside it), the
-        optimizer's arena writes every step's gradients into the same buffers (see
-        :meth:`~chainrule.arena.ParameterArena.private_steps`): a gradient kept by the user
-        before or after the fit is still never overwritten. Otherwise a no-op: each step then
-        hands out fresh gradient arrays, which a callback may keep."""
-        arena = getattr(self.optimizer, "arena", None)
-        ours = all(
-            type(c).__module__.startswith("chainrule.") and not getattr(c, "runs_user_code", False)
-            for c in self.callbacks
-        ) and all(
-            getattr(type(self), m).__module__.startswith("chainrule.")
-            for m in ("train_step", "sync_gradients", "decide_stop", "agree_stop")
-        )
-        if arena is None or not ours:
-            return contextlib.nullcontext()
-        return arena.private_steps()  # type: ignore[no-any-return]
-
     def steps(
         self,
         X: Any,
@@ -332,23 +313,6 @@ class Trainer(_DataMixin, _GuardMixin, _StopMixin):
                 yield logs
         finally:
             it.close()
-
-    def _step_context(self, run: _Run) -> contextlib.ExitStack:
-        """BLAS threads, the generator of dropout layers, and quiet floating-point warnings."""
-        from ._threads import is_small_step, one_blas_thread
-
-        stack = contextlib.ExitStack()
-        # small steps: one BLAS thread (steps() enters this at every step: the layers are
-        # walked once per run)
-        if run.small_step is None:
-            run.small_step = is_small_step(self.model, (run.batch_size, *run.X.shape[1:]))
-        stack.enter_context(one_blas_thread(run.small_step))
-        stack.enter_context(use_generator(self.rng))  # dropout without its own generator
-        if self.on_nonfinite != "ignore":
-            # the divergence guard reports non-finite values itself: NumPy's overflow and
-            # invalid-value warnings would only repeat it, batch after batch
-            stack.enter_context(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
-        return stack
 
     def _begin(
         self,
