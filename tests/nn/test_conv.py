@@ -26,6 +26,19 @@ CONV_PRIMS = [
 ]
 
 
+@pytest.fixture(params=["batched", "per_sample", "per_sample_one_by_one"])
+def conv_layout(request, monkeypatch):
+    """Run a test through each of the forward's two column layouts (and the per-sample one a
+    sample at a time), whatever its channel counts would pick."""
+    if request.param == "batched":
+        monkeypatch.setattr(K, "_PER_SAMPLE_BELOW", 0)
+    else:
+        monkeypatch.setattr(K, "_PER_SAMPLE_BELOW", 1 << 30)
+    if request.param == "per_sample_one_by_one":
+        monkeypatch.setattr(K, "_CHUNK_BYTES", 1)
+    return request.param
+
+
 def rel_err(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
@@ -101,7 +114,7 @@ def _random_conv(rng, d):
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("d", [1, 2])
 @pytest.mark.parametrize("seed", range(25))
-def test_conv_matches_torch_forward_and_gradients(d, seed):
+def test_conv_matches_torch_forward_and_gradients(d, seed, conv_layout):
     rng = np.random.default_rng(seed)
     n, c, o, k, stride, padding, dil, groups, size = _random_conv(rng, d)
     x = rng.standard_normal((n, c, *size))
@@ -166,7 +179,7 @@ def test_max_pool_ties_and_nan_follow_torch():
         np.testing.assert_array_equal(xt.grad, xr.grad.numpy())
 
 
-def test_gradcheck_conv2d_over_strides_paddings_dilations_groups_and_batch_one():
+def test_gradcheck_conv2d_over_strides_paddings_dilations_groups_and_batch_one(conv_layout):
     rng = np.random.default_rng(5)
     for n, c, o, hw, k, kw in [
         (1, 2, 4, (5, 6), 3, {"padding": "same"}),
@@ -182,7 +195,7 @@ def test_gradcheck_conv2d_over_strides_paddings_dilations_groups_and_batch_one()
         assert cr.gradcheck(lambda x, w, b, kw=kw: F.conv2d(x, w, b, **kw), x, w, b)
 
 
-def test_gradcheck_conv1d_and_pools_on_odd_sizes():
+def test_gradcheck_conv1d_and_pools_on_odd_sizes(conv_layout):
     rng = np.random.default_rng(6)
     x1 = rng.standard_normal((1, 2, 9))
     w1 = rng.standard_normal((4, 1, 3))
