@@ -12,12 +12,17 @@ DTYPES = [np.float32, np.float64]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(), (3,), (4, 8), (5, 32), (2, 3, 20)])
+@pytest.mark.parametrize(
+    "shape",
+    # the last two: contiguous arrays taken as long rows (a feature map batch, rows of 2048)
+    [(), (3,), (4, 8), (5, 32), (2, 3, 20), (8, 2, 28, 28), (4, 16, 10, 10)],
+)
 def test_relu_equals_maximum_with_zero_into_out_and_keeps_nan(shape, dtype):
     rng = np.random.default_rng(0)
     a = rng.standard_normal(shape).astype(dtype)
     if a.size:
         a.reshape(-1)[0] = np.nan
+        a.reshape(-1)[-1] = -np.inf
     want = np.maximum(a, 0)
     np.testing.assert_array_equal(K.relu(a), want)
     out = np.empty_like(a)

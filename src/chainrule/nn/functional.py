@@ -353,6 +353,8 @@ def cross_entropy(
         denom = denom * w[safe]
     per = ops.softmax_cross_entropy(z, Y, axis=1)
     if reduction == "mean":
+        if w is None and sample_weight is None and n and valid.all():
+            return per.sum() / n  # every sample counts once: the plain mean
         return _class_weighted_mean(per, denom, sample_weight)
     return _reduce(per, reduction, sample_weight)
 
