@@ -89,10 +89,12 @@ def test_backward_true_computes_for_the_drawing_only_and_twice_is_the_same():
 
 
 def test_a_mean_loss_is_explained():
-    model, X, _y, loss = setup()
+    model, X, y, loss = setup()
     dot = cr.draw_graph(loss)
     assert "÷ 5: the mean = sum ÷ n" in dot  # 5 rows
-    assert "× per-sample weights (all 1)" in dot
+    assert "per-sample weights" not in dot  # a plain mean: sum ÷ n, nothing else
+    weighted = nn.functional.cross_entropy(model(X), y, sample_weight=np.ones(5))
+    assert "× per-sample weights (all 1)" in cr.draw_graph(weighted)
     loss.backward()
     after = cr.draw_graph(loss)
     assert "÷ n: the mean = sum ÷ n" in after

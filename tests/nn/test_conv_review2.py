@@ -440,3 +440,11 @@ def test_load_state_dict_with_torch_tensors_points_to_the_converter_without_blam
     assert "convolution and batch-norm entries are alike" in str(info.value)
     nn.from_torch_state_dict(m, tm.state_dict())
     np.testing.assert_array_equal(m[0].weight.data, tm[0].weight.detach().numpy())
+
+
+def test_conv_layer_fans_are_pytorchs_with_groups():
+    # GradientFlow reads Module.fans(): with groups, PyTorch's fan_out is O·Πk, not O/G·Πk
+    for layer, torch_shape in _layers()[:3]:
+        t = torch.empty(torch_shape, dtype=torch.float64)
+        assert layer.fans() == torch.nn.init._calculate_fan_in_and_fan_out(t)
+    assert nn.Conv2d(6, 12, 3, groups=3, rng=0).fans() == (2 * 9, 12 * 9)

@@ -101,9 +101,11 @@ class _ConvNd(Module):
         return weights + (c_out if config.get("bias", True) else 0)
 
     def fans(self) -> tuple[int, int]:
-        """``(fan_in, fan_out)`` of the kernel, as PyTorch counts them."""
+        """``(fan_in, fan_out)`` of the kernel, as PyTorch counts them (its
+        ``_calculate_fan_in_and_fan_out`` on the weight ``(O, C/G, *kernel)``):
+        ``fan_in = C/G · Π kernel``, ``fan_out = O · Π kernel`` (not divided by the groups)."""
         k = math.prod(self.kernel_size)
-        return self.in_channels // self.groups * k, self.out_channels // self.groups * k
+        return self.in_channels // self.groups * k, self.out_channels * k
 
     def _title(self) -> str:
         return (
