@@ -337,10 +337,11 @@ def test_conv_init_is_pytorchs_bound():
     assert cr.nn.Conv2d(4, 8, 3, groups=4).weight.shape == (8, 1, 3, 3)
 
 
-def test_batchnorm2d_matches_torch_in_training_and_eval():
+@pytest.mark.parametrize("momentum", [0.2, None])  # None: the cumulative average
+def test_batchnorm2d_matches_torch_in_training_and_eval(momentum):
     rng = np.random.default_rng(1)
-    ours = cr.nn.BatchNorm2d(3, momentum=0.2, dtype=np.float64)
-    theirs = torch.nn.BatchNorm2d(3, momentum=0.2, dtype=torch.float64)
+    ours = cr.nn.BatchNorm2d(3, momentum=momentum, dtype=np.float64)
+    theirs = torch.nn.BatchNorm2d(3, momentum=momentum, dtype=torch.float64)
     ours.weight.data[:] = theirs.weight.data.numpy()[:] = [1.0, 2.0, 0.5]
     for _ in range(3):
         x = rng.standard_normal((4, 3, 5, 6)) * 3 + 1
@@ -488,3 +489,42 @@ def test_explain_a_conv_weight_is_the_sum_over_positions_and_samples_equal_to_th
     x1 = rng.standard_normal((4, 1, 10)).astype(np.float32)
     e = cr.explain(m1, x1, rng.integers(0, 2, 4), "cross_entropy", "0.weight", (2, 0, 3))
     assert e.total == pytest.approx(e.engine_grad, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("d", [1, 2])
+def test_padding_modes_match_torch_layers(mode, d, tmp_path):
+    rng = np.random.default_rng(7)
+    layer = cr.nn.Conv2d if d == 2 else cr.nn.Conv1d
+    torch_layer = torch.nn.Conv2d if d == 2 else torch.nn.Conv1d
+    for padding in (1, 2, "same", (1, 2) if d == 2 else (2,)):
+        for k in (3, 4):
+            ours = layer(2, 3, k, padding=padding, padding_mode=mode, rng=0, dtype=np.float64)
+            theirs = torch_layer(2, 3, k, padding=padding, padding_mode=mode, dtype=torch.float64)
+            with torch.no_grad():
+                theirs.weight.copy_(torch.tensor(ours.weight.data))
+                theirs.bias.copy_(torch.tensor(ours.bias.data))
+            x = rng.standard_normal((2, 2, 6, 7) if d == 2 else (2, 2, 7))
+            xt, xr = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+            y, ref = ours(xt), theirs(xr)
+            g = rng.standard_normal(ref.shape)
+            (y * g).sum().backward()
+            ref.backward(torch.tensor(g))
+            assert y.shape == tuple(ref.shape)
+            assert rel_err(y.data, ref.detach().numpy()) <= 1e-12
+            assert rel_err(xt.grad, xr.grad.numpy()) <= 1e-12
+            assert rel_err(ours.weight.grad, theirs.weight.grad.numpy()) <= 1e-12
+    assert f"padding_mode='{mode}'" in repr(ours)
+    model = cr.nn.Sequential(ours)
+    cr.save(model, tmp_path / "m.crm")
+    np.testing.assert_array_equal(cr.load(tmp_path / "m.crm")(x).data, model(x).data)
+
+
+def test_padding_mode_refusals_name_the_limit():
+    with pytest.raises(ValueError, match="padding_mode must be one of 'zeros', 'reflect'"):
+        cr.nn.Conv2d(1, 1, 3, padding_mode="mirror")
+    conv = cr.nn.Conv2d(1, 1, 3, padding=3, padding_mode="reflect", rng=0)
+    with pytest.raises(ValueError, match=r"needs padding smaller than the input size, got "
+                                         r"padding \(3, 3\) on an axis of size 3"):  # fmt: skip
+        conv(np.zeros((1, 1, 3, 5), np.float32))

@@ -56,6 +56,25 @@ def test_a_conv_shape_error_without_a_known_cause_adds_nothing():
 
 
 @pytest.mark.parametrize("layer", ["BatchNorm1d", "BatchNorm2d"])
-def test_batchnorm_momentum_none_names_what_is_missing(layer):
-    with pytest.raises(ValueError, match=r"momentum=None \(PyTorch's cumulative average"):
-        getattr(cr.nn, layer)(3, momentum=None)
+def test_batchnorm_momentum_none_is_the_cumulative_average(layer, tmp_path):
+    # PyTorch's momentum=None: batch t enters with factor 1/t, so the running statistics are
+    # the plain average of the batches' (mean; unbiased variance), and it survives a model file
+    rng = np.random.default_rng(0)
+    bn = getattr(cr.nn, layer)(3, momentum=None, dtype=np.float64)
+    shape = (5, 3) if layer == "BatchNorm1d" else (5, 3, 2, 2)
+    batches = [rng.standard_normal(shape) * (k + 1) + k for k in range(4)]
+    for x in batches:
+        bn(x)
+    axes = (0,) if layer == "BatchNorm1d" else (0, 2, 3)
+    np.testing.assert_allclose(
+        bn.running_mean, np.mean([x.mean(axis=axes) for x in batches], axis=0), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        bn.running_var, np.mean([x.var(axis=axes, ddof=1) for x in batches], axis=0), rtol=1e-12
+    )
+    assert "momentum=None" in repr(bn)
+    model = cr.nn.Sequential(bn)
+    cr.save(model, tmp_path / "m.crm")
+    again = cr.load(tmp_path / "m.crm")
+    assert again[0].momentum is None
+    np.testing.assert_array_equal(again[0].running_var, bn.running_var)

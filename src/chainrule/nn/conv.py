@@ -17,6 +17,28 @@ from .registry import register_module
 __all__ = ["Conv1d", "Conv2d"]
 
 
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _border_index(title: str, mode: str, n: int, lo: int, hi: int) -> np.ndarray:
+    """The input cell each cell of a padded axis copies: ``lo`` before and ``hi`` after the
+    ``n`` cells of the axis, filled by ``mode`` (PyTorch's limits: reflect needs padding
+    < n, circular padding <= n)."""
+    if (mode == "reflect" and max(lo, hi) >= n) or (mode == "circular" and max(lo, hi) > n):
+        limit = "smaller than" if mode == "reflect" else "at most"
+        raise ValueError(
+            f"{title}: padding_mode={mode!r} needs padding {limit} the input size, got "
+            f"padding ({lo}, {hi}) on an axis of size {n}"
+        )
+    cells = np.arange(-lo, n + hi)
+    if mode == "reflect":
+        cells = np.abs(cells)
+        return np.where(cells >= n, 2 * (n - 1) - cells, cells)
+    if mode == "replicate":
+        return np.clip(cells, 0, n - 1)
+    return cells % n  # circular
+
+
 def _show(t: tuple[int, ...]) -> str:
     """A kernel/stride as the user would write it: ``3`` for ``(3, 3)``."""
     return str(t[0]) if len(set(t)) == 1 else str(t)
@@ -67,8 +89,12 @@ class _ConvNd(Module):
             self.padding: str | tuple[int, ...] = padding
         else:
             self.padding = conv_ops._ints(name, "padding", padding, d, 0)
-        if padding_mode != "zeros":
-            raise ValueError(f"{name}: padding_mode must be 'zeros', got {padding_mode!r}")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(
+                f"{name}: padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, "
+                f"got {padding_mode!r}"
+            )
+        self.padding_mode = padding_mode
         self.dtype = np.dtype(dtype)
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self.weight = Parameter(np.zeros(shape, self.dtype))
@@ -152,8 +178,31 @@ class _ConvNd(Module):
     def forward(self, x: Any) -> Tensor:
         x = as_input(x, self.weight.dtype, self._title())
         self._check_input(x)
-        return self._fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        padding: Any = self.padding
+        if self.padding_mode != "zeros":  # pad first, then a convolution without padding
+            x, padding = self._pad_borders(x), 0
+        return self._fn(x, self.weight, self.bias, self.stride, padding, self.dilation,
                         self.groups)  # fmt: skip
+
+    def _pad_borders(self, x: Tensor) -> Tensor:
+        """``x`` with its borders filled by ``padding_mode``, as PyTorch's ``F.pad``:
+        ``reflect`` mirrors without repeating the edge (``c b | a b c d | c b``), ``replicate``
+        repeats the edge (``a a | a b c d | d d``), ``circular`` wraps around
+        (``c d | a b c d | a b``). Each spatial axis is one gather of the input (its gradient:
+        the adds of every copy back onto the input cell it came from)."""
+        d = self._d
+        if self.padding == "same":
+            spans = [di * (k - 1) for di, k in zip(self.dilation, self.kernel_size)]
+            pads = [(s // 2, s - s // 2) for s in spans]  # the extra one at the end, as PyTorch
+        elif self.padding == "valid":
+            pads = [(0, 0)] * d
+        else:
+            pads = [(int(p), int(p)) for p in self.padding]
+        for axis, (lo, hi) in zip(range(2, 2 + d), pads):
+            if lo or hi:
+                index = _border_index(self._title(), self.padding_mode, x.shape[axis], lo, hi)
+                x = x[(slice(None),) * axis + (index,)]
+        return x
 
     def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...] | None:
         d = self._d
@@ -186,6 +235,8 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         return s
 
     def get_config(self) -> dict[str, Any]:
@@ -199,7 +250,7 @@ class _ConvNd(Module):
             "groups": self.groups,
             "bias": self.bias is not None,
             "dtype": self.weight.dtype.name,
-        }
+        } | ({} if self.padding_mode == "zeros" else {"padding_mode": self.padding_mode})
 
 
 @register_module(builtin=True)
@@ -213,7 +264,7 @@ class Conv1d(_ConvNd):
     kernel_size, stride, padding, dilation : int or 1-tuple; padding also ``"same"``/``"valid"``
     groups : int, default 1 (``groups=in_channels``: depthwise)
     bias : bool, default True
-    padding_mode : only ``"zeros"``
+    padding_mode : ``"zeros"`` (default), ``"reflect"``, ``"replicate"`` or ``"circular"``
     rng : int, Generator or None — the initial weights (PyTorch's default rule)
     dtype : default np.float32
 
@@ -245,7 +296,7 @@ class Conv2d(_ConvNd):
     kernel_size, stride, padding, dilation : int or pair; padding also ``"same"``/``"valid"``
     groups : int, default 1 (``groups=in_channels``: depthwise)
     bias : bool, default True
-    padding_mode : only ``"zeros"``
+    padding_mode : ``"zeros"`` (default), ``"reflect"``, ``"replicate"`` or ``"circular"``
     rng : int, Generator or None — the initial weights
     dtype : default np.float32
 

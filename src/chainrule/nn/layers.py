@@ -407,7 +407,7 @@ class BatchNorm1d(Module):
         self,
         num_features: int,
         eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
         *,
@@ -416,15 +416,11 @@ class BatchNorm1d(Module):
         super().__init__()
         self.num_features = _check_size("num_features", num_features)
         check_number("eps", eps, low=0, low_inclusive=False)
-        if momentum is None:
-            raise ValueError(
-                f"{type(self).__name__}: momentum=None (PyTorch's cumulative average of the "
-                "batch statistics) is not supported; give a number in [0, 1], e.g. 0.1 "
-                "(PyTorch's default)"
-            )
-        check_number("momentum", momentum, low=0, high=1)
+        if momentum is not None:
+            check_number("momentum", momentum, low=0, high=1)
         self.eps = float(eps)
-        self.momentum = float(momentum)
+        # None: the cumulative average of every batch's statistics, as PyTorch
+        self.momentum = None if momentum is None else float(momentum)
         self.dtype = np.dtype(dtype)
         self.affine = affine
         self.track_running_stats = track_running_stats
@@ -489,10 +485,15 @@ class BatchNorm1d(Module):
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
         """The one place the running statistics change: the state primitive's outputs (from
         the batch's per-channel ``mean`` and biased ``var`` over ``n`` values) are written
-        into the buffers, which stay the same arrays."""
+        into the buffers, which stay the same arrays. With ``momentum=None`` the factor of
+        batch ``t`` (counted from 1) is ``1/t``: the running statistics are the plain average
+        of every batch's, as PyTorch's cumulative moving average."""
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 1.0 / float(self.num_batches_tracked + 1)
         new = running_stats_update(
             self.running_mean, self.running_var, self.num_batches_tracked, mean, var,
-            self.momentum, n,
+            momentum, n,
         )  # fmt: skip
         for buffer, value in zip(
             (self.running_mean, self.running_var, self.num_batches_tracked), new
