@@ -31,9 +31,9 @@ def conv_layout(request, monkeypatch):
     """Run a test through each of the forward's two column layouts (and the per-sample one a
     sample at a time), whatever its channel counts would pick."""
     if request.param == "batched":
-        monkeypatch.setattr(K, "_PER_SAMPLE_BELOW", 0)
+        monkeypatch.setattr(K, "_PER_SAMPLE_RATIO", float("inf"))
     else:
-        monkeypatch.setattr(K, "_PER_SAMPLE_BELOW", 1 << 30)
+        monkeypatch.setattr(K, "_PER_SAMPLE_RATIO", 0.0)
     if request.param == "per_sample_one_by_one":
         monkeypatch.setattr(K, "_CHUNK_BYTES", 1)
     return request.param

@@ -137,7 +137,7 @@ def conv2d_forward(
     oh = out_size(h, kh, stride[0], t, bt, dilation[0])
     ow = out_size(wd, kw, stride[1], left, r, dilation[1])
     og, p = o // groups, oh * ow
-    if og * x.itemsize < _PER_SAMPLE_BELOW:  # few output channels: see _conv_per_sample
+    if p >= _PER_SAMPLE_RATIO * (w[0].size):  # many pixels per column: see _conv_per_sample
         return _conv_per_sample(x, w, b, oh, ow, stride, padding, dilation, groups)
     cols = im2col(_pad_chwn(x, padding), kh, kw, oh, ow, stride, dilation, groups)
     # out_gᵀ = cols_gᵀ @ W_gᵀ: (OH·OW·N, O/G) — the product's better orientation for BLAS (see
@@ -156,8 +156,9 @@ def conv2d_forward(
     return out, {"cols": cols, "g": None, "gm": None}
 
 
-#: output channels per group, in bytes, below which :func:`_conv_per_sample` is used
-_PER_SAMPLE_BELOW = 64
+#: :func:`_conv_per_sample` is used when a sample's output pixels are at least this many
+#: times the rows of the columns (C/G·KH·KW)
+_PER_SAMPLE_RATIO = 4.0
 #: bytes of columns built at a time by :func:`_conv_per_sample` (they stay in the L2 cache)
 _CHUNK_BYTES = 1 << 20
 
@@ -176,12 +177,15 @@ def _conv_per_sample(
     """The forward of :func:`conv2d_forward` with columns laid out per sample,
     ``(N, G, C/G·KH·KW, OH·OW)``: ``out[n]_g = W_g @ cols[n, g]`` is already NCHW.
 
-    # NOTE: with few output channels per group (fewer than a cache line of them), turning the
-    # batched layout's ``(OH·OW·N, O/G)`` product into NCHW is a gather that costs as much as
-    # the product (0.8 ms for LeNet's first layer, 6 channels). Per sample there is no such
-    # copy; the columns are built a few samples at a time, each block multiplied while it is
-    # still in the cache (LeNet's first layer: 2.7 vs 3.0 ms, and its weight gradient 1.9 vs
-    # 2.05 ms, measured cold-cache with 2 BLAS threads).
+    # NOTE: turning the batched layout's ``(OH·OW·N, O/G)`` product into NCHW is a gather
+    # that can cost as much as the product (0.8 ms for LeNet's first layer, 6 channels). Per
+    # sample there is no such copy, and the columns are built a few samples at a time, each
+    # block multiplied while it is still in the cache. The per-sample products are small, so
+    # this pays when a sample has many output pixels per row of the columns: forward + weight
+    # gradient, 2 BLAS threads, batched/per-sample time: LeNet's first layer (784 pixels, 25
+    # rows) 1.31, 3→8 channels 3×3 on 32×32 1.88, depthwise 3×3 on 16×16 1.57, 16→16 3×3 on
+    # 32×32 1.14; but LeNet's second layer (100 pixels, 150 rows) 0.74, 16→32 3×3 on 16×16
+    # (256, 144) 0.94, 64→64 3×3 on 8×8 0.50. Hence the rule: pixels ≥ 4 × rows.
     """
     n = x.shape[0]
     o, cg, kh, kw = w.shape
