@@ -467,6 +467,19 @@ def test_changing_a_max_pool_output_in_place_before_backward_raises():
         z.backward()
 
 
+def test_changing_a_conv_input_in_place_before_backward_raises(conv_layout):
+    # the weight gradient reads the input (the per-sample layout builds its columns again
+    # from it): a change in between must be refused, as in PyTorch, not give a wrong gradient
+    rng = np.random.default_rng(0)
+    x = cr.tensor(rng.standard_normal((2, 1, 8, 8)))
+    w = cr.tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
+    z = F.conv2d(x, w).sum()
+    with cr.no_grad():
+        x *= 2.0
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        z.backward()
+
+
 def test_explain_a_conv_weight_is_the_sum_over_positions_and_samples_equal_to_the_engine():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((6, 2, 7, 7)).astype(np.float32)

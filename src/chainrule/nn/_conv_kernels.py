@@ -162,7 +162,7 @@ def conv2d_forward(
 #: :func:`_conv_per_sample` is used when a sample's output pixels are at least this many
 #: times the rows of the columns (C/G·KH·KW)
 _PER_SAMPLE_RATIO = 4.0
-#: bytes of columns built at a time by :func:`_conv_per_sample` (they stay in the L2 cache)
+#: bytes of columns built at a time by the per-sample layout (they stay in the L2 cache)
 _CHUNK_BYTES = 1 << 20
 
 
@@ -180,15 +180,21 @@ def _conv_per_sample(
     """The forward of :func:`conv2d_forward` with columns laid out per sample,
     ``(N, G, C/G·KH·KW, OH·OW)``: ``out[n]_g = W_g @ cols[n, g]`` is already NCHW.
 
+    The columns are built a few samples at a time into one block that stays in the cache, and
+    are not kept: the weight gradient builds them again the same way
+    (:func:`_weight_grad_per_sample`) from the strided view of the padded input that is saved
+    instead (``saved["view"]``).
+
     # NOTE: turning the batched layout's ``(OH·OW·N, O/G)`` product into NCHW is a gather
     # that can cost as much as the product (0.8 ms for LeNet's first layer, 6 channels). Per
-    # sample there is no such copy, and the columns are built a few samples at a time, each
-    # block multiplied while it is still in the cache. The per-sample products are small, so
-    # this pays when a sample has many output pixels per row of the columns: forward + weight
-    # gradient, 2 BLAS threads, batched/per-sample time: LeNet's first layer (784 pixels, 25
-    # rows) 1.31, 3→8 channels 3×3 on 32×32 1.88, depthwise 3×3 on 16×16 1.57, 16→16 3×3 on
-    # 32×32 1.14; but LeNet's second layer (100 pixels, 150 rows) 0.74, 16→32 3×3 on 16×16
-    # (256, 144) 0.94, 64→64 3×3 on 8×8 0.50. Hence the rule: pixels ≥ 4 × rows.
+    # sample there is no such copy. The per-sample products are small, so this pays when a
+    # sample has many output pixels per row of the columns: forward + weight gradient, 2 BLAS
+    # threads, batched/per-sample time: LeNet's first layer (784 pixels, 25 rows) 1.31, 3→8
+    # channels 3×3 on 32×32 1.88, depthwise 3×3 on 16×16 1.57, 16→16 3×3 on 32×32 1.14; but
+    # LeNet's second layer (100 pixels, 150 rows) 0.74, 16→32 3×3 on 16×16 (256, 144) 0.94,
+    # 64→64 3×3 on 8×8 0.50. Hence the rule: pixels ≥ 4 × rows. Building the columns twice
+    # in the cache instead of writing them to memory once and reading them back: the LeNet
+    # step 1.025× (paired A/B, 2 BLAS threads), and 5 MB less memory for its first layer.
     """
     n = x.shape[0]
     o, cg, kh, kw = w.shape
@@ -202,17 +208,39 @@ def _conv_per_sample(
         strides=(sn, cg * sc, sc, dh * sy, dw * sx, sh * sy, sw * sx),
         writeable=False,
     )
-    cols = np.empty((n, groups, k, p), x.dtype)
     out = np.empty((n, groups, og, p), x.dtype)
     wm = w.reshape(groups, og, k)
-    step = max(1, _CHUNK_BYTES // max(1, cols[0].nbytes))
-    for n0 in range(0, n, step):
-        blk = cols[n0 : n0 + step]
-        np.copyto(blk.reshape(view[n0 : n0 + step].shape), view[n0 : n0 + step])
-        res = np.matmul(wm, blk, out=out[n0 : n0 + step])
+    for n0, blk in _column_blocks(view, k, p):
+        res = np.matmul(wm, blk, out=out[n0 : n0 + len(blk)])
         if b is not None:
             res += b.reshape(groups, og, 1)
-    return out.reshape(n, o, oh, ow), {"cols": cols, "g": None, "gm": None, "per_sample": True}
+    return out.reshape(n, o, oh, ow), {"view": view, "g": None, "gm": None}
+
+
+def _column_blocks(view: np.ndarray, k: int, p: int) -> Any:
+    """``(n0, block)`` for consecutive samples from ``n0``: their columns ``(B, G, k, p)``
+    copied from ``view`` (N, G, Cg, KH, KW, OH, OW) into one reused block of about
+    :data:`_CHUNK_BYTES` (valid until the next one is made)."""
+    n, groups = view.shape[:2]
+    step = max(1, _CHUNK_BYTES // max(1, groups * k * p * view.itemsize))
+    buf = np.empty((min(step, n), groups, k, p), view.dtype)
+    for n0 in range(0, n, step):
+        part = view[n0 : n0 + step]
+        blk = buf[: len(part)]
+        np.copyto(blk.reshape(part.shape), part)
+        yield n0, blk
+
+
+def _weight_grad_per_sample(g: np.ndarray, view: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """∂C/∂W_g = Σ_n G[n]_g @ cols[n, g]ᵀ, the columns built again block by block."""
+    n, o = g.shape[:2]
+    groups = view.shape[1]
+    k = w[0].size
+    gs = g.reshape(n, groups, o // groups, -1)
+    acc = np.zeros((groups, o // groups, k), g.dtype)
+    for n0, blk in _column_blocks(view, k, gs.shape[-1]):
+        acc += np.matmul(gs[n0 : n0 + len(blk)], blk.swapaxes(-1, -2)).sum(axis=0)
+    return acc.reshape(w.shape)
 
 
 def _grad_rows(g: np.ndarray, groups: int, saved: dict[str, Any], *, keep: bool) -> np.ndarray:
@@ -297,11 +325,9 @@ def conv2d_grad_weight(
 ) -> np.ndarray:
     """∂C/∂W = G @ colsᵀ per group (one GEMM over the batch and all output pixels)."""
     groups = attrs["groups"]
-    if saved.get("per_sample"):  # columns (N, G, K, P): Σ_n G[n]_g @ cols[n, g]ᵀ
+    if "view" in saved:  # the per-sample layout (_conv_per_sample)
         saved["g"] = saved["gm"] = None  # the input rule's copy is not used: let it go
-        n, o = g.shape[:2]
-        gs = g.reshape(n, groups, o // groups, -1)
-        return np.matmul(gs, saved["cols"].swapaxes(-1, -2)).sum(axis=0).reshape(w.shape)
+        return _weight_grad_per_sample(g, saved["view"], w)
     gm = _grad_rows(g, groups, saved, keep=False)
     return _mm(gm, saved["cols"].transpose(0, 2, 1)).reshape(w.shape)
 

@@ -221,16 +221,18 @@ def _torch_adaptive_avg_pool1d(x: Any, output_size: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # the primitives
 # ---------------------------------------------------------------------------------------------
-# NOTE: the convolutions save their im2col columns: the weight gradient is then one GEMM, and
-# no rule reads x's value (only its shape); the input gradient reads the weight.
+# NOTE: the input gradient reads the weight; the weight gradient reads the input: the batched
+# layout saves its im2col columns (the weight gradient is one GEMM), the per-sample layout a
+# view of the input, whose columns it builds again (so an in-place change of x must raise
+# when the weight needs a gradient, as in PyTorch).
 _CONV_RULES = (K.conv2d_grad_input, K.conv2d_grad_weight, K.conv2d_grad_bias)
 conv2d_p = defprimitive(
     "conv2d", K.conv2d_forward, vjps=_CONV_RULES, kind="contraction", saves=True,
-    needed_by=((), (0,), ()), examples=_conv2d_examples, torch=_torch_conv2d,
+    needed_by=((1,), (0,), ()), examples=_conv2d_examples, torch=_torch_conv2d,
 )  # fmt: skip
 conv1d_p = defprimitive(
     "conv1d", _conv1d_forward, vjps=tuple(_as_1d(r) for r in _CONV_RULES), kind="contraction",
-    saves=True, needed_by=((), (0,), ()), examples=_conv1d_examples, torch=_torch_conv1d,
+    saves=True, needed_by=((1,), (0,), ()), examples=_conv1d_examples, torch=_torch_conv1d,
 )  # fmt: skip
 # the pools' rules read what the forward saved (the windows) and, for the maximum, the output
 # (the arg-max is where a window equals it); the input only by its shape
