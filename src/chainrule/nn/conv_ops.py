@@ -273,9 +273,13 @@ def _ints(fn: str, name: str, value: Any, n: int, low: int) -> tuple[int, ...]:
     """``value`` (an int or a sequence of ``n`` ints, each ≥ ``low``) as an n-tuple."""
     if type(value) is int and value >= low:  # the common cases, without the general checks
         return (value,) * n
-    if type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
-        if min(value, default=low) >= low:
-            return value
+    if (
+        type(value) is tuple
+        and len(value) == n
+        and all(type(v) is int for v in value)
+        and min(value, default=low) >= low
+    ):
+        return value
     vals = value if isinstance(value, (tuple, list)) else (value,) * n
     if len(vals) != n or any(
         isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in vals
