@@ -356,9 +356,9 @@ class GradientFlow(Callback):
                     else "weights too large for this depth"
                 )
                 + ". Re-initialise with He initialisation for ReLU-family activations or Glorot "
-                "for sigmoid/tanh (the default of mlp() and chainrule train; --init he / "
-                'init_scheme="he"), add batch normalisation (--batch-norm), or '
-                f"{CLIP_ADVICE}."
+                "for sigmoid/tanh (the default of mlp() and chainrule train's network; "
+                'init_scheme="he" / --init he), add batch normalisation (BatchNorm layers; '
+                f"chainrule train's network: --batch-norm), or {CLIP_ADVICE}."
             )
         if not exploding:
             for n in self.layers:
@@ -407,25 +407,27 @@ class GradientFlow(Callback):
                     f"the last layer to the first (RMS {g1:.2g} at {self._label(last)} → "
                     f"{g0:.2g} at {self._label(first)}, median over {len(finite)} epoch"
                     f"{'s' if len(finite) != 1 else ''}){loss_text}, so the early layers barely "
-                    "learn. Try a ReLU-family activation (--activation relu, with He "
-                    "initialisation), fewer layers (--layers), batch normalisation (--batch-norm), Adam (--optimizer "
-                    "adam) or a larger learning rate; with sigmoid or tanh keep Glorot "
-                    "initialisation (--init glorot, their default)."
+                    "learn. Try a ReLU-family activation with He initialisation, fewer "
+                    "layers, batch normalisation, Adam or a larger learning rate (chainrule "
+                    "train's network: --activation relu, --layers, --batch-norm, --optimizer "
+                    "adam); with sigmoid or tanh keep Glorot initialisation (their default)."
                 )
         for n in self.layers:
             d = self.records[n]["dead_fraction"]
             if d and math.isfinite(d[-1]) and d[-1] > DEAD_FRACTION:
                 out.append(
                     f"{d[-1]:.0%} of the ReLU units after {self._label(n)} are dead (zero for "
-                    f"every sample): {lower_lr}, use another activation (--activation "
-                    "leaky_relu or elu), or He initialisation (--init he)."
+                    f"every sample): {lower_lr}, use another activation (LeakyReLU or ELU in "
+                    "the model or architecture file; chainrule train's network: --activation "
+                    "leaky_relu), or He initialisation."
                 )
             s = self.records[n]["saturated_fraction"]
             if s and math.isfinite(s[-1]) and s[-1] > SATURATED_FRACTION:
                 out.append(
                     f"{s[-1]:.0%} of the sigmoid/tanh units after {self._label(n)} are saturated "
-                    "(slope near 0): scale the inputs, use Glorot initialisation (--init "
-                    "glorot) or a ReLU-family activation (--activation relu)."
+                    "(slope near 0): scale the inputs, use Glorot initialisation or a "
+                    "ReLU-family activation (chainrule train's network: --init glorot, "
+                    "--activation relu)."
                 )
         ur = [
             (self.records[n]["update_ratio"][-1], n)
