@@ -541,3 +541,49 @@ def test_padding_mode_refusals_name_the_limit():
     with pytest.raises(ValueError, match=r"needs padding smaller than the input size, got "
                                          r"padding \(3, 3\) on an axis of size 3"):  # fmt: skip
         conv(np.zeros((1, 1, 3, 5), np.float32))
+
+
+def test_a_conv_input_changed_through_a_view_or_numpy_cannot_reach_the_weight_gradient(
+    conv_layout,
+):
+    # no version counter sees a change made through an indexing view or the caller's NumPy
+    # array; the weight gradient must still be that of the forward's input (review defect)
+    rng = np.random.default_rng(0)
+    x0, w0 = rng.standard_normal((4, 1, 12, 12)), rng.standard_normal((2, 1, 3, 3))
+    for padding in (0, 1):
+        ref_p = cr.tensor(w0, requires_grad=True)
+        F.conv2d(cr.tensor(x0), ref_p, padding=padding).sum().backward()
+        x = cr.tensor(x0.copy())
+        w = cr.tensor(w0, requires_grad=True)
+        z = F.conv2d(x, w, padding=padding).sum()
+        with cr.no_grad():
+            view = x[:, :]
+            view *= 2.0
+        z.backward()
+        np.testing.assert_allclose(w.grad, ref_p.grad, rtol=1e-12)
+        arr = x0.copy()
+        w = cr.tensor(w0, requires_grad=True)
+        z = F.conv2d(arr, w, padding=padding).sum()
+        arr *= 2.0
+        z.backward()
+        np.testing.assert_allclose(w.grad, ref_p.grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_on_unbatched_inputs_match_torch(mode):
+    # the spatial axes are the last ones: (C, H, W) / (C, L) without a batch axis (review defect)
+    rng = np.random.default_rng(3)
+    for layer, torch_layer, shape, padding in [
+        (cr.nn.Conv2d, torch.nn.Conv2d, (2, 6, 9), (1, 0)),
+        (cr.nn.Conv2d, torch.nn.Conv2d, (2, 6, 9), (0, 2)),
+        (cr.nn.Conv1d, torch.nn.Conv1d, (2, 9), 2),
+    ]:
+        ours = layer(2, 3, 3, padding=padding, padding_mode=mode, rng=0, dtype=np.float64)
+        theirs = torch_layer(2, 3, 3, padding=padding, padding_mode=mode, dtype=torch.float64)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(ours.weight.data))
+            theirs.bias.copy_(torch.tensor(ours.bias.data))
+        x = rng.standard_normal(shape)
+        y, ref = ours(x), theirs(torch.tensor(x))
+        assert y.shape == tuple(ref.shape)
+        assert rel_err(y.data, ref.detach().numpy()) <= 1e-12

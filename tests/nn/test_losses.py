@@ -198,13 +198,15 @@ def test_binary_losses_match_torch(reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_cross_entropy_matches_torch(reduction, smoothing, weighted):
+@pytest.mark.parametrize("ignored", [False, True])  # no ignored target: the plain mean's path
+def test_cross_entropy_matches_torch(reduction, smoothing, weighted, ignored):
     rng = np.random.default_rng(4)
     z = rng.normal(size=(7, 4)) * 3
     z[0] = [800.0, 1.0, 1.0, 0.0]
     z[1] = [-431.0, 279.0, 427.0, 0.0]
     y = rng.integers(0, 4, size=7)
-    y[2] = -100  # ignored
+    if ignored:
+        y[2] = -100
     w = rng.uniform(0.5, 2.0, size=4) if weighted else None
     tw = torch.tensor(w) if weighted else None
     c, tt = both(z)
@@ -238,3 +240,14 @@ def test_cross_entropy_matches_torch(reduction, smoothing, weighted):
         c,
         tt,
     )
+
+
+def test_cross_entropy_with_every_target_ignored_is_nan_with_zero_gradient_as_torch():
+    z = np.random.default_rng(5).normal(size=(3, 4))
+    y = np.full(3, -100)
+    c, tt = both(z)
+    ours, theirs = F.cross_entropy(c, y), TF.cross_entropy(tt, torch.tensor(y))
+    assert np.isnan(ours.item()) and bool(torch.isnan(theirs))
+    ours.backward()
+    theirs.backward()
+    np.testing.assert_array_equal(c.grad, tt.grad.numpy())

@@ -199,7 +199,10 @@ def _conv_per_sample(
     n = x.shape[0]
     o, cg, kh, kw = w.shape
     og, k, p = o // groups, cg * kh * kw, oh * ow
-    xp = _pad(x, padding)
+    # the weight gradient reads this again: a private copy (the padded one is), so that a
+    # change of the caller's array in between — through a view, which no version counter
+    # sees — cannot reach the gradient
+    xp = _pad(x, padding) if any(padding) else x.copy()
     sn, sc, sy, sx = xp.strides
     (sh, sw), (dh, dw) = stride, dilation
     view = as_strided(

@@ -198,7 +198,8 @@ class _ConvNd(Module):
             pads = [(0, 0)] * d
         else:
             pads = [(int(p), int(p)) for p in self.padding]
-        for axis, (lo, hi) in zip(range(2, 2 + d), pads):
+        first = x.ndim - d  # the spatial axes are the last d (an unbatched input has no N)
+        for axis, (lo, hi) in zip(range(first, first + d), pads):
             if lo or hi:
                 index = _border_index(self._title(), self.padding_mode, x.shape[axis], lo, hi)
                 x = x[(slice(None),) * axis + (index,)]

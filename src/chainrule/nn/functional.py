@@ -160,7 +160,8 @@ def _class_weighted_mean(per: Tensor, denom: np.ndarray, sample_weight: Any) -> 
     )
     total = float((s * denom).sum())
     weighted = (per * s).sum()
-    return weighted / total if total > 0 else weighted * np.nan
+    # nothing counts: the mean is NaN (0/0), its gradient 0 (every weight is 0), as PyTorch
+    return weighted / total if total > 0 else weighted * 0.0 + np.nan
 
 
 # ----- regression losses -----------------------------------------------------------------------
