@@ -11,7 +11,10 @@ backward, optimizer step):
   Linear(125,10).
 
 Systems: ``chainrule`` (the plain user loop), ``torch`` (PyTorch eager, the same initial
-weights, ``torch.set_num_threads`` equal to chainrule's BLAS threads) and ``gemm`` (the
+weights, ``torch.set_num_threads`` equal to chainrule's BLAS threads), ``halves`` (opt-in:
+``--systems chainrule,torch,halves``; one replica per thread, each stepping on its share of the
+batch at once, one BLAS thread each — not one model's step, the measure of a thread backend
+for data-parallel training) and ``gemm`` (the
 matrix products alone of the same step in NumPy — the im2col-layout convolution GEMMs
 forward, weight gradient and input gradient, and the dense layers': the floor of this
 approach on this machine). Every (system, case) runs in a fresh process; rounds alternate
@@ -25,6 +28,7 @@ chainrule time (> 1: chainrule is faster) and each process's peak RSS.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -66,12 +70,15 @@ def chainrule_model(case: str) -> Any:
     )  # fmt: skip
 
 
-def _chainrule_step(case: str) -> Callable[[], None]:
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+def _chainrule_step(case: str, data: Batch | None = None) -> Callable[[], None]:
     import chainrule as cr
 
     model = chainrule_model(case)
     opt = cr.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = _data(case)
+    x, y = _data(case) if data is None else data
     loss_fn = cr.nn.CrossEntropyLoss()
 
     def step() -> None:
@@ -81,6 +88,37 @@ def _chainrule_step(case: str) -> Callable[[], None]:
         opt.step()
 
     return step
+
+
+def _halves_step(case: str, parts: int) -> Callable[[], None]:
+    """``parts`` replicas of the chainrule model, each stepping on its share of the batch, all at
+    once in ``parts`` Python threads (the caller limits BLAS to one thread): not the training
+    step of one model — no gradient is exchanged — but the measure of what a thread backend of
+    the data-parallel trainer could reach (its exchange of 61 706 gradients is small)."""
+    import threading
+
+    x, y = _data(case)
+    bounds = np.linspace(0, len(x), parts + 1).astype(int)
+    steps = [_chainrule_step(case, (x[a:b], y[a:b])) for a, b in itertools.pairwise(bounds)]
+    if parts == 1:
+        return steps[0]
+    start, done = threading.Barrier(parts), threading.Barrier(parts)
+
+    def replica(step: Callable[[], None]) -> None:
+        while True:
+            start.wait()
+            step()
+            done.wait()
+
+    for step in steps[1:]:
+        threading.Thread(target=replica, args=(step,), daemon=True).start()
+
+    def all_parts() -> None:
+        start.wait()
+        steps[0]()
+        done.wait()
+
+    return all_parts
 
 
 def torch_model(case: str) -> Any:
@@ -167,14 +205,17 @@ def worker(system: str, case: str, steps: int, threads: int, clock: str) -> dict
     timer = time.process_time if clock == "cpu" else time.perf_counter
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(threads):
+    with threadpool_limits(1 if system == "halves" else threads):
         if system == "torch":
             import torch
 
             torch.set_num_threads(threads)
-        step = {"chainrule": _chainrule_step, "torch": _torch_step, "gemm": _gemm_step}[system](
-            case
-        )
+        if system == "halves":
+            step = _halves_step(case, threads)
+        else:
+            step = {"chainrule": _chainrule_step, "torch": _torch_step, "gemm": _gemm_step}[system](
+                case
+            )
         for _ in range(max(3, steps // 10)):
             step()
         times = []
