@@ -81,6 +81,17 @@ def test_train_with_an_arch_file_then_info_arch_out_reproduces_the_network(tmp_p
         np.testing.assert_array_equal(a, b, err_msg=k)  # same architecture, seed, data: bitwise
 
 
+def test_info_arch_out_refuses_a_toml_path_before_printing(tmp_path, capsys):
+    # it writes JSON; a .toml file holding JSON would then fail in train --arch (review)
+    model = cr.nn.Sequential(cr.nn.Linear(3, 2, rng=0))
+    cr.save(model, tmp_path / "m.chainrule")
+    net = tmp_path / "net.toml"
+    assert main(["info", "--model", str(tmp_path / "m.chainrule"), "--arch-out", str(net)]) == 2
+    captured = capsys.readouterr()
+    assert "written as JSON, not TOML: give a path ending in .json" in captured.err
+    assert "model file" not in captured.out and not net.exists()
+
+
 def test_arch_errors_name_the_layer_and_both_shapes(tmp_path, capsys):
     arch = _write(tmp_path, 100)
     status = main(["train", "--dataset", "digits", "--arch", arch, "--out", str(tmp_path / "r"),

@@ -239,6 +239,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if getattr(args, "arch_out", None):  # refused before anything is printed
+        from .nn.arch import check_architecture_path
+
+        check_architecture_path(args.arch_out)
     path = _model_path(args.model)
     mf = load_file(path)
     print(f"model file: {path}")

@@ -66,9 +66,22 @@ def read_architecture(path: str | os.PathLike[str], rng: Any = None) -> Module:
     return model
 
 
-def write_architecture(model: Module, path: str | os.PathLike[str]) -> None:
-    """Write ``model``'s architecture (no weights) as JSON, atomically."""
+def check_architecture_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a string, refused if it names a TOML file: architectures are read from JSON
+    or TOML but written as JSON only (TOML has no null, which e.g. ``momentum=None`` needs)."""
     path = os.fspath(path)
+    if path.lower().endswith(".toml"):
+        raise ValueError(
+            f"architecture files are written as JSON, not TOML: give a path ending in .json, "
+            f"got {path!r} (chainrule train --arch reads either)"
+        )
+    return path
+
+
+def write_architecture(model: Module, path: str | os.PathLike[str]) -> None:
+    """Write ``model``'s architecture (no weights) as JSON, atomically (a ``.toml`` path is
+    refused: see :func:`check_architecture_path`)."""
+    path = check_architecture_path(path)
     text = json.dumps(describe_module(model), indent=2) + "\n"
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
