@@ -137,7 +137,7 @@ def conv2d_forward(
     oh = out_size(h, kh, stride[0], t, bt, dilation[0])
     ow = out_size(wd, kw, stride[1], left, r, dilation[1])
     og, p = o // groups, oh * ow
-    if p >= _PER_SAMPLE_RATIO * (w[0].size):  # many pixels per column: see _conv_per_sample
+    if p >= _PER_SAMPLE_RATIO * w[0].size:  # many pixels per column: see _conv_per_sample
         return _conv_per_sample(x, w, b, oh, ow, stride, padding, dilation, groups)
     cols = im2col(_pad_chwn(x, padding), kh, kw, oh, ow, stride, dilation, groups)
     # out_gᵀ = cols_gᵀ @ W_gᵀ: (OH·OW·N, O/G) — the product's better orientation for BLAS (see
@@ -213,10 +213,11 @@ def _conv_per_sample(
     )
     out = np.empty((n, groups, og, p), x.dtype)
     wm = w.reshape(groups, og, k)
+    bias = None if b is None else b.reshape(groups, og, 1)
     for n0, blk in _column_blocks(view, k, p):
         res = np.matmul(wm, blk, out=out[n0 : n0 + len(blk)])
-        if b is not None:
-            res += b.reshape(groups, og, 1)
+        if bias is not None:
+            res += bias
     return out.reshape(n, o, oh, ow), {"view": view, "g": None, "gm": None}
 
 
@@ -409,10 +410,11 @@ def max_pool2d_grad(
     hit = np.empty(out.shape, bool)
     taken = np.zeros(out.shape, bool)  # windows whose arg-max is already found
     disjoint = stride[0] >= (kh - 1) * dilation[0] + 1 and stride[1] >= (kw - 1) * dilation[1] + 1
-    # windows that tile the input exactly write every cell of the gradient once
-    tiled = disjoint and (stride, dilation) == (kernel, (1, 1)) and (oh * kh, ow * kw) == (h, wd)
+    # windows that tile the input exactly (no padding, no gaps) write every cell once
+    tiled = (stride, dilation, padding) == (kernel, (1, 1), (0, 0, 0, 0)) and (
+        oh * kh, ow * kw) == (h, wd)  # fmt: skip
     shape = (n, c, h + t + bt, wd + left + r)
-    gxp = np.empty(shape, x.dtype) if tiled and not any(padding) else np.zeros(shape, x.dtype)
+    gxp = np.empty(shape, x.dtype) if tiled else np.zeros(shape, x.dtype)
     last = kh * kw - 1
     for k in range(kh * kw):
         np.equal(win[k], out, out=hit)
