@@ -10,11 +10,12 @@ backward, optimizer step):
   stride 2, pad 1) ReLU Conv1d(25,25,3,2,1) ReLU Conv1d(25,25,3,2,1) ReLU Flatten
   Linear(125,10).
 
-Systems: ``chainrule`` (the plain user loop), ``torch`` (PyTorch eager, the same initial
-weights, ``torch.set_num_threads`` equal to chainrule's BLAS threads), ``halves`` (opt-in:
-``--systems chainrule,torch,halves``; one replica per thread, each stepping on its share of the
-batch at once, one BLAS thread each — not one model's step, the measure of a thread backend
-for data-parallel training) and ``gemm`` (the
+Systems: ``chainrule`` (the plain user loop: zero_grad, forward, loss, backward, step), ``fit``
+(one step of ``cr.Trainer``'s loop — what ``cr.fit`` runs — with the step plan it chooses: for
+LeNet-5 on 2 cores the split step, half of each batch in a worker process, gradients summed;
+the MNIST-1D step is too small to split and runs eagerly; the RSS adds the worker's),
+``torch`` (PyTorch eager, the same initial weights, ``torch.set_num_threads`` equal to
+chainrule's BLAS threads) and ``gemm`` (the
 matrix products alone of the same step in NumPy — the im2col-layout convolution GEMMs
 forward, weight gradient and input gradient, and the dense layers': the floor of this
 approach on this machine). Every (system, case) runs in a fresh process; rounds alternate
@@ -28,7 +29,6 @@ chainrule time (> 1: chainrule is faster) and each process's peak RSS.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import resource
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 CASES = {"lenet": (64, (1, 28, 28)), "conv1d": (128, (1, 40))}
-SYSTEMS = ("chainrule", "torch", "gemm")
+SYSTEMS = ("chainrule", "fit", "torch", "gemm")
 
 
 def _data(case: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -90,35 +90,26 @@ def _chainrule_step(case: str, data: Batch | None = None) -> Callable[[], None]:
     return step
 
 
-def _halves_step(case: str, parts: int) -> Callable[[], None]:
-    """``parts`` replicas of the chainrule model, each stepping on its share of the batch, all at
-    once in ``parts`` Python threads (the caller limits BLAS to one thread): not the training
-    step of one model — no gradient is exchanged — but the measure of what a thread backend of
-    the data-parallel trainer could reach (its exchange of 61 706 gradients is small)."""
-    import threading
+def _fit_step(case: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """One step of ``cr.Trainer``'s loop (what ``cr.fit`` and ``chainrule train`` run, the
+    step plan chosen as they choose it: the split step over worker processes for LeNet-5 on
+    2 cores), on shuffled batches of 16 batches' rows; and the function that ends the fit
+    (its workers with it)."""
+    import chainrule as cr
 
-    x, y = _data(case)
-    bounds = np.linspace(0, len(x), parts + 1).astype(int)
-    steps = [_chainrule_step(case, (x[a:b], y[a:b])) for a, b in itertools.pairwise(bounds)]
-    if parts == 1:
-        return steps[0]
-    start, done = threading.Barrier(parts), threading.Barrier(parts)
+    batch, shape = CASES[case]
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((16 * batch, *shape)).astype(np.float32)
+    y = rng.integers(0, 10, 16 * batch)
+    model = chainrule_model(case)
+    trainer = cr.Trainer(model, "cross_entropy", cr.optim.Adam(model.parameters(), lr=1e-3),
+                         seed=0, verbose=0)  # fmt: skip
+    steps = trainer.steps(X, y, epochs=10**6, batch_size=batch)
 
-    def replica(step: Callable[[], None]) -> None:
-        while True:
-            start.wait()
-            step()
-            done.wait()
+    def step() -> None:
+        next(steps)
 
-    for step in steps[1:]:
-        threading.Thread(target=replica, args=(step,), daemon=True).start()
-
-    def all_parts() -> None:
-        start.wait()
-        steps[0]()
-        done.wait()
-
-    return all_parts
+    return step, steps.close
 
 
 def torch_model(case: str) -> Any:
@@ -205,13 +196,15 @@ def worker(system: str, case: str, steps: int, threads: int, clock: str) -> dict
     timer = time.process_time if clock == "cpu" else time.perf_counter
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1 if system == "halves" else threads):
+    end: Callable[[], None] = lambda: None
+    os.environ["CHAINRULE_STEP_PROCESSES"] = str(threads)  # the fit's replicas: one per thread
+    with threadpool_limits(threads):
         if system == "torch":
             import torch
 
             torch.set_num_threads(threads)
-        if system == "halves":
-            step = _halves_step(case, threads)
+        if system == "fit":
+            step, end = _fit_step(case)
         else:
             step = {"chainrule": _chainrule_step, "torch": _torch_step, "gemm": _gemm_step}[system](
                 case
@@ -223,7 +216,9 @@ def worker(system: str, case: str, steps: int, threads: int, clock: str) -> dict
             t0 = timer()
             step()
             times.append(timer() - t0)
+    end()  # a fit's worker processes end: their peak RSS counts too (the largest of them)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rss += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"ms": 1e3 * statistics.median(times), "rss_mb": rss}
 
 

@@ -26,21 +26,11 @@ def test_bench_conv_smoke(capsys):
     assert "GEMM share" in capsys.readouterr().out
 
 
-def test_bench_conv_halves_system_runs_its_replicas_in_threads():
-    # opt-in system: one replica per thread on its share of the batch (timing is not a test)
+def test_bench_conv_fit_system_runs_the_trainers_step():
+    # the trainer's step with its own plan choice (the split step for LeNet on 2 cores)
     bench = load("bench_conv")
-    results = bench.main(
-        ["--quick", "--threads", "2", "--cases", "conv1d", "--systems", "chainrule,halves"]
-    )
-    assert results["conv1d"]["halves"] > 0
-    calls = []
-    real = bench._chainrule_step
-    try:  # every replica steps once per call, each on its half of the batch
-        bench._chainrule_step = lambda case, data: lambda: calls.append(len(data[0]))
-        bench._halves_step("conv1d", 2)()
-    finally:
-        bench._chainrule_step = real
-    assert sorted(calls) == [64, 64]
+    results = bench.main(["--quick", "--threads", "2", "--cases", "lenet", "--systems", "fit"])
+    assert results["lenet"]["fit"] > 0 and results["lenet"]["rss_mb"]["fit"] > 0
 
 
 def test_bench_conv_models_are_the_same_in_both_systems():

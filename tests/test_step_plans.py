@@ -20,7 +20,27 @@ from chainrule.training import (
     Trainer,
     check_step_plan,
 )
+from chainrule.training.split_step import SplitStepPlan
 from chainrule.training.trainer import PLANS, STOP_AFTER_EPOCH, STOP_NOW
+
+
+class SplitAlways(SplitStepPlan):
+    """The split step on every batch of every model (the trainer's choice splits only the
+    steps of convolutional networks of at least 10 M multiply-adds): the contract's cases
+    then run in two processes."""
+
+    min_macs = 0
+    min_rows = 1
+    conv_only = False
+
+
+# every plan of the trainer, the split step splitting every case
+TESTED_PLANS = [SplitAlways if p is SplitStepPlan else p for p in PLANS]
+
+
+@pytest.fixture
+def two_processes(monkeypatch):
+    monkeypatch.setenv("CHAINRULE_STEP_PROCESSES", "2")  # also on a 1-core machine
 
 
 def _data(n=120, d=4, classes=3, seed=0):
@@ -35,11 +55,11 @@ def _weights(model):
 
 
 # ----- the contract every plan must pass -----
-@pytest.mark.parametrize("plan", PLANS, ids=[p.__name__ for p in PLANS])
-def test_every_plan_passes_check_step_plan(plan):
+@pytest.mark.parametrize("plan", TESTED_PLANS, ids=[p.__name__ for p in TESTED_PLANS])
+def test_every_plan_passes_check_step_plan(plan, two_processes):
     report = check_step_plan(plan)
     assert "passed" in report.values()
-    if plan is EagerPlan:
+    if plan in (EagerPlan, SplitAlways):
         assert set(report.values()) == {"passed"}
 
 
@@ -209,8 +229,8 @@ def test_sync_gradients_runs_before_the_finiteness_check():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("plan", PLANS, ids=[p.__name__ for p in PLANS])
-def test_sync_gradients_runs_before_clipping(plan):
+@pytest.mark.parametrize("plan", TESTED_PLANS, ids=[p.__name__ for p in TESTED_PLANS])
+def test_sync_gradients_runs_before_clipping(plan, two_processes):
     X, y = _data()
     seen = []
 

@@ -403,7 +403,7 @@ def test_avg_pool_torch_reference_agrees_with_torch_avg_pool(ceil, include):
     x = np.random.default_rng(3).standard_normal((2, 2, 6, 7))
     k, s, p = (3, 2), (2, 3), (1, 1)
     ours = F.avg_pool2d(x, k, s, p, ceil_mode=ceil, count_include_pad=include)
-    _, _, _, _, pads = conv_ops._pool_geometry("avg_pool2d", 2, cr.tensor(x), k, s, p, 1, ceil)
+    _, _, _, _, pads = conv_ops._pool_geometry("avg_pool2d", 2, x.shape[2:], k, s, p, 1, ceil)
     counted = (1, 1, 1, 1) if include else (0, 0, 0, 0)
     ref = conv_ops._torch_avg_pool2d(torch.tensor(x), kernel=k, stride=s,
                                      padding=conv_ops._as_pads(pads), counted=counted,

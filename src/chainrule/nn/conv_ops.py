@@ -462,7 +462,7 @@ def conv2d(
 def _pool_geometry(
     fn: str,
     d: int,
-    x: Tensor,
+    size: tuple[int, ...],
     kernel_size: Any,
     stride: Any,
     padding: Any,
@@ -470,7 +470,8 @@ def _pool_geometry(
     ceil_mode: bool,
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Kernel, stride, padding, dilation and the per-side pads (with ``ceil_mode``'s extra
-    cells at the end) of a pooling call, checked as PyTorch checks them."""
+    cells at the end) of a pooling call over spatial sizes ``size``, checked as PyTorch checks
+    them."""
     k = _ints(fn, "kernel_size", kernel_size, d, 1)
     s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else (
         _ints(fn, "stride", stride, d, 1))  # fmt: skip
@@ -482,7 +483,6 @@ def _pool_geometry(
             f"kernel_size={kernel_size!r}"
         )
     span = tuple(di * (ki - 1) + 1 for di, ki in zip(dil, k))
-    size = tuple(x.shape[2:])
     pads = []
     for n, pi, si, sp in zip(size, p, s, span):
         extra = 0
@@ -504,8 +504,8 @@ def _max_pool(
     if return_indices:
         raise ValueError(f"{fn}: return_indices=True is not supported by chainrule")
     x, unbatched = _input(fn, x, d)
-    k, s, _, dil, pads = _pool_geometry(fn, d, x, kernel_size, stride, padding, dilation,
-                                        ceil_mode)  # fmt: skip
+    k, s, _, dil, pads = _pool_geometry(fn, d, tuple(x.shape[2:]), kernel_size, stride, padding,
+                                        dilation, ceil_mode)  # fmt: skip
     attrs = {"kernel": _lift(k), "stride": _lift(s), "padding": _as_pads(pads),
              "dilation": _lift(dil)}  # fmt: skip
     out = apply(max_pool2d_p if d == 2 else max_pool1d_p, x, **attrs)
@@ -559,7 +559,9 @@ def _avg_pool(
     count_include_pad: bool, divisor_override: Any,
 ) -> Tensor:  # fmt: skip
     x, unbatched = _input(fn, x, d)
-    k, s, p, _, pads = _pool_geometry(fn, d, x, kernel_size, stride, padding, 1, ceil_mode)
+    k, s, p, _, pads = _pool_geometry(
+        fn, d, tuple(x.shape[2:]), kernel_size, stride, padding, 1, ceil_mode
+    )
     bad = isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral)
     if divisor_override is not None and (bad or divisor_override == 0):
         raise ValueError(f"{fn}: divisor_override must be a non-zero int, got {divisor_override!r}")

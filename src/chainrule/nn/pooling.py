@@ -24,6 +24,30 @@ def _norm(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _window_sizes(
+    name: str,
+    spatial: tuple[int | None, ...],
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+) -> tuple[int | None, ...]:
+    """Output sizes of a pooling window over ``spatial`` (None stays None), as the forward
+    pass computes them (``(n + pads - span) // stride + 1``, ``ceil_mode``'s extra cells in
+    the pads); raises ValueError where the forward pass would."""
+    known = tuple(10**6 if n is None else n for n in spatial)  # a stand-in for unknown sizes
+    k, s, _, dil, pads = conv_ops._pool_geometry(
+        name, len(spatial), known, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    return tuple(
+        None
+        if n is None
+        else (n + pads[2 * i] + pads[2 * i + 1] - dil[i] * (k[i] - 1) - 1) // s[i] + 1
+        for i, n in enumerate(spatial)
+    )
+
+
 class _Pool(Module):
     _d = 2
 
@@ -39,7 +63,17 @@ class _Pool(Module):
         return x
 
     def output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...] | None:
-        return None
+        """``(N, C, *spatial)`` after pooling (None for a size not known), or None if the
+        shape does not fit (the forward pass says why)."""
+        if len(input_shape) != self._d + 2:
+            return None
+        try:
+            return (*input_shape[:2], *self._sizes(input_shape[2:]))
+        except (TypeError, ValueError):
+            return None
+
+    def _sizes(self, spatial: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        raise NotImplementedError
 
 
 class _MaxPoolNd(_Pool):
@@ -59,6 +93,10 @@ class _MaxPoolNd(_Pool):
         conv_ops._ints(name, "kernel_size", kernel_size, self._d, 1)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, bool(ceil_mode)
+
+    def _sizes(self, spatial: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return _window_sizes(type(self).__name__, spatial, self.kernel_size, self.stride,
+                             self.padding, self.dilation, self.ceil_mode)  # fmt: skip
 
     def forward(self, x: Any) -> Tensor:
         fn = conv_ops.max_pool1d if self._d == 1 else conv_ops.max_pool2d
@@ -121,6 +159,10 @@ class _AvgPoolNd(_Pool):
         self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
         self.divisor_override = divisor_override
 
+    def _sizes(self, spatial: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return _window_sizes(type(self).__name__, spatial, self.kernel_size, self.stride,
+                             self.padding, 1, self.ceil_mode)  # fmt: skip
+
     def forward(self, x: Any) -> Tensor:
         x = self._check(x)
         if self._d == 1:
@@ -179,6 +221,13 @@ class _AdaptiveAvgPoolNd(_Pool):
     def forward(self, x: Any) -> Tensor:
         fn = conv_ops.adaptive_avg_pool1d if self._d == 1 else conv_ops.adaptive_avg_pool2d
         return fn(self._check(x), self.output_size)
+
+    def _sizes(self, spatial: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        size = self.output_size
+        size = (size,) * self._d if not isinstance(size, (tuple, list)) else tuple(size)
+        if len(size) != self._d:
+            raise ValueError(f"output_size={self.output_size!r}")
+        return tuple(n if o is None else int(o) for n, o in zip(spatial, size))
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"

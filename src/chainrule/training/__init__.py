@@ -16,6 +16,7 @@ from .callbacks import (
 from .fastpath import FusedMLPPlan
 from .fit import DivergenceError, Trainer, evaluate, fit, predict, predict_proba
 from .history import History
+from .split_step import SplitStepPlan
 from .steps import EagerPlan, StepPlan, check_step_plan
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ProgressBar",
+    "SplitStepPlan",
     "StepPlan",
     "Trainer",
     "blas_threads_for",

@@ -50,6 +50,7 @@ from .collective import (  # noqa: F401 - importable from here as before the spl
     size,
     where,
 )
+from .split_step import SplitStepPlan
 from .steps import EagerPlan, StepPlan
 from .trainer import Trainer
 
@@ -518,7 +519,11 @@ class DistributedTrainer(Trainer):
 
     # ----- the step -----
     def _candidate_plans(self) -> list[StepPlan]:
-        return [ReplicaPlan(p, self) for p in super()._candidate_plans()]
+        # each process is already a replica: no split step inside one (its dropout and batch
+        # norm would not see the processes' global batch)
+        plans = [p for p in super()._candidate_plans() if not isinstance(p, SplitStepPlan)]
+        return [ReplicaPlan(p, self) for p in plans or [EagerPlan(self.model, self.loss_fn,
+                                                                  self.optimizer)]]  # fmt: skip
 
     def train_step(self, batch: tuple[Any, ...]) -> dict[str, Any]:
         if not self._in_loop:

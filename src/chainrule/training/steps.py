@@ -10,6 +10,9 @@ the finiteness checks, clipping, the optimizer's update) the same way for every 
 - :class:`~chainrule.training.fastpath.FusedMLPPlan` — plain MLPs (Linear layers and
   elementwise activations, a common loss) as a fixed sequence of NumPy calls into reused
   arrays, with the engine's formulas; it declines (``create`` returns None) anything else.
+- :class:`~chainrule.training.split_step.SplitStepPlan` — convolutional networks on two or
+  more cores: parts of each batch run at once in worker processes, one replica each, and the
+  gradients are summed.
 
 A new plan (a compiled step, say) must pass :func:`check_step_plan`, which compares it with
 the eager plan: the same gradients, losses and outputs step after step and the same weights
@@ -65,6 +68,10 @@ class StepPlan:
         """True if the plan can run right now (checked before every epoch: a forward hook
         added or a parameter moved out of the optimizer's flat buffers may rule it out)."""
         return True
+
+    def close(self) -> None:
+        """Release what the plan holds beyond a step (worker processes): the trainer calls it
+        when a fit ends; a plan used again afterwards starts them again."""
 
     def check_targets(self, y: np.ndarray) -> None:
         """Refuse targets the plan would misread (called once per fit with all targets, and
@@ -161,6 +168,20 @@ def _cases() -> list[tuple[str, Callable[[], Any]]]:
         ).to(np.float64)
         return m, nn.CrossEntropyLoss(), sgd, x, labels, None
 
+    signals = rng.normal(size=(23, 2, 6))
+
+    def conv() -> Any:
+        m = nn.Sequential(
+            nn.Conv1d(2, 4, 3, padding=1, bias=False, rng=4),  # a bias before batch norm has
+            # a gradient of rounding noise alone, which Adam scales up to a step: not comparable
+            nn.BatchNorm1d(4),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Flatten(),
+            nn.Linear(12, 3, rng=5),
+        ).to(np.float64)
+        return m, nn.CrossEntropyLoss(), adam, signals, labels, None
+
     return [
         (
             "cross_entropy",
@@ -179,6 +200,7 @@ def _cases() -> list[tuple[str, Callable[[], Any]]]:
         ("frozen_parameters", frozen),
         ("dropout_batch_norm", dropout_bn),
         ("huber", lambda: (mlp([5, 4, 2]), nn.HuberLoss(), adam, x, values, None)),
+        ("conv_batch_norm", conv),
     ]
 
 
@@ -188,7 +210,8 @@ def check_step_plan(
     """Check a step plan against :class:`EagerPlan`; raise ``AssertionError`` on a difference.
 
     Over several models and losses (cross-entropy, MSE, BCE with logits, Huber; with and without
-    sample weights; frozen parameters; dropout and batch normalisation), in float64, each case
+    sample weights; frozen parameters; dropout and batch normalisation; a small convolutional
+    network with batch normalisation), in float64, each case
     runs ``steps`` optimizer steps on batches of ``batch_size`` twice — once with the eager
     plan, once with ``plan_class`` — from identical copies of the model and optimizer, with the
     same generator for the dropout masks, and requires after every step
@@ -261,6 +284,7 @@ def check_step_plan(
             for key, va in sa.items():
                 if isinstance(va, np.ndarray):
                     _close(sb[key], va, atol, f"{where}: optimizer state {key!r}")
+        plan.close()
         report[name] = "passed"
     if "passed" not in report.values():
         raise AssertionError(f"{plan_class.__name__} declined every case of check_step_plan")

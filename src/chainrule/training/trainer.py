@@ -12,8 +12,9 @@ One step (:meth:`Trainer.train_step`)::
     clip_grad_norm                       # if asked
     optimizer.step()                     # guarded: a non-finite update is undone
 
-The plan is the first of the fused MLP plan (:mod:`~chainrule.training.fastpath`) and the
-eager plan (:mod:`~chainrule.training.steps`) that can run the model.
+The plan is the first of the fused MLP plan (:mod:`~chainrule.training.fastpath`), the split
+step of convolutional networks over worker processes (:mod:`~chainrule.training.split_step`)
+and the eager plan (:mod:`~chainrule.training.steps`) that can run the model.
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ from .fastpath import FusedMLPPlan
 from .guard import DivergenceError, _GuardMixin
 from .history import History
 from .metrics import get_metric
+from .split_step import SplitStepPlan
 from .steps import EagerPlan, StepPlan, all_finite
 
 __all__ = ["OPTIMIZERS", "PLANS", "DivergenceError", "Trainer"]
 
 
 # the step plans the trainer tries, in order; the last one runs every model
-PLANS: tuple[type[StepPlan], ...] = (FusedMLPPlan, EagerPlan)
+PLANS: tuple[type[StepPlan], ...] = (FusedMLPPlan, SplitStepPlan, EagerPlan)
 
 
 @dataclass
@@ -623,6 +625,8 @@ class Trainer(_DataMixin, _GuardMixin, _StopMixin, _ContextMixin):
         if self._finished:
             return
         self._finished = True
+        for plan in self._plans:  # worker processes end with the fit
+            plan.close()
         if self._fd is not None:
             os.close(self._fd[1])
             self._fd = None
