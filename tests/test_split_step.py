@@ -273,3 +273,123 @@ def test_a_changed_model_gets_new_workers():
         assert g.dtype == np.float64
         np.testing.assert_allclose(g, p.grad, rtol=1e-10, atol=1e-12)
     plan.close()
+
+
+def _step_both(model_fn, X, y, w=None, loss=None, seed=5):
+    """One step of the split plan and of the eager plan on identical models: (loss, output,
+    gradients) of each; an exception is returned instead of raised."""
+    results = []
+    for split in (True, False):
+        model = model_fn()
+        opt = cr.optim.SGD(model.parameters(), lr=0.1)
+        loss_fn = loss or nn.CrossEntropyLoss()
+        if split:
+            plan = SplitStepPlan(model, loss_fn, opt, processes=2)
+            plan.min_macs = 0
+        else:
+            plan = EagerPlan(model, loss_fn, opt)
+        try:
+            with use_generator(np.random.default_rng(seed)):
+                value, out = plan.run(X, y, w)
+            results.append((value, np.array(out), [np.array(p.grad) for p in model.parameters()]))
+        except Exception as exc:
+            results.append(exc)
+        finally:
+            plan.close()
+    return results
+
+
+def _same(split, eager):
+    if isinstance(eager, Exception):
+        assert type(split) is type(eager) and str(split) == str(eager)
+        return
+    assert not isinstance(split, Exception), split
+    np.testing.assert_allclose(split[0], eager[0], rtol=1e-12)
+    np.testing.assert_allclose(split[1], eager[1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(split[2], eager[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_class_weights_and_ignored_targets_with_float_class_indices():
+    """Class indices given as integral floats weigh the replicas as integer ones do (they were
+    weighted by rows: a gradient 18 % off)."""
+    X, y = images(n=32)
+    y[[1, 20, 21]] = -100
+    loss = nn.CrossEntropyLoss(weight=cr.tensor([1.0, 3.0, 0.5]), ignore_index=-100)
+    for target in (y, y.astype(np.float64)):
+        _same(*_step_both(small_cnn, X, target, loss=loss))
+
+
+def test_batch_norm_without_running_statistics_in_eval_mode_sees_the_whole_batch():
+    def model():
+        m = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1, bias=False, rng=1),
+            nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU(), nn.Flatten(),
+            nn.Linear(4 * 8 * 8, 3, rng=3),
+        ).to(np.float64)  # fmt: skip
+        m[1].eval()  # normalises with the batch's statistics all the same
+        return m
+
+    X, y = images(n=32)
+    _same(*_step_both(model, X, y))
+
+
+def test_a_replaced_buffer_reaches_the_workers():
+    X, y = images(n=32)
+    model = small_cnn()
+    model[1].eval()
+    plan, _ = _plan(model)
+    with use_generator(np.random.default_rng(1)):
+        plan.run(X, y, None)
+    model[1].running_mean = np.full(4, 3.0)  # a new array, not written in place
+    model[1].running_var = np.full(4, 0.25)
+    with use_generator(np.random.default_rng(1)):
+        value, out = plan.run(X, y, None)
+    with use_generator(np.random.default_rng(1)):
+        value_e, out_e = EagerPlan(model, nn.CrossEntropyLoss(), plan.optimizer).run(X, y, None)
+    np.testing.assert_allclose(out, out_e, rtol=1e-12, atol=1e-12)
+    assert value == pytest.approx(value_e, rel=1e-12)
+    plan.close()
+
+
+def test_a_batch_that_weighs_nothing_says_so_as_one_process_does():
+    X, y = images(n=32)
+    ignored = np.full_like(y, -100)
+    split, eager = _step_both(small_cnn, X, ignored)
+    assert np.isnan(split[0]) and np.isnan(eager[0])
+    zero = np.zeros(32)
+    split, eager = _step_both(small_cnn, X, y, w=zero)
+    assert np.isnan(split[0]) and np.isnan(eager[0])
+    _same(*_step_both(small_cnn, X, np.zeros((32, 3)), w=zero, loss=nn.MSELoss()))
+
+
+def test_a_model_that_cannot_be_copied_trains_in_one_process_with_a_warning(split_small):
+    X, y = images(n=64)
+    model = small_cnn()
+    model.scale = lambda v: v  # a lambda does not pickle
+    with pytest.warns(RuntimeWarning, match="split training step is off.*cannot be copied"):
+        tr = _fit(model, X, y)
+    assert tr._plans[0].off and tr.plan.name == "eager"
+
+    class MyLoss(nn.CrossEntropyLoss):  # a user's loss: a worker could not import it
+        pass
+
+    m = lenet()
+    assert SplitStepPlan.create(m, MyLoss(), cr.optim.Adam(m.parameters())) is None
+
+
+def test_the_workers_end_when_a_callback_fails(split_small):
+    X, y = images(n=64)
+
+    class Boom(cr.training.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("boom")
+
+    model = small_cnn()
+    opt = cr.optim.Adam(model.parameters(), lr=0.01)
+    tr = Trainer(model, "cross_entropy", opt, seed=3, verbose=0, callbacks=[Boom()])
+    with pytest.raises(RuntimeError, match="boom"):
+        tr.fit(X, y, epochs=2, batch_size=32)
+    split = tr._plans[0]
+    assert isinstance(split, SplitStepPlan) and split._workers == []

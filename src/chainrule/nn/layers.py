@@ -458,7 +458,7 @@ class BatchNorm1d(Module):
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training or not self.track_running_stats:
             n = x.size // self.num_features
-            synced = batch_moments(x, axes) if self.training else None  # data-parallel
+            synced = batch_moments(x, axes)  # data-parallel or split: the whole batch's
             if synced is not None:
                 n = synced[2]
             if self.training and n <= 1:

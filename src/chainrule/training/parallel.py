@@ -86,12 +86,17 @@ def _denominators(loss_fn: Any, y: np.ndarray, w: np.ndarray | None) -> np.ndarr
     ``d_i = weight[y_i]`` (0 if ignored) for class-weighted cross-entropy/NLL, else 1."""
     n = len(y)
     d = np.ones(n, np.float64)
-    if isinstance(loss_fn, (CrossEntropyLoss, _NLLLoss)) and y.dtype.kind in "iu" and y.ndim == 1:
+    # class indices: a vector, integers or integral floats (the loss checks them; a value it
+    # will refuse is only kept from indexing out of range here)
+    if isinstance(loss_fn, (CrossEntropyLoss, _NLLLoss)) and y.dtype.kind in "iuf" and y.ndim == 1:
         valid = y != loss_fn.ignore_index
         d = valid.astype(np.float64)
         if loss_fn.weight is not None:
             wc = np.asarray(getattr(loss_fn.weight, "data", loss_fn.weight), np.float64)
-            d = d * wc[np.where(valid, y, 0)]
+            with np.errstate(invalid="ignore"):
+                idx = np.nan_to_num(np.where(valid, y, 0), nan=0.0, posinf=0.0, neginf=0.0)
+            idx = np.clip(idx.astype(np.int64), 0, max(len(wc) - 1, 0))
+            d = d * wc[idx]
     return d if w is None else d * w
 
 

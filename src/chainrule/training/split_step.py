@@ -27,9 +27,13 @@ processes, exactly:
 The result equals the eager step's up to the order of floating-point sums (as PyTorch's results
 depend on its number of threads), and it passes :func:`~chainrule.training.steps.
 check_step_plan`; the same run on the same machine gives the same numbers (a resumed fit
-included). The trainer chooses the plan only where it was measured to pay: a model with a
-convolution, built of chainrule's own layers (no forward hook) in one floating dtype, a mean
-or sum loss of chainrule's, at least two cores, and batches whose forward pass costs at least
+included). A model that cannot be copied to a worker (an attribute that does not pickle) runs
+in this process, with a warning. A batch whose loss denominator is 0 (every target ignored,
+every sample weight 0) runs in this process, which says so as one process does.
+
+The trainer chooses the plan only where it was measured to pay: a model with a convolution,
+built of chainrule's own layers (no forward hook) in one floating dtype, a mean or sum loss of
+chainrule's own classes, at least two cores, and batches whose forward pass costs at least
 ``SPLIT_STEP_MACS`` multiply-adds (others run eagerly). Starting the workers costs about 0.3 s
 once per fit. ``CHAINRULE_STEP_PROCESSES`` sets the number of replicas (``1`` turns the plan
 off). A worker that fails raises its exception here (with its traceback in a note); one that
@@ -47,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import warnings
 import weakref
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -324,6 +329,7 @@ class SplitStepPlan(StepPlan):
         self._signature: Any = None
         self._pays: dict[tuple[int, ...], bool] = {}
         self._data: Region | None = None
+        self.off: str | None = None  # why every step runs in this process (see _turn_off)
 
     # ----- choosing it -----
     @classmethod
@@ -340,6 +346,8 @@ class SplitStepPlan(StepPlan):
             return None
         if not isinstance(loss_fn, _MEAN_LOSSES) or loss_fn.reduction not in ("mean", "sum"):
             return None
+        if not type(loss_fn).__module__.startswith("chainrule.nn."):  # a user's subclass
+            return None
         return cls(model, loss_fn, optimizer, n)
 
     def usable(self) -> bool:
@@ -349,6 +357,8 @@ class SplitStepPlan(StepPlan):
         checks only its parameters' shapes and dtypes: like the trainer, which keeps the
         parameter list of the fit, the plan takes the model's structure as fixed during an
         epoch."""
+        if self.off:
+            return False
         modules = list(self.model.modules())
         if any(m.__dict__.get("_forward_hooks") for m in modules):
             return False
@@ -389,7 +399,9 @@ class SplitStepPlan(StepPlan):
         params = list(self.model.parameters())
         self._params = params
         self._shapes = [p.data.shape for p in params]
-        self._buffers = [b for _, b in self.model.named_buffers()]
+        self._buffer_homes = [  # read at every step: a buffer may be replaced, not only written
+            (m, name) for m in self.model.modules() for name in getattr(m, "_buffer_names", ())
+        ]
         self._offsets, total = _layout(params)
         dtype = params[0].data.dtype if params else np.dtype(np.float32)
         self._dtype = dtype
@@ -399,7 +411,11 @@ class SplitStepPlan(StepPlan):
             for i, m in enumerate(self._modules)
             if isinstance(getattr(m, "rng", None), np.random.Generator)
         }
-        blob = pickle.dumps((self.model, self.loss_fn), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            blob = pickle.dumps((self.model, self.loss_fn), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # an attribute set on the model (a lambda, an open file)
+            self._turn_off(f"the model cannot be copied to a worker process ({exc})")
+            return
         regions: list[Region] = []
         self._shared: list[tuple[np.ndarray, np.ndarray]] = []  # (parameters, gradients)
         workers: list[_Worker] = []
@@ -415,7 +431,14 @@ class SplitStepPlan(StepPlan):
                          "offsets": self._offsets, "total": total, "dtype": dtype.str}  # fmt: skip
                 workers.append(_Worker(setup))
             for w in workers:
-                w.expect("ready", "its first word")
+                message = w.recv()
+                if message[0] == "error":  # it could not rebuild the model (or not map)
+                    _close_all(workers)
+                    self._turn_off(
+                        "a worker process could not copy the model "
+                        f"({type(message[1]).__name__}: {message[1]})"
+                    )
+                    return
         except BaseException:
             _close_all(workers)
             raise
@@ -424,6 +447,16 @@ class SplitStepPlan(StepPlan):
                 region.unlink()
         self._workers = workers
         self._finalizer = weakref.finalize(self, _close_all, list(workers))
+
+    def _turn_off(self, why: str) -> None:
+        """Run every step in this process from now on (the same numbers, one core), and say
+        why once."""
+        self.off = why
+        warnings.warn(
+            f"chainrule: the split training step is off, so this fit runs on one core: {why}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def close(self) -> None:
         """End the worker processes (the next split step starts them again)."""
@@ -447,13 +480,15 @@ class SplitStepPlan(StepPlan):
 
     # ----- one step -----
     def run(self, xb: np.ndarray, yb: Any, wb: np.ndarray | None) -> tuple[float, np.ndarray]:
-        if not self.splits(tuple(xb.shape)):
+        if self.off or not self.splits(tuple(xb.shape)):
             return self._eager.run(xb, yb, wb)
         if not self._workers or any(
             p.data.shape != shape or p.data.dtype != self._dtype
             for p, shape in zip(self._params, self._shapes)
         ):
             self._start()
+            if self.off:
+                return self._eager.run(xb, yb, wb)
         from ._threads import one_blas_thread
 
         try:
@@ -476,6 +511,8 @@ class SplitStepPlan(StepPlan):
         else:
             shares = _denominators(self.loss_fn, np.asarray(yb), wb)
             total = float(shares.sum())
+            if not total > 0:  # nothing weighs: the loss is undefined (NaN or an error)
+                return self._eager.run(xb, yb, wb)  # as one process says it
         gen = current_generator()
         common = {
             "n": n,
@@ -483,7 +520,7 @@ class SplitStepPlan(StepPlan):
             "rngs": [(i, g.bit_generator.state) for i, g in self._rngs.items()],
             "modes": [m.training for m in self._modules],
             "requires_grad": [p.requires_grad for p in self._params],
-            "buffers": self._buffers or None,
+            "buffers": [getattr(m, name) for m, name in self._buffer_homes] or None,
         }
         parts = []
         for r in range(k):

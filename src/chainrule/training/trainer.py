@@ -398,7 +398,14 @@ class Trainer(_DataMixin, _GuardMixin, _StopMixin, _ContextMixin):
         except DivergenceError:
             self._finish()
             raise
+        except BaseException:  # another error: the fit is not finished (no summary, no
+            self._close_plans()  # on_train_end), but its worker processes end
+            raise
         self._finish()
+
+    def _close_plans(self) -> None:
+        for plan in self._plans:
+            plan.close()
 
     def _run_epoch(self, epoch: int, run: _Run) -> Generator[dict[str, Any], None, int]:
         """One epoch's steps (yielding after each); returns the stop decision."""
@@ -625,8 +632,7 @@ class Trainer(_DataMixin, _GuardMixin, _StopMixin, _ContextMixin):
         if self._finished:
             return
         self._finished = True
-        for plan in self._plans:  # worker processes end with the fit
-            plan.close()
+        self._close_plans()  # worker processes end with the fit
         if self._fd is not None:
             os.close(self._fd[1])
             self._fd = None
