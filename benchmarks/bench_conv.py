@@ -20,7 +20,9 @@ matrix products alone of the same step in NumPy — the im2col-layout convolutio
 forward, weight gradient and input gradient, and the dense layers': the floor of this
 approach on this machine). Every (system, case) runs in a fresh process; rounds alternate
 the systems; the table gives medians of the per-round medians, the ratio PyTorch time /
-chainrule time (> 1: chainrule is faster) and each process's peak RSS.
+chainrule time (> 1: chainrule is faster), each process's peak RSS and every round's time;
+below it, the ratio within each round (the two systems measured seconds apart, so
+the machine's drift cancels) as a median and range.
 
     python benchmarks/bench_conv.py                 # full run (about a minute)
     python benchmarks/bench_conv.py --quick         # smoke run
@@ -257,14 +259,27 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         f"threads={args.threads}, rounds={rounds}, steps={steps}, clock={args.clock} "
         "(ms per step, median)"
     )
-    print(f"{'case':8} {'system':10} {'ms':>8} {'peak RSS MB':>12} {'torch/this':>11}")
+    print(
+        f"{'case':8} {'system':10} {'ms':>8} {'peak RSS MB':>12} {'torch/this':>11}   [each round]"
+    )
     for case in cases:
         res = {s: statistics.median(r["ms"] for r in runs[case][s]) for s in systems}
         rss = {s: max(r["rss_mb"] for r in runs[case][s]) for s in systems}
         results[case] = {**res, "rss_mb": rss}
         for s in systems:
             ratio = f"{res['torch'] / res[s]:.2f}" if "torch" in res else "-"
-            print(f"{case:8} {s:10} {res[s]:8.2f} {rss[s]:12.0f} {ratio:>11}")
+            rounds_ms = " ".join(f"{r['ms']:.1f}" for r in runs[case][s])
+            print(f"{case:8} {s:10} {res[s]:8.2f} {rss[s]:12.0f} {ratio:>11}   [{rounds_ms}]")
+        if "torch" in res and len(runs[case]["torch"]) > 1:  # each round's own ratio (drift)
+            for s in systems:
+                if s in ("torch", "gemm"):
+                    continue
+                per = [t["ms"] / c["ms"] for t, c in zip(runs[case]["torch"], runs[case][s])]
+                results[case].setdefault("round_ratios", {})[s] = per
+                print(
+                    f"{case:8} torch/{s} per round: median {statistics.median(per):.2f} "
+                    f"(range {min(per):.2f}-{max(per):.2f})"
+                )
         if "gemm" in res and "chainrule" in res:
             eff = res["gemm"] / res["chainrule"]
             print(f"{case:8} GEMM share of chainrule's step (efficiency): {eff:.0%}")
