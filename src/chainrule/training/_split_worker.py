@@ -13,10 +13,16 @@ import contextlib
 import pickle
 import signal
 import sys
+import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
+
+from .._random import use_generator
+from ..nn.module import Module
+from ..nn.replicas import BatchSplit
+from .split_step import run_part
 
 
 def main(fd: int) -> None:
@@ -28,7 +34,7 @@ def main(fd: int) -> None:
 
 
 def _serve(conn: Connection) -> None:
-    from .split_step import Region, worker_failure, worker_step
+    from .split_step import Region
 
     _, setup = conn.recv()
     try:
@@ -58,3 +64,64 @@ def _serve(conn: Connection) -> None:
             worker_step(conn, model, loss_fn, modules, params, grads, data, msg, generators)
         except BaseException as exc:  # reported to the main process
             worker_failure(conn, exc)
+
+
+def worker_step(
+    conn: Connection,
+    model: Module,
+    loss_fn: Any,
+    modules: list[Module],
+    params: list[Any],
+    grads: list[np.ndarray],
+    data: np.ndarray,
+    msg: dict[str, Any],
+    generators: dict[str, np.random.Generator],
+) -> None:
+    """This worker's part of one step: the model made the main process's model (parameters
+    are in the shared block already; modes, ``requires_grad``, buffers and generator states
+    come with the message), its rows run, its gradients written to the block."""
+    for p, rg in zip(params, msg["requires_grad"]):
+        p.requires_grad = rg
+        p.grad = None
+    for m, mode in zip(modules, msg["modes"]):
+        m.training = mode
+    for i, state in msg["rngs"]:
+        modules[i].rng.bit_generator.state = state  # type: ignore[union-attr]
+    if msg["buffers"] is not None:
+        for (_, b), value in zip(model.named_buffers(), msg["buffers"]):
+            np.copyto(b, value)
+    kind, state = msg["gen"]
+    gen = generators.get(kind)
+    if gen is None:
+        gen = generators[kind] = np.random.Generator(getattr(np.random, kind)())
+    gen.bit_generator.state = state
+    start, stop, shape, dtype = msg["x"]
+    x = data[: stop * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize]
+    x = np.frombuffer(x, np.dtype(dtype)).reshape(stop, *shape)[start:]
+
+    def allreduce(a: np.ndarray) -> np.ndarray:
+        conn.send(("sum", np.ascontiguousarray(a)))
+        _, total = conn.recv()
+        return total  # type: ignore[no-any-return]
+
+    split = BatchSplit(msg["n"], msg["lo"], msg["hi"], allreduce)
+    with use_generator(gen):
+        value, out = run_part(model, loss_fn, None, x, msg["y"], msg["w"], msg["scale"],
+                              msg["weighs"], split)  # fmt: skip
+    flags = []
+    for p, g in zip(params, grads):
+        has = p.grad is not None
+        if has:
+            g[...] = p.grad
+        flags.append(has)
+    conn.send(("done", value, np.array(out), flags))
+
+
+def worker_failure(conn: Connection, exc: BaseException) -> None:
+    """Send a worker's exception (or its text, if it cannot be pickled) and traceback."""
+    text = traceback.format_exc()
+    try:
+        pickle.dumps(exc)
+    except Exception:  # an exception that does not pickle: its text
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    conn.send(("error", exc, text))

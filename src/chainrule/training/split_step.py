@@ -50,7 +50,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import traceback
 import warnings
 import weakref
 from multiprocessing.connection import Connection
@@ -59,7 +58,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from .._random import current_generator, use_generator
+from .._random import current_generator
 from ..nn.module import Module
 from ..nn.replicas import BatchSplit, batch_split
 from ..tensor import Tensor
@@ -574,62 +573,3 @@ class SplitStepPlan(StepPlan):
         for worker in self._workers:
             worker.send(("total", total))
         return total
-
-
-def worker_step(
-    conn: Connection,
-    model: Module,
-    loss_fn: Any,
-    modules: list[Module],
-    params: list[Any],
-    grads: list[np.ndarray],
-    data: np.ndarray,
-    msg: dict[str, Any],
-    generators: dict[str, np.random.Generator],
-) -> None:
-    """A worker's part of one step (called by :mod:`chainrule.training._split_worker`)."""
-    for p, rg in zip(params, msg["requires_grad"]):
-        p.requires_grad = rg
-        p.grad = None
-    for m, mode in zip(modules, msg["modes"]):
-        m.training = mode
-    for i, state in msg["rngs"]:
-        modules[i].rng.bit_generator.state = state  # type: ignore[union-attr]
-    if msg["buffers"] is not None:
-        for (_, b), value in zip(model.named_buffers(), msg["buffers"]):
-            np.copyto(b, value)
-    kind, state = msg["gen"]
-    gen = generators.get(kind)
-    if gen is None:
-        gen = generators[kind] = np.random.Generator(getattr(np.random, kind)())
-    gen.bit_generator.state = state
-    start, stop, shape, dtype = msg["x"]
-    x = data[: stop * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize]
-    x = np.frombuffer(x, np.dtype(dtype)).reshape(stop, *shape)[start:]
-
-    def allreduce(a: np.ndarray) -> np.ndarray:
-        conn.send(("sum", np.ascontiguousarray(a)))
-        _, total = conn.recv()
-        return total  # type: ignore[no-any-return]
-
-    split = BatchSplit(msg["n"], msg["lo"], msg["hi"], allreduce)
-    with use_generator(gen):
-        value, out = run_part(model, loss_fn, None, x, msg["y"], msg["w"], msg["scale"],
-                              msg["weighs"], split)  # fmt: skip
-    flags = []
-    for p, g in zip(params, grads):
-        has = p.grad is not None
-        if has:
-            g[...] = p.grad
-        flags.append(has)
-    conn.send(("done", value, np.array(out), flags))
-
-
-def worker_failure(conn: Connection, exc: BaseException) -> None:
-    """Send a worker's exception (or its text, if it cannot be pickled) and traceback."""
-    text = traceback.format_exc()
-    try:
-        pickle.dumps(exc)
-    except Exception:  # an exception that does not pickle: its text
-        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-    conn.send(("error", exc, text))
