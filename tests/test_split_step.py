@@ -393,3 +393,27 @@ def test_the_workers_end_when_a_callback_fails(split_small):
         tr.fit(X, y, epochs=2, batch_size=32)
     split = tr._plans[0]
     assert isinstance(split, SplitStepPlan) and split._workers == []
+
+
+def test_no_room_for_shared_memory_trains_in_one_process_with_a_warning(split_small, monkeypatch):
+    """A full /dev/shm (64 MB in a default Docker container) would kill the process with
+    SIGBUS at the first write of a page: the blocks are allocated up front, and where there is
+    no room in /dev/shm nor in the temporary directory the plan turns off."""
+    X, y = images(n=64)
+    tried = []
+
+    def full(fd, offset, length):
+        tried.append(length)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    model = small_cnn()
+    with pytest.warns(RuntimeWarning, match="split training step is off.*no room for"):
+        tr = _fit(model, X, y)
+    assert tr._plans[0].off and len(tried) == 2  # /dev/shm, then the temporary directory
+    monkeypatch.undo()
+    twin = small_cnn()
+    monkeypatch.setenv("CHAINRULE_STEP_PROCESSES", "1")
+    _fit(twin, X, y)
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert a.tobytes() == b.tobytes(), name  # one process all along: the same bits

@@ -97,21 +97,41 @@ def step_processes() -> int:
 # shared memory: a mapped file, unlinked as soon as every process has mapped it
 # ---------------------------------------------------------------------------------------------
 class Region:
-    """A block of memory shared with the workers (a mapped file in ``/dev/shm`` where there is
-    one). :meth:`unlink` removes the file once every process has mapped it: the memory lives
-    as long as a mapping does, and no file is left behind."""
+    """A block of memory shared with the workers: a mapped file in ``/dev/shm`` where there is
+    one with room, else in the temporary directory. :meth:`unlink` removes the file once every
+    process has mapped it: the memory lives as long as a mapping does, and no file is left
+    behind.
+
+    The file's blocks are allocated when it is made (``posix_fallocate``): a full ``/dev/shm``
+    (64 MB in a default Docker container) raises OSError here instead of killing the process
+    with SIGBUS when a page is first written.
+    """
 
     def __init__(self, nbytes: int, path: str | None = None) -> None:
         self.nbytes = max(int(nbytes), 1)
         if path is None:
             shm = "/dev/shm"
-            where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-            fd, path = tempfile.mkstemp(prefix="chainrule-step-", dir=where)
-            try:
-                os.ftruncate(fd, self.nbytes)
-                self.map = mmap.mmap(fd, self.nbytes)
-            finally:
-                os.close(fd)
+            places = [shm] if os.path.isdir(shm) and os.access(shm, os.W_OK) else []
+            error: OSError | None = None
+            for where in [*places, None]:  # None: the temporary directory
+                fd, path = tempfile.mkstemp(prefix="chainrule-step-", dir=where)
+                try:
+                    os.ftruncate(fd, self.nbytes)
+                    if hasattr(os, "posix_fallocate"):
+                        os.posix_fallocate(fd, 0, self.nbytes)
+                    self.map = mmap.mmap(fd, self.nbytes)
+                    break
+                except OSError as exc:  # no room there
+                    error = exc
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                finally:
+                    os.close(fd)
+            else:
+                raise OSError(
+                    f"no room for {self.nbytes} bytes of shared memory in /dev/shm or "
+                    f"{tempfile.gettempdir()}: {error}"
+                )
         else:
             fd = os.open(path, os.O_RDWR)
             try:
@@ -420,7 +440,12 @@ class SplitStepPlan(StepPlan):
         workers: list[_Worker] = []
         try:
             for _ in range(self.processes - 1):
-                region = Region(2 * total * dtype.itemsize)
+                try:
+                    region = Region(2 * total * dtype.itemsize)
+                except OSError as exc:
+                    _close_all(workers)
+                    self._turn_off(str(exc))
+                    return
                 regions.append(region)
                 self._shared.append(
                     (region.array(0, (total,), dtype), region.array(total * dtype.itemsize,
@@ -529,7 +554,12 @@ class SplitStepPlan(StepPlan):
             parts.append((lo, hi, scale, mine > 0))
         # every worker's rows (one block: the workers read their own part) and parameters
         lo1 = parts[1][0]
-        data, path = self._data_view(xb[lo1:])
+        try:
+            data, path = self._data_view(xb[lo1:])
+        except OSError as exc:  # no room for the rows: one process from now on
+            self.close()
+            self._turn_off(str(exc))
+            return self._eager.run(xb, yb, wb)
         np.copyto(data, xb[lo1:])
         for r, worker in enumerate(self._workers, start=1):
             values, _ = self._shared[r - 1]
