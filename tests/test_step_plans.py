@@ -32,6 +32,7 @@ class SplitAlways(SplitStepPlan):
     min_macs = 0
     min_rows = 1
     conv_only = False
+    dtypes = None
 
 
 # every plan of the trainer, the split step splitting every case

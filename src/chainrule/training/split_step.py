@@ -32,7 +32,7 @@ in this process, with a warning. A batch whose loss denominator is 0 (every targ
 every sample weight 0) runs in this process, which says so as one process does.
 
 The trainer chooses the plan only where it was measured to pay: a model with a convolution,
-built of chainrule's own layers (no forward hook) in one floating dtype, a mean or sum loss of
+built of chainrule's own layers (no forward hook) in float32, a mean or sum loss of
 chainrule's own classes, at least two cores, and batches whose forward pass costs at least
 ``SPLIT_STEP_MACS`` multiply-adds (others run eagerly). Starting the workers costs about 0.3 s
 once per fit. ``CHAINRULE_STEP_PROCESSES`` sets the number of replicas (``1`` turns the plan
@@ -223,7 +223,8 @@ class _Worker:
     def __init__(self, setup: dict[str, Any]) -> None:
         ours, theirs = socket.socketpair()
         root = str(Path(__file__).resolve().parents[2])  # the chainrule this process runs
-        code = (
+        code = (  # Ctrl-C is the training process's, from the worker's first line on
+            "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
             f"import sys; sys.path.insert(0, {root!r}); "
             "from chainrule.training._split_worker import main; "
             f"main({theirs.fileno()})"
@@ -326,13 +327,17 @@ class SplitStepPlan(StepPlan):
         Rows per replica below which a batch runs in this process alone (8).
     conv_only : bool
         :meth:`create` declines a model without a convolution (True: where it was measured).
-        A subclass may change these three (the tests split MLP steps of 8 rows).
+    dtypes : tuple of str or None
+        The parameter dtypes :meth:`create` accepts (``("float32",)``: in float64 LeNet-5's
+        step took 33 ms split against 24 ms in one process with two BLAS threads; None: any).
+        A subclass may change these four (the tests split float64 MLP steps of 8 rows).
     """
 
     name = "split"
     min_macs = SPLIT_STEP_MACS
     min_rows = 8
     conv_only = True
+    dtypes: tuple[str, ...] | None = ("float32",)
 
     def __init__(
         self, model: Module, loss_fn: Any, optimizer: Any, processes: int | None = None
@@ -355,13 +360,16 @@ class SplitStepPlan(StepPlan):
     def create(cls, model: Module, loss_fn: Any, optimizer: Any) -> SplitStepPlan | None:
         """The plan, or None where it does not apply (one core, a layer that is not
         chainrule's, parameters of several dtypes, a loss that is not a mean or sum of
-        chainrule's) or was not measured to pay (no convolution, with ``conv_only``)."""
+        chainrule's) or was not measured to pay (no convolution, with ``conv_only``; a dtype
+        not in ``dtypes``)."""
         from .parallel import _MEAN_LOSSES
 
         n = step_processes()
         if n < 2 or not _ours(model) or not _one_dtype(model):
             return None
         if cls.conv_only and not _has_conv(model):
+            return None
+        if cls.dtypes is not None and next(model.parameters()).data.dtype.name not in cls.dtypes:
             return None
         if not isinstance(loss_fn, _MEAN_LOSSES) or loss_fn.reduction not in ("mean", "sum"):
             return None
