@@ -209,8 +209,10 @@ def _has_conv(model: Module) -> bool:
     return any(isinstance(m, (Conv1d, Conv2d)) for m in model.modules())
 
 
-def _one_dtype(model: Module) -> bool:
-    return len({p.data.dtype for p in model.parameters()}) == 1
+def _dtype(model: Module) -> str | None:
+    """The one dtype of the model's parameters, or None (none, or several)."""
+    dtypes = {p.data.dtype.name for p in model.parameters()}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 class WorkerError(RuntimeError):
@@ -365,11 +367,12 @@ class SplitStepPlan(StepPlan):
         from .parallel import _MEAN_LOSSES
 
         n = step_processes()
-        if n < 2 or not _ours(model) or not _one_dtype(model):
+        dtype = _dtype(model)
+        if n < 2 or not _ours(model) or dtype is None:
             return None
         if cls.conv_only and not _has_conv(model):
             return None
-        if cls.dtypes is not None and next(model.parameters()).data.dtype.name not in cls.dtypes:
+        if cls.dtypes is not None and dtype not in cls.dtypes:
             return None
         if not isinstance(loss_fn, _MEAN_LOSSES) or loss_fn.reduction not in ("mean", "sum"):
             return None
@@ -558,7 +561,7 @@ class SplitStepPlan(StepPlan):
         for r in range(k):
             lo, hi = _bounds(n, k, r)
             mine = float(shares[lo:hi].sum())
-            scale = 1.0 if sums else (mine / total if total else 0.0)
+            scale = 1.0 if sums else mine / total  # total > 0: checked above
             parts.append((lo, hi, scale, mine > 0))
         # every worker's rows (one block: the workers read their own part) and parameters
         lo1 = parts[1][0]
@@ -576,7 +579,7 @@ class SplitStepPlan(StepPlan):
             lo, hi, scale, weighs = parts[r]
             worker.send(("step", {
                 **common, "lo": lo, "hi": hi, "scale": scale, "weighs": weighs,
-                "data": path, "data_nbytes": self._data.nbytes if self._data else 0,  # type: ignore[union-attr]
+                "data": path, "data_nbytes": self._data.nbytes,  # type: ignore[union-attr]
                 "x": (lo - lo1, hi - lo1, xb.shape[1:], xb.dtype.str),
                 "y": yb[lo:hi], "w": None if wb is None else wb[lo:hi],
             }))  # fmt: skip
